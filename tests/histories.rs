@@ -1,0 +1,399 @@
+//! Database tests of the counting model (harness = false, feature `db-tests`, needs DATABASE_URL):
+//! 1. ≥10,000 generated histories through the real `hms_apply_event`, each compared with the
+//!    model (and replayed once more: nothing may change); a mismatch is shrunk and printed;
+//! 2. trending parity: SQL `hms_trending_score` / `hms_trending_rank` against Rust `trending`;
+//! 3. SQL behaviour: idempotent migrations, unknown rooms, auto-create, duplicates, featured,
+//!    refresh, prune, permissions, the feed's index plan, concurrency and a 5,000-peer room.
+
+#[allow(dead_code)]
+mod support;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use hms_webhook::trending::Weights;
+use support::behaviour::{
+    auto_create, duplicate, featured_update, invalid_arguments, migrations_reapply, permissions,
+    prune, refresh, unknown_room,
+};
+use support::db::{
+    self, connect, describe, read_state, text, DbState, Driver, HistoryArgs, ROOM_PREFIX,
+};
+use support::generate::{history, Rng, Shape};
+use support::harness::{compare, Ctx, Tally};
+use support::load::{concurrent_one_room, concurrent_twenty_rooms, feed_plan, hot_room};
+use support::model::{expected, Event, Initial, Micros, RoomState};
+use support::parity::phase_parity;
+use support::shrink::minimize;
+use support::time::rfc3339;
+
+const DEFAULT_SEED: u64 = 0x100D_5EED;
+const APPLY_SIGNATURE: &str = "public.hms_apply_event(text,text,text,text,text,timestamptz,text,text,text,timestamptz,timestamptz,boolean)";
+
+fn main() {
+    let code = match run() {
+        Ok(tally) => {
+            println!("{} passed, {} failed", tally.passed, tally.failed);
+            i32::from(tally.failed > 0)
+        }
+        Err(e) => {
+            eprintln!("histories: {e}");
+            println!("0 passed, 1 failed");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn env_u64(name: &str, default: u64) -> Result<u64, String> {
+    match std::env::var(name) {
+        Err(_) => Ok(default),
+        Ok(v) => {
+            let v = v.trim();
+            let parsed = match v.strip_prefix("0x") {
+                Some(hex) => u64::from_str_radix(hex, 16),
+                None => v.parse(),
+            };
+            parsed.map_err(|e| format!("{name}={v:?} is not a number: {e}"))
+        }
+    }
+}
+
+fn run() -> Result<Tally, String> {
+    let url = db::database_url()?;
+    let histories = env_u64("HMS_HISTORIES", 10_000)?;
+    let seed = env_u64("HMS_SEED", DEFAULT_SEED)?;
+    println!(
+        "histories: seed {seed:#x} (set HMS_SEED to change), {histories} histories (HMS_HISTORIES)"
+    );
+
+    let mut admin = connect(&url, None)?;
+    let installed: bool = admin
+        .query_one(
+            "select to_regprocedure($1) is not null",
+            &[&APPLY_SIGNATURE],
+        )
+        .map_err(|e| describe(&e))?
+        .get(0);
+    if !installed {
+        return Err(format!(
+            "{APPLY_SIGNATURE} is missing: apply scripts/stack/supabase_roles.sql and supabase/migrations/*.sql first"
+        ));
+    }
+    let removed = admin
+        .execute(
+            &format!(
+                "delete from public.rooms where hms_room_id like {}",
+                text(&format!("{ROOM_PREFIX}%"))
+            ),
+            &[],
+        )
+        .map_err(|e| describe(&e))?;
+    if removed > 0 {
+        println!("histories: removed {removed} rooms left by an earlier run");
+    }
+    let mut svc = connect(&url, Some("service_role"))?;
+    let driver = Driver::install(&mut svc)?;
+    let mut ctx = Ctx {
+        url,
+        admin,
+        svc,
+        seed,
+        weights: Weights::default(),
+        driver,
+        spent: [Duration::ZERO; 2],
+    };
+    let mut tally = Tally::default();
+
+    phase_histories(&mut ctx, histories, &mut tally)?;
+    if tally.failed > 0 {
+        return Ok(tally);
+    }
+    phase_parity(&mut ctx, &mut tally)?;
+    phase_behaviour(&mut ctx, &mut tally);
+
+    if tally.failed == 0 {
+        ctx.admin
+            .execute(
+                &format!(
+                    "delete from public.rooms where hms_room_id like {}",
+                    text(&format!("{ROOM_PREFIX}%"))
+                ),
+                &[],
+            )
+            .map_err(|e| describe(&e))?;
+    }
+    Ok(tally)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phase 1: generated histories
+// ---------------------------------------------------------------------------------------------
+
+/// A history ready to send: its delivery, the room the model expects, and the driver's arguments.
+struct Prepared {
+    room: String,
+    before: Micros,
+    delivery: Vec<Event>,
+    want: RoomState,
+    args: HistoryArgs,
+}
+
+fn prepare(room: String, before: Micros, delivery: Vec<Event>) -> Prepared {
+    let want = expected(
+        Initial {
+            is_live: false,
+            last_active_at: before,
+        },
+        &delivery,
+    );
+    let args = HistoryArgs::new(&delivery);
+    Prepared {
+        room,
+        before,
+        delivery,
+        want,
+        args,
+    }
+}
+
+/// Applies a delivery to a fresh room, checks statuses, the row against the model, the RPC's
+/// answer against the row, then re-delivers everything and checks that nothing moved.
+fn check_history(ctx: &mut Ctx, p: &Prepared) -> Result<(), String> {
+    let clock = Instant::now();
+    let first = ctx
+        .driver
+        .run(&mut ctx.svc, &p.room, Some(p.before), &p.args)?;
+    ctx.spent[0] += clock.elapsed();
+    let mut seen = HashSet::new();
+    for (e, status) in p.delivery.iter().zip(&first.statuses) {
+        let want_status = if seen.insert(e.event_id.as_str()) {
+            "applied"
+        } else {
+            "duplicate"
+        };
+        if status != want_status {
+            return Err(format!(
+                "event {} answered {status}, expected {want_status}",
+                e.event_id
+            ));
+        }
+    }
+    let got = read_state(&mut ctx.svc, &p.room)?;
+    let diffs = compare(&got, &p.want, &ctx.weights);
+    if !diffs.is_empty() {
+        return Err(diffs.join("; "));
+    }
+    if let Some(last) = &first.last {
+        check_answer_room(last, &p.room, &got)?;
+    }
+    let clock = Instant::now();
+    let replay = ctx.driver.run(&mut ctx.svc, &p.room, None, &p.args)?;
+    ctx.spent[1] += clock.elapsed();
+    if let Some(status) = replay.statuses.iter().find(|s| *s != "duplicate") {
+        return Err(format!(
+            "second delivery was not all duplicates: one answered {status}"
+        ));
+    }
+    let again = read_state(&mut ctx.svc, &p.room)?;
+    if again != got {
+        return Err(format!(
+            "second delivery changed the room: {got:?} -> {again:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// The `room` object of an RPC answer must describe the row (design §4/§6).
+fn check_answer_room(answer: &serde_json::Value, room: &str, got: &DbState) -> Result<(), String> {
+    let r = &answer["room"];
+    let ok = r["hms_room_id"] == room
+        && r["listener_count"] == got.listener_count
+        && r["speaker_count"] == got.speaker_count
+        && r["is_live"] == got.is_live
+        && r["last_active_at"] == rfc3339(got.last_active_at)
+        && r["trending_score"].is_number()
+        && answer["reason"].is_null();
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "RPC answer {answer} does not match the row {got:?}"
+        ))
+    }
+}
+
+fn phase_histories(ctx: &mut Ctx, count: u64, tally: &mut Tally) -> Result<(), String> {
+    let started = Instant::now();
+    let (mut events, mut largest) = (0usize, 0usize);
+    let mut failure = None;
+    let seed = ctx.seed;
+    // Generating, modelling and writing SQL happen on a second thread while the database works.
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Prepared)>(64);
+        scope.spawn(move || {
+            for i in 0..count {
+                let mut rng = Rng::for_item(seed, i);
+                let h = history(&mut rng, Shape::default());
+                let room = format!("{ROOM_PREFIX}h:{seed:x}:{i}");
+                if tx.send((i, prepare(room, h.before, h.delivery))).is_err() {
+                    break; // the checker stopped at a failure
+                }
+            }
+        });
+        for (i, p) in &rx {
+            if let Err(e) = check_history(ctx, &p) {
+                failure = Some((i, p, e));
+                break;
+            }
+            events += p.delivery.len();
+            largest = largest.max(p.delivery.len());
+        }
+        drop(rx);
+    });
+    if let Some((i, p, first)) = failure {
+        tally.record(&format!("history {i}"), started, Err(first.clone()));
+        report_shrunk(ctx, i, &p, &first);
+        return Ok(());
+    }
+    let secs = started.elapsed().as_secs_f64();
+    tally.passed += count as usize;
+    println!("histories: {count} checked, {events} events applied, largest history {largest} events, {secs:.1} s");
+    println!(
+        "histories: first delivery {:.1} s, second delivery {:.1} s (all answered duplicate, no row changed), reads and checks {:.1} s",
+        ctx.spent[0].as_secs_f64(),
+        ctx.spent[1].as_secs_f64(),
+        secs - ctx.spent[0].as_secs_f64() - ctx.spent[1].as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Shrinks a failing delivery (ddmin, each try in a fresh room) and prints the minimal one.
+fn report_shrunk(ctx: &mut Ctx, index: u64, failing: &Prepared, first: &str) {
+    println!(
+        "history {index} (seed {:#x}) failed with {} events: {first}",
+        ctx.seed,
+        failing.delivery.len()
+    );
+    let before = failing.before;
+    let mut attempt = 0u64;
+    // Each try gets its own room and its own event ids (the ledger remembers ids across rooms);
+    // events that shared an id still share one.
+    let retagged = |events: &[Event], tag: &str| -> Vec<Event> {
+        events
+            .iter()
+            .map(|e| Event {
+                event_id: format!("{}#{tag}", e.event_id),
+                ..e.clone()
+            })
+            .collect()
+    };
+    let minimal = minimize(&failing.delivery, 5000, |candidate| {
+        attempt += 1;
+        let room = format!("{ROOM_PREFIX}shrink:{:x}:{index}:{attempt}", ctx.seed);
+        check_history(
+            ctx,
+            &prepare(room, before, retagged(candidate, &attempt.to_string())),
+        )
+        .is_err()
+    });
+    let room = format!("{ROOM_PREFIX}shrink:{:x}:{index}:min", ctx.seed);
+    let minimal = retagged(&minimal, "min");
+    let outcome = check_history(ctx, &prepare(room.clone(), before, minimal.clone()));
+    println!(
+        "minimal failing delivery ({} events, {attempt} tries), in delivery order:",
+        minimal.len()
+    );
+    for e in &minimal {
+        println!("  {}", describe_event(e));
+    }
+    println!(
+        "  room before: last_active_at {}, not live",
+        rfc3339(before)
+    );
+    println!(
+        "model:    {:?}",
+        expected(
+            Initial {
+                is_live: false,
+                last_active_at: before
+            },
+            &minimal
+        )
+    );
+    match read_state(&mut ctx.svc, &room) {
+        Ok(state) => println!("database: {state:?}"),
+        Err(e) => println!("database: {e}"),
+    }
+    println!("check:    {outcome:?}");
+}
+
+fn describe_event(e: &Event) -> String {
+    format!(
+        "{:<13} id={} session={:?} started={} peer={} role={}/{} at={} joined={}",
+        e.action.as_str(),
+        e.event_id,
+        e.session_id,
+        e.session_started_at.map_or("-".into(), rfc3339),
+        e.peer_id.as_deref().unwrap_or("-"),
+        e.role.as_deref().unwrap_or("-"),
+        e.role_class.map_or("-", |c| c.as_str()),
+        rfc3339(e.event_at),
+        e.joined_at.map_or("-".into(), rfc3339)
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phase 2, trending parity, is support::parity. Phase 3: SQL behaviour (support::behaviour
+// and support::load), each test asserting real rows.
+// ---------------------------------------------------------------------------------------------
+
+/// One behaviour test: Ok(note to print) or Err(what went wrong).
+type Test = fn(&mut Ctx) -> Result<String, String>;
+
+fn phase_behaviour(ctx: &mut Ctx, tally: &mut Tally) {
+    let tests: &[(&str, Test)] = &[
+        ("migrations applied again are a no-op", migrations_reapply),
+        (
+            "invalid arguments are refused with 22023 and write nothing",
+            invalid_arguments,
+        ),
+        (
+            "unknown room is ignored and nothing is written",
+            unknown_room,
+        ),
+        (
+            "auto-create creates the room once, even concurrently",
+            auto_create,
+        ),
+        ("a duplicate event id changes nothing", duplicate),
+        (
+            "featured set by the app updates score and rank at once",
+            featured_update,
+        ),
+        (
+            "hms_refresh_trending decays stale scores and leaves current rows alone",
+            refresh,
+        ),
+        ("hms_prune_events deletes only old ledger rows", prune),
+        (
+            "anon/authenticated cannot apply events or read internals, can read the feed",
+            permissions,
+        ),
+        (
+            "trending_rooms uses the rank index on 100,000 rooms",
+            feed_plan,
+        ),
+        ("64 connections on one room end exact", concurrent_one_room),
+        (
+            "64 connections on 20 rooms end exact",
+            concurrent_twenty_rooms,
+        ),
+        ("5,000-join hot room ends with exactly 5,000", hot_room),
+    ];
+    for (name, test) in tests {
+        let started = Instant::now();
+        let result = test(ctx);
+        tally.record(name, started, result);
+    }
+}

@@ -1,0 +1,162 @@
+//! What the database test phases share: the run context (connections, seed, weights), the
+//! pass/fail tally, the model-versus-row comparison and small event builders.
+
+use std::time::{Duration, Instant};
+
+use hms_webhook::trending::{rank_key, Weights};
+use postgres::Client;
+
+use super::db::{describe, DbState, Driver, ROOM_PREFIX};
+use super::model::{Action, Event, Micros, RoleClass, RoomState};
+use super::time::rfc3339;
+
+/// Checks passed and failed; each behaviour test prints one `ok`/`FAILED` line.
+#[derive(Default)]
+pub struct Tally {
+    pub passed: usize,
+    pub failed: usize,
+}
+
+impl Tally {
+    pub fn record(&mut self, name: &str, started: Instant, result: Result<String, String>) {
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        match result {
+            Ok(note) => {
+                self.passed += 1;
+                println!(
+                    "ok     {name} ({ms:.0} ms){}",
+                    if note.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {note}")
+                    }
+                );
+            }
+            Err(e) => {
+                self.failed += 1;
+                println!("FAILED {name} ({ms:.0} ms): {e}");
+            }
+        }
+    }
+}
+
+/// Connections and settings of one run.
+pub struct Ctx {
+    pub url: String,
+    /// The login role (a superuser): setup, DDL, and writes an app would make.
+    pub admin: Client,
+    /// `service_role`, the role PostgREST uses for the webhook's RPC.
+    pub svc: Client,
+    pub seed: u64,
+    pub weights: Weights,
+    /// Applies whole histories on `svc`.
+    pub driver: Driver,
+    /// Time spent in the first and the second delivery of the histories.
+    pub spent: [Duration; 2],
+}
+
+/// Differences between the database row and the model, empty when they agree.
+pub fn compare(got: &DbState, want: &RoomState, w: &Weights) -> Vec<String> {
+    let mut diffs = Vec::new();
+    let mut field = |name: &str, g: String, e: String| {
+        if g != e {
+            diffs.push(format!("{name}: database {g}, model {e}"));
+        }
+    };
+    field(
+        "listener_count",
+        got.listener_count.to_string(),
+        want.listener_count.to_string(),
+    );
+    field(
+        "speaker_count",
+        got.speaker_count.to_string(),
+        want.speaker_count.to_string(),
+    );
+    field("is_live", got.is_live.to_string(), want.is_live.to_string());
+    field(
+        "last_active_at",
+        rfc3339(got.last_active_at),
+        rfc3339(want.last_active_at),
+    );
+    field(
+        "current_session",
+        format!("{:?}", got.current_session),
+        format!("{:?}", want.current_session),
+    );
+    if got.present != want.present {
+        diffs.push(format!(
+            "present peers: database {:?}, model {:?}",
+            got.present, want.present
+        ));
+    }
+    let key = rank_key(
+        want.listener_count,
+        want.speaker_count,
+        got.featured,
+        want.last_active_at as f64 / 1e6,
+        w,
+    );
+    if !close_rel(got.trending_rank, key, 1e-9) {
+        diffs.push(format!(
+            "trending_rank: database {:?}, rank_key {:?}",
+            got.trending_rank, key
+        ));
+    }
+    diffs
+}
+
+/// Both absent, or equal within `rel` relative error.
+pub fn close_rel(a: Option<f64>, b: Option<f64>, rel: f64) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(x), Some(y)) => x == y || (x - y).abs() <= rel * x.abs().max(y.abs()),
+        _ => false,
+    }
+}
+
+/// `map_err` shorthand: a database error as readable text.
+pub fn q(e: postgres::Error) -> String {
+    describe(&e)
+}
+
+/// A room id unique to this run and test (removed by the next run if left behind).
+pub fn room_name(ctx: &Ctx, what: &str) -> String {
+    format!("{ROOM_PREFIX}{what}:{:x}", ctx.seed)
+}
+
+/// An event without peer fields.
+pub fn event(id: &str, action: Action, session: &str, at: Micros) -> Event {
+    Event {
+        event_id: id.to_string(),
+        action,
+        session_id: session.to_string(),
+        session_started_at: None,
+        peer_id: None,
+        role: None,
+        role_class: None,
+        event_at: at,
+        joined_at: None,
+    }
+}
+
+/// A peer join with the role named after its class.
+pub fn join(id: &str, session: &str, peer: &str, class: RoleClass, at: Micros) -> Event {
+    Event {
+        peer_id: Some(peer.to_string()),
+        role: Some(class.as_str().to_string()),
+        role_class: Some(class),
+        ..event(id, Action::PeerJoin, session, at)
+    }
+}
+
+/// The database clock, in microseconds since the epoch.
+pub fn db_now(client: &mut Client) -> Result<Micros, String> {
+    Ok(client
+        .query_one(
+            "select (extract(epoch from clock_timestamp()) * 1000000)::bigint",
+            &[],
+        )
+        .map_err(q)?
+        .get(0))
+}

@@ -1,0 +1,18 @@
+//! Shared test support: the counting model (the spec in code), the history generator, the
+//! shrinker, instant formatting and, with the `db-tests` feature, the PostgreSQL helpers and the
+//! database test phases that tests/histories.rs runs.
+
+#[cfg(feature = "db-tests")]
+pub mod behaviour;
+#[cfg(feature = "db-tests")]
+pub mod db;
+pub mod generate;
+#[cfg(feature = "db-tests")]
+pub mod harness;
+#[cfg(feature = "db-tests")]
+pub mod load;
+pub mod model;
+#[cfg(feature = "db-tests")]
+pub mod parity;
+pub mod shrink;
+pub mod time;
