@@ -1,0 +1,543 @@
+//! Environment -> typed `Config`, validated once per isolate. Bad values never throw: they make a
+//! config that refuses every request with 500 `misconfigured` (fail closed) and names the variable.
+
+use crate::json::{self, Value};
+use crate::roles::{Roles, DEFAULT_IGNORED_ROLES, DEFAULT_SPEAKER_ROLES};
+use crate::signature::{AuthMode, Secret, Verifier, DEFAULT_SECRET_HEADER};
+
+/// Default `HMS_TIMESTAMP_TOLERANCE_SECONDS`.
+pub const DEFAULT_TOLERANCE_SECONDS: u64 = 900;
+/// Default `HMS_MAX_BODY_BYTES`.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 65_536;
+/// Largest accepted `HMS_MAX_BODY_BYTES`: 100ms events are a few KB; this bounds memory.
+pub const MAX_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
+/// Largest accepted tolerance (ten years): anything beyond is surely a unit mistake.
+pub const MAX_TOLERANCE_SECONDS: u64 = 315_360_000;
+/// Path of the RPC below `SUPABASE_URL`.
+pub const RPC_PATH: &str = "/rest/v1/rpc/hms_apply_event";
+
+/// Why the configuration is unusable. Never contains a secret value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Misconfig {
+    /// The variable at fault.
+    pub variable: &'static str,
+    /// What is wrong with it, for the log.
+    pub reason: String,
+}
+
+/// Where and how to call PostgREST.
+#[derive(Clone)]
+pub struct RestTarget {
+    /// Full URL of `hms_apply_event`.
+    pub rpc_url: String,
+    /// The service key sent as `apikey` and bearer token.
+    pub api_key: String,
+}
+
+impl std::fmt::Debug for RestTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestTarget")
+            .field("rpc_url", &self.rpc_url)
+            .field("api_key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A fully valid configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Authentication policy and secrets.
+    pub verifier: Verifier,
+    /// Maximum event age in seconds; 0 disables the freshness check.
+    pub tolerance_seconds: u64,
+    /// Bodies larger than this get 413.
+    pub max_body_bytes: u64,
+    /// Role classification.
+    pub roles: Roles,
+    /// `HMS_AUTO_CREATE_ROOMS`.
+    pub auto_create_rooms: bool,
+    /// The REST endpoint.
+    pub rest: RestTarget,
+}
+
+/// The configuration of one isolate: either usable settings or the reason it is not.
+#[derive(Debug, Clone)]
+pub struct Config {
+    state: Result<Settings, Misconfig>,
+    debug: bool,
+}
+
+/// The environment as given; a repeated name resolves to its last value.
+struct Env(Vec<(String, String)>);
+
+impl Env {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+fn misconfig(variable: &'static str, reason: impl Into<String>) -> Misconfig {
+    Misconfig {
+        variable,
+        reason: reason.into(),
+    }
+}
+
+/// An optional variable; empty counts as unset (that is what `supabase secrets set X=` leaves).
+fn optional<'e>(env: &'e Env, name: &str) -> Option<&'e str> {
+    env.get(name).filter(|v| !v.is_empty())
+}
+
+/// A secret-like value: leading/trailing whitespace is a classic paste error, so refuse it
+/// rather than silently trimming (the sender would still send the untrimmed value).
+fn check_secret_text(variable: &'static str, value: &str) -> Result<(), Misconfig> {
+    if value.trim() != value {
+        return Err(misconfig(
+            variable,
+            "has leading or trailing whitespace (paste error?)",
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(misconfig(variable, "contains control characters"));
+    }
+    Ok(())
+}
+
+/// Parses `true/false/1/0/yes/no` (case-insensitive).
+pub fn parse_bool(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Some(true),
+        "false" | "0" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+fn bool_var(env: &Env, name: &'static str, default: bool) -> Result<bool, Misconfig> {
+    match optional(env, name) {
+        None => Ok(default),
+        Some(text) => {
+            parse_bool(text).ok_or_else(|| misconfig(name, "must be true/false/1/0/yes/no"))
+        }
+    }
+}
+
+fn number_var(
+    env: &Env,
+    name: &'static str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, Misconfig> {
+    let Some(text) = optional(env, name) else {
+        return Ok(default);
+    };
+    let value: u64 = text
+        .trim()
+        .parse()
+        .map_err(|_| misconfig(name, "must be a non-negative integer"))?;
+    if !range.contains(&value) {
+        return Err(misconfig(
+            name,
+            format!("must be between {} and {}", range.start(), range.end()),
+        ));
+    }
+    Ok(value)
+}
+
+fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
+}
+
+fn secret_var(env: &Env, name: &'static str) -> Result<Option<Secret>, Misconfig> {
+    match optional(env, name) {
+        None => Ok(None),
+        Some(value) => {
+            check_secret_text(name, value)?;
+            Ok(Some(Secret::new(value)))
+        }
+    }
+}
+
+fn supabase_url(env: &Env) -> Result<String, Misconfig> {
+    const NAME: &str = "SUPABASE_URL";
+    let value = optional(env, NAME).ok_or_else(|| misconfig(NAME, "is not set"))?;
+    check_secret_text(NAME, value)?;
+    let lower = value.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"))
+        .ok_or_else(|| misconfig(NAME, "must start with http:// or https://"))?;
+    if rest.trim_end_matches('/').is_empty() {
+        return Err(misconfig(NAME, "has no host"));
+    }
+    if value.contains(['?', '#', ' ']) {
+        return Err(misconfig(
+            NAME,
+            "must be a plain base URL (no query or fragment)",
+        ));
+    }
+    Ok(format!("{}{RPC_PATH}", value.trim_end_matches('/')))
+}
+
+/// `SUPABASE_SECRET_KEYS` (`{"default": "..."}`) first, else `SUPABASE_SERVICE_ROLE_KEY`.
+fn api_key(env: &Env) -> Result<String, Misconfig> {
+    const KEYS: &str = "SUPABASE_SECRET_KEYS";
+    const LEGACY: &str = "SUPABASE_SERVICE_ROLE_KEY";
+    // Not a JSON object, or a `default` that is not a string: fall back to the legacy key.
+    let from_keys = optional(env, KEYS)
+        .and_then(|text| match json::parse(text).ok()? {
+            Value::Object(mut keys) => match keys.take("default").ok()?? {
+                Value::String(key) => Some(key.into_owned()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .filter(|key| !key.is_empty());
+    if let Some(key) = from_keys {
+        check_secret_text(KEYS, &key)?;
+        return Ok(key);
+    }
+    if let Some(key) = optional(env, LEGACY) {
+        check_secret_text(LEGACY, key)?;
+        return Ok(key.to_owned());
+    }
+    if optional(env, KEYS).is_some() {
+        return Err(misconfig(
+            KEYS,
+            "has no non-empty \"default\" key and SUPABASE_SERVICE_ROLE_KEY is not set",
+        ));
+    }
+    Err(misconfig(
+        KEYS,
+        "neither SUPABASE_SECRET_KEYS nor SUPABASE_SERVICE_ROLE_KEY is set",
+    ))
+}
+
+fn settings(env: &Env) -> Result<Settings, Misconfig> {
+    const SECRET: &str = "HMS_WEBHOOK_SECRET";
+    let current = secret_var(env, SECRET)?.ok_or_else(|| misconfig(SECRET, "is not set"))?;
+    let previous = secret_var(env, "HMS_WEBHOOK_SECRET_PREVIOUS")?;
+
+    let mode = match optional(env, "HMS_WEBHOOK_AUTH") {
+        None => AuthMode::Either,
+        Some(text) => AuthMode::parse(text)
+            .ok_or_else(|| misconfig("HMS_WEBHOOK_AUTH", "must be signature, header or either"))?,
+    };
+
+    let header_name = optional(env, "HMS_WEBHOOK_SECRET_HEADER")
+        .map(|h| h.trim().to_ascii_lowercase())
+        .unwrap_or_else(|| DEFAULT_SECRET_HEADER.to_owned());
+    if header_name.is_empty() || !header_name.chars().all(is_token_char) {
+        return Err(misconfig(
+            "HMS_WEBHOOK_SECRET_HEADER",
+            "must be a valid HTTP header name",
+        ));
+    }
+
+    let tolerance_seconds = number_var(
+        env,
+        "HMS_TIMESTAMP_TOLERANCE_SECONDS",
+        DEFAULT_TOLERANCE_SECONDS,
+        0..=MAX_TOLERANCE_SECONDS,
+    )?;
+    let max_body_bytes = number_var(
+        env,
+        "HMS_MAX_BODY_BYTES",
+        DEFAULT_MAX_BODY_BYTES,
+        1..=MAX_MAX_BODY_BYTES,
+    )?;
+
+    // Roles: an explicitly empty list is unset (default), like every optional variable.
+    let roles = Roles::from_lists(
+        optional(env, "HMS_SPEAKER_ROLES").unwrap_or(DEFAULT_SPEAKER_ROLES),
+        optional(env, "HMS_IGNORED_ROLES").unwrap_or(DEFAULT_IGNORED_ROLES),
+    );
+    let auto_create_rooms = bool_var(env, "HMS_AUTO_CREATE_ROOMS", false)?;
+
+    let rpc_url = supabase_url(env)?;
+    let api_key = api_key(env)?;
+
+    let mut secrets = vec![current];
+    secrets.extend(previous);
+    Ok(Settings {
+        verifier: Verifier::new(mode, header_name, secrets),
+        tolerance_seconds,
+        max_body_bytes,
+        roles,
+        auto_create_rooms,
+        rest: RestTarget { rpc_url, api_key },
+    })
+}
+
+impl Config {
+    /// Builds the configuration from environment pairs (e.g. `Deno.env.toObject()`).
+    pub fn from_env<I, K, V>(pairs: I) -> Config
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let env = Env(pairs
+            .into_iter()
+            .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned()))
+            .collect());
+        match bool_var(&env, "SUPABASE_DEBUG", false) {
+            Ok(debug) => Config {
+                state: settings(&env),
+                debug,
+            },
+            Err(problem) => Config {
+                state: Err(problem),
+                debug: false,
+            },
+        }
+    }
+
+    /// A configuration that refuses everything (used when the boundary cannot even read env).
+    pub fn misconfigured(variable: &'static str, reason: &str) -> Config {
+        Config {
+            state: Err(misconfig(variable, reason)),
+            debug: false,
+        }
+    }
+
+    /// The settings, or why there are none.
+    pub fn settings(&self) -> Result<&Settings, &Misconfig> {
+        self.state.as_ref()
+    }
+
+    /// `SUPABASE_DEBUG`: add decision details to the log line.
+    pub fn debug(&self) -> bool {
+        self.debug
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("HMS_WEBHOOK_SECRET", "s3cret-value"),
+            ("SUPABASE_URL", "https://abc.supabase.co"),
+            ("SUPABASE_SECRET_KEYS", r#"{"default":"sb_secret_xyz"}"#),
+        ]
+    }
+
+    fn with(extra: &[(&'static str, &'static str)]) -> Config {
+        let mut env = base();
+        for (k, v) in extra {
+            env.retain(|(name, _)| name != k);
+            env.push((k, v));
+        }
+        Config::from_env(env)
+    }
+
+    fn without(name: &str) -> Config {
+        Config::from_env(base().into_iter().filter(|(k, _)| *k != name))
+    }
+
+    fn problem(config: &Config) -> &Misconfig {
+        config.settings().unwrap_err()
+    }
+
+    #[test]
+    fn defaults() {
+        let config = with(&[]);
+        let s = config.settings().unwrap();
+        assert_eq!(s.tolerance_seconds, 900);
+        assert_eq!(s.max_body_bytes, 65_536);
+        assert!(!s.auto_create_rooms);
+        assert!(!config.debug());
+        assert_eq!(
+            s.rest.rpc_url,
+            "https://abc.supabase.co/rest/v1/rpc/hms_apply_event"
+        );
+        assert_eq!(s.rest.api_key, "sb_secret_xyz");
+        assert_eq!(s.roles, Roles::default());
+    }
+
+    #[test]
+    fn trailing_slashes_on_the_url_are_tolerated() {
+        let config = with(&[("SUPABASE_URL", "http://127.0.0.1:54321//")]);
+        assert_eq!(
+            config.settings().unwrap().rest.rpc_url,
+            "http://127.0.0.1:54321/rest/v1/rpc/hms_apply_event"
+        );
+    }
+
+    #[test]
+    fn required_variables() {
+        assert_eq!(
+            problem(&without("HMS_WEBHOOK_SECRET")).variable,
+            "HMS_WEBHOOK_SECRET"
+        );
+        assert_eq!(
+            problem(&with(&[("HMS_WEBHOOK_SECRET", "")])).variable,
+            "HMS_WEBHOOK_SECRET"
+        );
+        assert_eq!(problem(&without("SUPABASE_URL")).variable, "SUPABASE_URL");
+        assert_eq!(
+            problem(&without("SUPABASE_SECRET_KEYS")).variable,
+            "SUPABASE_SECRET_KEYS"
+        );
+    }
+
+    #[test]
+    fn secrets_with_whitespace_are_refused() {
+        for bad in ["secret\n", " secret", "secret ", "\tsecret", "sec\u{0}ret"] {
+            let config = with(&[("HMS_WEBHOOK_SECRET", bad)]);
+            let p = problem(&config);
+            assert_eq!(p.variable, "HMS_WEBHOOK_SECRET");
+            assert!(
+                !p.reason.contains("secret"),
+                "reason leaks value: {}",
+                p.reason
+            );
+        }
+        let p = problem(&with(&[("HMS_WEBHOOK_SECRET_PREVIOUS", "old\n")])).clone();
+        assert_eq!(p.variable, "HMS_WEBHOOK_SECRET_PREVIOUS");
+        assert!(p.reason.contains("whitespace"));
+        let p = problem(&with(&[("SUPABASE_SECRET_KEYS", r#"{"default":"key "}"#)])).clone();
+        assert_eq!(p.variable, "SUPABASE_SECRET_KEYS");
+    }
+
+    #[test]
+    fn service_role_key_is_the_fallback() {
+        let env = vec![
+            ("HMS_WEBHOOK_SECRET", "s"),
+            ("SUPABASE_URL", "https://x.supabase.co"),
+            ("SUPABASE_SERVICE_ROLE_KEY", "eyJlegacy"),
+        ];
+        assert_eq!(
+            Config::from_env(env.clone())
+                .settings()
+                .unwrap()
+                .rest
+                .api_key,
+            "eyJlegacy"
+        );
+        let mut with_bad_keys = env.clone();
+        with_bad_keys.push(("SUPABASE_SECRET_KEYS", r#"{"other":"k"}"#));
+        assert_eq!(
+            Config::from_env(with_bad_keys)
+                .settings()
+                .unwrap()
+                .rest
+                .api_key,
+            "eyJlegacy"
+        );
+        let mut preferred = env;
+        preferred.push(("SUPABASE_SECRET_KEYS", r#"{"default":"sb_secret_new"}"#));
+        assert_eq!(
+            Config::from_env(preferred).settings().unwrap().rest.api_key,
+            "sb_secret_new"
+        );
+        let p = problem(&with(&[("SUPABASE_SECRET_KEYS", "not json")])).clone();
+        assert_eq!(p.variable, "SUPABASE_SECRET_KEYS");
+    }
+
+    #[test]
+    fn booleans() {
+        for (text, value) in [
+            ("true", true),
+            ("TRUE", true),
+            ("1", true),
+            ("Yes", true),
+            ("false", false),
+            ("0", false),
+            ("NO", false),
+        ] {
+            assert_eq!(parse_bool(text), Some(value), "{text}");
+            let config = with(&[("HMS_AUTO_CREATE_ROOMS", text), ("SUPABASE_DEBUG", text)]);
+            assert_eq!(config.settings().unwrap().auto_create_rooms, value);
+            assert_eq!(config.debug(), value);
+        }
+        assert_eq!(
+            problem(&with(&[("HMS_AUTO_CREATE_ROOMS", "maybe")])).variable,
+            "HMS_AUTO_CREATE_ROOMS"
+        );
+        assert_eq!(
+            problem(&with(&[("SUPABASE_DEBUG", "on")])).variable,
+            "SUPABASE_DEBUG"
+        );
+    }
+
+    #[test]
+    fn numbers() {
+        let s = with(&[
+            ("HMS_TIMESTAMP_TOLERANCE_SECONDS", "0"),
+            ("HMS_MAX_BODY_BYTES", " 1024 "),
+        ]);
+        assert_eq!(s.settings().unwrap().tolerance_seconds, 0);
+        assert_eq!(s.settings().unwrap().max_body_bytes, 1024);
+        for (name, bad) in [
+            ("HMS_TIMESTAMP_TOLERANCE_SECONDS", "-1"),
+            ("HMS_TIMESTAMP_TOLERANCE_SECONDS", "15m"),
+            ("HMS_TIMESTAMP_TOLERANCE_SECONDS", "999999999999"),
+            ("HMS_MAX_BODY_BYTES", "0"),
+            ("HMS_MAX_BODY_BYTES", "1.5"),
+            ("HMS_MAX_BODY_BYTES", "99999999999"),
+        ] {
+            assert_eq!(problem(&with(&[(name, bad)])).variable, name, "{bad}");
+        }
+    }
+
+    #[test]
+    fn auth_mode_and_header_name() {
+        assert_eq!(
+            problem(&with(&[("HMS_WEBHOOK_AUTH", "hmac")])).variable,
+            "HMS_WEBHOOK_AUTH"
+        );
+        assert!(with(&[("HMS_WEBHOOK_AUTH", "Header")]).settings().is_ok());
+        assert_eq!(
+            problem(&with(&[("HMS_WEBHOOK_SECRET_HEADER", "x secret")])).variable,
+            "HMS_WEBHOOK_SECRET_HEADER"
+        );
+        assert!(with(&[("HMS_WEBHOOK_SECRET_HEADER", "X-HMS-Secret")])
+            .settings()
+            .is_ok());
+    }
+
+    #[test]
+    fn url_validation() {
+        for bad in [
+            "abc.supabase.co",
+            "ftp://x",
+            "https://",
+            "https:///",
+            "https://x?y=1",
+        ] {
+            assert_eq!(
+                problem(&with(&[("SUPABASE_URL", bad)])).variable,
+                "SUPABASE_URL",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn role_lists() {
+        let config = with(&[
+            ("HMS_SPEAKER_ROLES", "Stage, Host"),
+            ("HMS_IGNORED_ROLES", "bot"),
+        ]);
+        let roles = &config.settings().unwrap().roles;
+        assert_eq!(roles.classify("stage"), crate::roles::RoleClass::Speaker);
+        assert_eq!(
+            roles.classify("moderator"),
+            crate::roles::RoleClass::Listener
+        );
+        assert_eq!(roles.classify("BOT"), crate::roles::RoleClass::Ignored);
+    }
+
+    #[test]
+    fn debug_format_hides_secrets_and_keys() {
+        let text = format!("{:?}", with(&[]));
+        assert!(!text.contains("s3cret-value"));
+        assert!(!text.contains("sb_secret_xyz"));
+    }
+}

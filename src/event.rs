@@ -1,0 +1,807 @@
+//! Raw body bytes -> validated `Event`, for the 100ms envelope and the legacy flat format.
+//! Strings are borrowed from the body when they contain no escapes; unknown fields are ignored.
+
+use crate::error::Error;
+use crate::json::{self, DuplicateKey, Integer, Object, Value};
+use crate::time::Timestamp;
+use sha2::{Digest, Sha256};
+use std::borrow::Cow;
+
+/// Longest accepted id, type, room id, session id, peer id or role, in bytes.
+pub const MAX_FIELD_BYTES: usize = 256;
+
+/// Which wire format the body used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `{version,id,type,timestamp,data:{…}}`.
+    Envelope,
+    /// `{"event":…,"room_id":…,"peer":{…},"timestamp":<ms>}`.
+    Flat,
+}
+
+impl Format {
+    /// Name used in the debug log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Envelope => "envelope",
+            Format::Flat => "flat",
+        }
+    }
+}
+
+/// What a handled event does to the room (the RPC's `p_action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// A session started.
+    SessionOpen,
+    /// A session ended (or the room was ended).
+    SessionClose,
+    /// A peer joined.
+    PeerJoin,
+    /// A peer left.
+    PeerLeave,
+    /// A peer's role changed.
+    RoleChange,
+    /// Something happened (tracks): only `last_active_at` moves.
+    Activity,
+}
+
+impl Action {
+    /// The `p_action` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::SessionOpen => "session_open",
+            Action::SessionClose => "session_close",
+            Action::PeerJoin => "peer_join",
+            Action::PeerLeave => "peer_leave",
+            Action::RoleChange => "role_change",
+            Action::Activity => "activity",
+        }
+    }
+
+    /// Peer events name a peer and need `peer_id`.
+    pub fn is_peer_event(self) -> bool {
+        matches!(
+            self,
+            Action::PeerJoin | Action::PeerLeave | Action::RoleChange
+        )
+    }
+}
+
+/// How the core treats an event type (design §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Applied through the RPC.
+    Handled(Action),
+    /// A `.failure` / `.failed` event: never changes counts.
+    Failure,
+    /// Any other type: acknowledged and ignored.
+    Unhandled,
+}
+
+/// Maps a received type name (100ms, spec or legacy name) to its kind.
+pub fn kind_of(event_type: &str) -> Kind {
+    let action = match event_type {
+        "session.open.success" | "room.started" => Action::SessionOpen,
+        "session.close.success" | "room.end.success" | "room.ended" => Action::SessionClose,
+        "peer.join.success" | "peer.joined" => Action::PeerJoin,
+        "peer.leave.success" | "peer.left" => Action::PeerLeave,
+        "role.change.success" => Action::RoleChange,
+        "track.add.success" | "track.update.success" | "track.remove.success" | "track.updated" => {
+            Action::Activity
+        }
+        t if t.ends_with(".failure") || t.ends_with(".failed") => return Kind::Failure,
+        _ => return Kind::Unhandled,
+    };
+    Kind::Handled(action)
+}
+
+/// The event's own times from `data` (absent when not sent or the Go zero time).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Times {
+    /// `data.joined_at`.
+    pub joined_at: Option<Timestamp>,
+    /// `data.left_at`.
+    pub left_at: Option<Timestamp>,
+    /// `data.role_changed_at`.
+    pub role_changed_at: Option<Timestamp>,
+    /// `data.session_started_at`.
+    pub session_started_at: Option<Timestamp>,
+    /// `data.session_stopped_at`.
+    pub session_stopped_at: Option<Timestamp>,
+}
+
+/// A validated webhook event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event<'a> {
+    /// Wire format.
+    pub format: Format,
+    /// Envelope `id`, or `sha256:<hex of the raw body>` for the flat format.
+    pub id: Cow<'a, str>,
+    /// The type as received.
+    pub event_type: Cow<'a, str>,
+    /// How the type is treated.
+    pub kind: Kind,
+    /// Envelope `timestamp`, or the flat format's millisecond `timestamp`.
+    pub timestamp: Timestamp,
+    /// `data.room_id` (flat: `room_id`). Always present for handled kinds; for others only
+    /// when it happens to be a valid string (used for the log).
+    pub room_id: Option<Cow<'a, str>>,
+    /// `data.session_id`, `""` when absent (always `""` in the flat format).
+    pub session_id: Cow<'a, str>,
+    /// `data.peer_id` (flat: `peer.id`); present for peer events.
+    pub peer_id: Option<Cow<'a, str>>,
+    /// `data.role` (flat: `peer.role`); present for role changes.
+    pub role: Option<Cow<'a, str>>,
+    /// Times from `data` (all absent in the flat format).
+    pub times: Times,
+}
+
+/// Takes a member out of an object; `null` counts as absent, a repeated key is refused.
+fn take<'a>(object: &mut Object<'a>, key: &'static str) -> Result<Option<Value<'a>>, Error> {
+    match object.take(key) {
+        Ok(Some(Value::Null)) | Ok(None) => Ok(None),
+        Ok(value) => Ok(value),
+        Err(DuplicateKey) => Err(Error::InvalidJson(format!("duplicate field `{key}`"))),
+    }
+}
+
+/// A member that must be an object when present.
+fn object<'a>(value: Option<Value<'a>>, field: &'static str) -> Result<Option<Object<'a>>, Error> {
+    match value {
+        None => Ok(None),
+        Some(Value::Object(object)) => Ok(Some(object)),
+        Some(_) => Err(Error::InvalidField {
+            field,
+            expected: "an object",
+        }),
+    }
+}
+
+/// A string field: right type, not empty (unless allowed), not too long.
+fn string<'a>(
+    value: Option<Value<'a>>,
+    field: &'static str,
+    allow_empty: bool,
+) -> Result<Option<Cow<'a, str>>, Error> {
+    match value {
+        None => Ok(None),
+        Some(Value::String(s)) => {
+            if s.len() > MAX_FIELD_BYTES {
+                Err(Error::FieldTooLong {
+                    field,
+                    max: MAX_FIELD_BYTES,
+                })
+            } else if s.is_empty() && !allow_empty {
+                Err(Error::InvalidField {
+                    field,
+                    expected: "a non-empty string",
+                })
+            } else if s.contains('\0') {
+                // PostgreSQL text cannot hold NUL: passing it on would fail in the database
+                // (503), which 100ms would retry for ever. Refuse it here instead.
+                Err(Error::InvalidField {
+                    field,
+                    expected: "a string without NUL characters",
+                })
+            } else {
+                Ok(Some(s))
+            }
+        }
+        Some(_) => Err(Error::InvalidField {
+            field,
+            expected: "a string",
+        }),
+    }
+}
+
+fn required<'a>(value: Option<Value<'a>>, field: &'static str) -> Result<Cow<'a, str>, Error> {
+    string(value, field, false)?.ok_or(Error::MissingField(field))
+}
+
+/// An optional RFC 3339 time; the Go zero time counts as absent.
+fn time(value: Option<Value<'_>>, field: &'static str) -> Result<Option<Timestamp>, Error> {
+    match value {
+        None => Ok(None),
+        Some(Value::String(s)) => {
+            Timestamp::parse_rfc3339(&s).map_err(|e| Error::InvalidTimestamp {
+                field,
+                reason: e.to_string().into(),
+            })
+        }
+        Some(_) => Err(Error::InvalidField {
+            field,
+            expected: "an RFC 3339 timestamp string",
+        }),
+    }
+}
+
+/// Parses and validates a webhook body.
+pub fn parse(body: &[u8]) -> Result<Event<'_>, Error> {
+    if body.is_empty() {
+        return Err(Error::EmptyBody);
+    }
+    let text = std::str::from_utf8(body).map_err(|_| Error::InvalidUtf8)?;
+    let Value::Object(mut top) = json::parse(text).map_err(|e| Error::InvalidJson(e.0))? else {
+        return Err(Error::NotAnObject);
+    };
+    // The legacy flat format is recognised by its top-level `event` key.
+    match take(&mut top, "event")? {
+        Some(event_type) => flat(event_type, top, body),
+        None => envelope(top),
+    }
+}
+
+fn envelope(mut top: Object<'_>) -> Result<Event<'_>, Error> {
+    let id = required(take(&mut top, "id")?, "id")?;
+    let event_type = required(take(&mut top, "type")?, "type")?;
+    let timestamp =
+        time(take(&mut top, "timestamp")?, "timestamp")?.ok_or(Error::MissingField("timestamp"))?;
+    let mut data = object(take(&mut top, "data")?, "data")?.ok_or(Error::MissingField("data"))?;
+    let kind = kind_of(&event_type);
+    let Kind::Handled(action) = kind else {
+        // The envelope is valid; the payload of types we ignore is not our business.
+        return Ok(Event {
+            format: Format::Envelope,
+            id,
+            event_type,
+            kind,
+            timestamp,
+            room_id: take(&mut data, "room_id")
+                .and_then(|v| string(v, "data.room_id", false))
+                .ok()
+                .flatten(),
+            session_id: Cow::Borrowed(""),
+            peer_id: None,
+            role: None,
+            times: Times::default(),
+        });
+    };
+
+    let room_id = required(take(&mut data, "room_id")?, "data.room_id")?;
+    let session_id =
+        string(take(&mut data, "session_id")?, "data.session_id", true)?.unwrap_or_default();
+    let (peer_id, role) = if action.is_peer_event() {
+        let peer_id = required(take(&mut data, "peer_id")?, "data.peer_id")?;
+        let role = take(&mut data, "role")?;
+        let role = if action == Action::RoleChange {
+            // The new role is the whole point of a role change.
+            Some(required(role, "data.role")?)
+        } else {
+            string(role, "data.role", true)?
+        };
+        (Some(peer_id), role)
+    } else {
+        (None, None)
+    };
+
+    let mut data_time = |key: &'static str, field: &'static str| time(take(&mut data, key)?, field);
+    let mut times = Times {
+        session_started_at: data_time("session_started_at", "data.session_started_at")?,
+        ..Times::default()
+    };
+    match action {
+        Action::PeerJoin => times.joined_at = data_time("joined_at", "data.joined_at")?,
+        Action::PeerLeave => {
+            times.left_at = data_time("left_at", "data.left_at")?;
+            times.joined_at = data_time("joined_at", "data.joined_at")?;
+        }
+        Action::RoleChange => {
+            times.role_changed_at = data_time("role_changed_at", "data.role_changed_at")?;
+            times.joined_at = data_time("joined_at", "data.joined_at")?;
+        }
+        Action::SessionClose => {
+            times.session_stopped_at = data_time("session_stopped_at", "data.session_stopped_at")?;
+        }
+        Action::SessionOpen | Action::Activity => {}
+    }
+
+    Ok(Event {
+        format: Format::Envelope,
+        id,
+        event_type,
+        kind,
+        timestamp,
+        room_id: Some(room_id),
+        session_id,
+        peer_id,
+        role,
+        times,
+    })
+}
+
+fn flat_timestamp(value: Option<Value<'_>>) -> Result<Timestamp, Error> {
+    const FIELD: &str = "timestamp";
+    let invalid = |reason: &'static str| Error::InvalidTimestamp {
+        field: FIELD,
+        reason: reason.into(),
+    };
+    match value {
+        None => Err(Error::MissingField(FIELD)),
+        Some(Value::Number(number)) => match json::integer(number) {
+            Integer::Unsigned(ms) => {
+                Timestamp::from_epoch_ms(ms).map_err(|e| Error::InvalidTimestamp {
+                    field: FIELD,
+                    reason: e.to_string().into(),
+                })
+            }
+            Integer::TooLarge => Err(invalid("milliseconds since epoch out of range")),
+            Integer::Negative => Err(invalid("milliseconds must not be negative")),
+            Integer::NotAnInteger => Err(invalid("milliseconds must be an integer")),
+        },
+        Some(_) => Err(Error::InvalidField {
+            field: FIELD,
+            expected: "an integer number of milliseconds since the epoch",
+        }),
+    }
+}
+
+fn flat<'a>(event_type: Value<'a>, mut top: Object<'a>, body: &[u8]) -> Result<Event<'a>, Error> {
+    let event_type = required(Some(event_type), "event")?;
+    let timestamp = flat_timestamp(take(&mut top, "timestamp")?)?;
+    // The flat format has no id: the body's hash makes identical redeliveries duplicates.
+    let id = Cow::Owned(format!("sha256:{}", hex::encode(Sha256::digest(body))));
+    let kind = kind_of(&event_type);
+    let Kind::Handled(action) = kind else {
+        return Ok(Event {
+            format: Format::Flat,
+            id,
+            event_type,
+            kind,
+            timestamp,
+            room_id: take(&mut top, "room_id")
+                .and_then(|v| string(v, "room_id", false))
+                .ok()
+                .flatten(),
+            session_id: Cow::Borrowed(""),
+            peer_id: None,
+            role: None,
+            times: Times::default(),
+        });
+    };
+    let room_id = required(take(&mut top, "room_id")?, "room_id")?;
+    let (peer_id, role) = if action.is_peer_event() {
+        let mut peer =
+            object(take(&mut top, "peer")?, "peer")?.ok_or(Error::MissingField("peer"))?;
+        let peer_id = required(take(&mut peer, "id")?, "peer.id")?;
+        let role = take(&mut peer, "role")?;
+        let role = if action == Action::RoleChange {
+            Some(required(role, "peer.role")?)
+        } else {
+            string(role, "peer.role", true)?
+        };
+        (Some(peer_id), role)
+    } else {
+        (None, None)
+    };
+    Ok(Event {
+        format: Format::Flat,
+        id,
+        event_type,
+        kind,
+        timestamp,
+        room_id: Some(room_id),
+        session_id: Cow::Borrowed(""),
+        peer_id,
+        role,
+        times: Times::default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        Timestamp::parse_rfc3339(s).unwrap().unwrap()
+    }
+
+    const JOIN: &str = r#"{
+      "version": "2.0",
+      "id": "7c2e9a44-1f0b-4d3a-b8e6-5a9c0d2f7e81",
+      "account_id": "64f1a2b3c4d5e6f708192a3b",
+      "timestamp": "2024-10-04T18:03:10Z",
+      "type": "peer.join.success",
+      "data": {
+        "room_id": "6501c1d2e3f4a5b6c7d8e9f0",
+        "room_name": "friday-night-jazz",
+        "session_id": "6702a7b8c9d0e1f2a3b4c5d6",
+        "template_id": "6501c0ffee0123456789abcd",
+        "peer_id": "a71c4e02-58b3-4f6d-9e1a-c3d2b7f6e845",
+        "user_id": "usr_1907",
+        "user_name": "Ravi",
+        "user_data": "{\"avatar\":\"r7.png\"}",
+        "role": "listener",
+        "type": "regular",
+        "joined_at": "2024-10-04T18:03:10.55810264Z",
+        "session_started_at": "2024-10-04T18:00:02.183742915Z"
+      }
+    }"#;
+
+    fn with_data(event_type: &str, data: &str) -> String {
+        format!(
+            r#"{{"version":"2.0","id":"e1","timestamp":"2024-10-04T18:03:10Z","type":"{event_type}","data":{data}}}"#
+        )
+    }
+
+    fn err(body: &str) -> Error {
+        parse(body.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn parses_the_documented_join() {
+        let e = parse(JOIN.as_bytes()).unwrap();
+        assert_eq!(e.format, Format::Envelope);
+        assert_eq!(e.id, "7c2e9a44-1f0b-4d3a-b8e6-5a9c0d2f7e81");
+        assert_eq!(e.kind, Kind::Handled(Action::PeerJoin));
+        assert_eq!(e.timestamp, ts("2024-10-04T18:03:10Z"));
+        assert_eq!(e.room_id.as_deref(), Some("6501c1d2e3f4a5b6c7d8e9f0"));
+        assert_eq!(e.session_id, "6702a7b8c9d0e1f2a3b4c5d6");
+        assert_eq!(
+            e.peer_id.as_deref(),
+            Some("a71c4e02-58b3-4f6d-9e1a-c3d2b7f6e845")
+        );
+        assert_eq!(e.role.as_deref(), Some("listener"));
+        assert_eq!(e.times.joined_at, Some(ts("2024-10-04T18:03:10.558102Z")));
+        assert_eq!(
+            e.times.session_started_at,
+            Some(ts("2024-10-04T18:00:02.183742Z"))
+        );
+        // Strings without escapes are borrowed from the body.
+        assert!(matches!(e.id, Cow::Borrowed(_)));
+        assert!(matches!(e.room_id, Some(Cow::Borrowed(_))));
+    }
+
+    #[test]
+    fn escaped_strings_are_decoded() {
+        let body = with_data(
+            "peer.join.success",
+            r#"{"room_id":"r\u00e9\"1","peer_id":"p","role":"Ho\u0073t"}"#,
+        );
+        let e = parse(body.as_bytes()).unwrap();
+        assert_eq!(e.room_id.as_deref(), Some("ré\"1"));
+        assert_eq!(e.role.as_deref(), Some("Host"));
+    }
+
+    #[test]
+    fn type_mapping() {
+        let cases = [
+            ("session.open.success", Kind::Handled(Action::SessionOpen)),
+            ("room.started", Kind::Handled(Action::SessionOpen)),
+            ("session.close.success", Kind::Handled(Action::SessionClose)),
+            ("room.end.success", Kind::Handled(Action::SessionClose)),
+            ("room.ended", Kind::Handled(Action::SessionClose)),
+            ("peer.join.success", Kind::Handled(Action::PeerJoin)),
+            ("peer.joined", Kind::Handled(Action::PeerJoin)),
+            ("peer.leave.success", Kind::Handled(Action::PeerLeave)),
+            ("peer.left", Kind::Handled(Action::PeerLeave)),
+            ("role.change.success", Kind::Handled(Action::RoleChange)),
+            ("track.add.success", Kind::Handled(Action::Activity)),
+            ("track.update.success", Kind::Handled(Action::Activity)),
+            ("track.remove.success", Kind::Handled(Action::Activity)),
+            ("track.updated", Kind::Handled(Action::Activity)),
+            ("peer.join.failure", Kind::Failure),
+            ("role.change.failure", Kind::Failure),
+            ("recording.failed", Kind::Failure),
+            ("recording.success", Kind::Unhandled),
+            ("hls.started.success", Kind::Unhandled),
+            ("PEER.JOIN.SUCCESS", Kind::Unhandled),
+        ];
+        for (t, kind) in cases {
+            assert_eq!(kind_of(t), kind, "{t}");
+        }
+    }
+
+    #[test]
+    fn envelope_errors_name_the_field() {
+        assert_eq!(err(""), Error::EmptyBody);
+        assert_eq!(parse(b"{\"id\":\"\xff\"}").unwrap_err(), Error::InvalidUtf8);
+        assert!(matches!(err("{"), Error::InvalidJson(_)));
+        assert!(matches!(err("{} x"), Error::InvalidJson(_)));
+        assert_eq!(err("[]"), Error::NotAnObject);
+        assert_eq!(err("\"x\""), Error::NotAnObject);
+        assert_eq!(err("null"), Error::NotAnObject);
+        assert_eq!(err("{}"), Error::MissingField("id"));
+        assert_eq!(err(r#"{"id":"x"}"#), Error::MissingField("type"));
+        assert_eq!(
+            err(r#"{"id":"x","type":"t"}"#),
+            Error::MissingField("timestamp")
+        );
+        assert_eq!(
+            err(r#"{"id":"x","type":"t","timestamp":"2024-10-04T18:03:10Z"}"#),
+            Error::MissingField("data")
+        );
+        assert_eq!(
+            err(r#"{"id":"x","type":"t","timestamp":"2024-10-04T18:03:10Z","data":[]}"#),
+            Error::InvalidField {
+                field: "data",
+                expected: "an object"
+            }
+        );
+        assert_eq!(
+            err(r#"{"id":7,"type":"t","timestamp":"x","data":{}}"#),
+            Error::InvalidField {
+                field: "id",
+                expected: "a string"
+            }
+        );
+        assert_eq!(
+            err(r#"{"id":"","type":"t","timestamp":"x","data":{}}"#),
+            Error::InvalidField {
+                field: "id",
+                expected: "a non-empty string"
+            }
+        );
+        assert!(matches!(
+            err(r#"{"id":"x","type":"t","timestamp":"yesterday","data":{}}"#),
+            Error::InvalidTimestamp {
+                field: "timestamp",
+                ..
+            }
+        ));
+        assert_eq!(
+            err(r#"{"id":"x","type":"t","timestamp":"0001-01-01T00:00:00Z","data":{}}"#),
+            Error::MissingField("timestamp")
+        );
+        assert_eq!(
+            err(r#"{"id":"x","type":"t","timestamp":1728064990,"data":{}}"#),
+            Error::InvalidField {
+                field: "timestamp",
+                expected: "an RFC 3339 timestamp string"
+            }
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused() {
+        // Two parsers could disagree about which `room_id` counts; refuse instead.
+        let body = with_data(
+            "peer.join.success",
+            r#"{"room_id":"a","room_id":"b","peer_id":"p"}"#,
+        );
+        assert!(matches!(err(&body), Error::InvalidJson(_)));
+    }
+
+    #[test]
+    fn handled_types_need_room_and_peer() {
+        assert_eq!(
+            err(&with_data("peer.join.success", r#"{"peer_id":"p"}"#)),
+            Error::MissingField("data.room_id")
+        );
+        assert_eq!(
+            err(&with_data("peer.leave.success", r#"{"room_id":"r"}"#)),
+            Error::MissingField("data.peer_id")
+        );
+        assert_eq!(
+            err(&with_data(
+                "role.change.success",
+                r#"{"room_id":"r","peer_id":"p"}"#
+            )),
+            Error::MissingField("data.role")
+        );
+        assert_eq!(
+            err(&with_data(
+                "peer.join.success",
+                r#"{"room_id":["r"],"peer_id":"p"}"#
+            )),
+            Error::InvalidField {
+                field: "data.room_id",
+                expected: "a string"
+            }
+        );
+        // Session events need no peer.
+        let body = with_data("session.open.success", r#"{"room_id":"r"}"#);
+        let e = parse(body.as_bytes()).unwrap();
+        assert_eq!(e.session_id, "");
+        assert_eq!(e.peer_id, None);
+    }
+
+    #[test]
+    fn unknown_and_failure_types_only_need_a_valid_envelope() {
+        let body = with_data("recording.success", r#"{"size":"12","room_id":5}"#);
+        let e = parse(body.as_bytes()).unwrap();
+        assert_eq!(e.kind, Kind::Unhandled);
+        assert_eq!(e.room_id, None);
+        let body = with_data(
+            "peer.join.failure",
+            r#"{"room_id":"r","joined_at":"0001-01-01T00:00:00Z"}"#,
+        );
+        let e = parse(body.as_bytes()).unwrap();
+        assert_eq!(e.kind, Kind::Failure);
+        assert_eq!(e.room_id.as_deref(), Some("r"));
+    }
+
+    #[test]
+    fn nul_characters_are_refused_in_every_passed_on_string() {
+        for field in ["room_id", "peer_id", "session_id", "role"] {
+            let mut data =
+                serde_json::json!({"room_id":"r","peer_id":"p","session_id":"s","role":"host"});
+            data[field] = serde_json::Value::String("a\u{0}b".into());
+            let body = with_data("peer.join.success", &data.to_string());
+            assert!(
+                matches!(err(&body), Error::InvalidField { expected, .. } if expected.contains("NUL")),
+                "{field}"
+            );
+        }
+        let body = r#"{"id":"e\u0000","type":"t","timestamp":"2024-10-04T18:03:10Z","data":{}}"#;
+        assert_eq!(err(body).code(), "invalid_field");
+        let body =
+            r#"{"id":"e","type":"peer.joined\u0000","timestamp":"2024-10-04T18:03:10Z","data":{}}"#;
+        assert_eq!(err(body).code(), "invalid_field");
+    }
+
+    #[test]
+    fn long_fields_are_refused() {
+        let long = "x".repeat(MAX_FIELD_BYTES + 1);
+        let ok = "x".repeat(MAX_FIELD_BYTES);
+        for field in ["room_id", "peer_id", "session_id", "role"] {
+            let mut data =
+                serde_json::json!({"room_id":"r","peer_id":"p","session_id":"s","role":"host"});
+            data[field] = serde_json::Value::String(long.clone());
+            let body = with_data("peer.join.success", &data.to_string());
+            assert!(
+                matches!(err(&body), Error::FieldTooLong { max: 256, .. }),
+                "{field}"
+            );
+            data[field] = serde_json::Value::String(ok.clone());
+            assert!(parse(with_data("peer.join.success", &data.to_string()).as_bytes()).is_ok());
+        }
+        let body = format!(
+            r#"{{"id":"{long}","type":"t","timestamp":"2024-10-04T18:03:10Z","data":{{}}}}"#
+        );
+        assert_eq!(
+            err(&body),
+            Error::FieldTooLong {
+                field: "id",
+                max: 256
+            }
+        );
+        // 256 bytes, not characters: 129 two-byte characters are too long.
+        let wide = "é".repeat(129);
+        let body = with_data(
+            "peer.join.success",
+            &format!(r#"{{"room_id":"{wide}","peer_id":"p"}}"#),
+        );
+        assert!(matches!(err(&body), Error::FieldTooLong { .. }));
+    }
+
+    #[test]
+    fn data_times_by_action() {
+        let leave = with_data(
+            "peer.leave.success",
+            r#"{"room_id":"r","peer_id":"p","left_at":"2024-10-04T18:40:31.904117326Z","joined_at":"2024-10-04T18:03:10Z","role_changed_at":"garbage"}"#,
+        );
+        let e = parse(leave.as_bytes()).unwrap();
+        assert_eq!(e.times.left_at, Some(ts("2024-10-04T18:40:31.904117Z")));
+        assert_eq!(e.times.joined_at, Some(ts("2024-10-04T18:03:10Z")));
+        assert_eq!(
+            e.times.role_changed_at, None,
+            "irrelevant fields are ignored"
+        );
+        let bad = with_data(
+            "peer.join.success",
+            r#"{"room_id":"r","peer_id":"p","joined_at":"2024-02-30T00:00:00Z"}"#,
+        );
+        assert!(matches!(
+            err(&bad),
+            Error::InvalidTimestamp {
+                field: "data.joined_at",
+                ..
+            }
+        ));
+        let zero = with_data(
+            "peer.leave.success",
+            r#"{"room_id":"r","peer_id":"p","left_at":"0001-01-01T00:00:00Z"}"#,
+        );
+        assert_eq!(parse(zero.as_bytes()).unwrap().times.left_at, None);
+        let null = with_data(
+            "peer.join.success",
+            r#"{"room_id":"r","peer_id":"p","joined_at":null}"#,
+        );
+        assert_eq!(parse(null.as_bytes()).unwrap().times.joined_at, None);
+    }
+
+    #[test]
+    fn flat_format() {
+        let body = r#"{"event":"peer.joined","room_id":"room-1","peer":{"id":"p1","role":"Speaker"},"timestamp":1728064990558}"#;
+        let e = parse(body.as_bytes()).unwrap();
+        assert_eq!(e.format, Format::Flat);
+        assert_eq!(e.kind, Kind::Handled(Action::PeerJoin));
+        assert_eq!(
+            e.id,
+            format!("sha256:{}", hex::encode(Sha256::digest(body.as_bytes())))
+        );
+        assert_eq!(e.timestamp.to_rfc3339(), "2024-10-04T18:03:10.558000Z");
+        assert_eq!(e.room_id.as_deref(), Some("room-1"));
+        assert_eq!(e.session_id, "");
+        assert_eq!(e.peer_id.as_deref(), Some("p1"));
+        assert_eq!(e.role.as_deref(), Some("Speaker"));
+    }
+
+    #[test]
+    fn flat_format_errors() {
+        let cases = [
+            (
+                r#"{"event":"peer.joined","room_id":"r","peer":{"id":"p"}}"#,
+                "missing_field",
+            ),
+            (
+                r#"{"event":"peer.joined","room_id":"r","peer":{"id":"p"},"timestamp":-5}"#,
+                "invalid_timestamp",
+            ),
+            (
+                r#"{"event":"peer.joined","room_id":"r","peer":{"id":"p"},"timestamp":1.5}"#,
+                "invalid_timestamp",
+            ),
+            (
+                r#"{"event":"peer.joined","room_id":"r","peer":{"id":"p"},"timestamp":1e300}"#,
+                "invalid_timestamp",
+            ),
+            (
+                r#"{"event":"peer.joined","room_id":"r","peer":{"id":"p"},"timestamp":99999999999999999}"#,
+                "invalid_timestamp",
+            ),
+            (
+                r#"{"event":"peer.joined","room_id":"r","peer":{"id":"p"},"timestamp":"1728064990558"}"#,
+                "invalid_field",
+            ),
+            (
+                r#"{"event":"peer.joined","room_id":"r","timestamp":1}"#,
+                "missing_field",
+            ),
+            (
+                r#"{"event":"peer.joined","room_id":"r","peer":"p","timestamp":1}"#,
+                "invalid_field",
+            ),
+            (
+                r#"{"event":"peer.joined","room_id":"r","peer":{"role":"x"},"timestamp":1}"#,
+                "missing_field",
+            ),
+            (
+                r#"{"event":"peer.joined","peer":{"id":"p"},"timestamp":1}"#,
+                "missing_field",
+            ),
+            (
+                r#"{"event":1,"room_id":"r","timestamp":1}"#,
+                "invalid_field",
+            ),
+        ];
+        for (body, code) in cases {
+            assert_eq!(err(body).code(), code, "{body}");
+        }
+        let e = parse(br#"{"event":"room.ended","room_id":"r","timestamp":0}"#).unwrap();
+        assert_eq!(e.kind, Kind::Handled(Action::SessionClose));
+        let e = parse(br#"{"event":"something.else","timestamp":5}"#).unwrap();
+        assert_eq!(e.kind, Kind::Unhandled);
+    }
+
+    #[test]
+    fn nesting_is_bounded_and_refused_cleanly() {
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        let within = format!(
+            r#"{{"id":"x","type":"t","timestamp":"2024-10-04T18:03:10Z","data":{{"x":{}}}}}"#,
+            deep(json::MAX_DEPTH - 2)
+        );
+        assert_eq!(parse(within.as_bytes()).unwrap().kind, Kind::Unhandled);
+        for n in [json::MAX_DEPTH, 100_000] {
+            let beyond = format!(
+                r#"{{"id":"x","type":"t","timestamp":"2024-10-04T18:03:10Z","data":{{"x":{}}}}}"#,
+                deep(n)
+            );
+            assert!(matches!(err(&beyond), Error::InvalidJson(m) if m.contains("recursion limit")));
+        }
+        let known = with_data(
+            "peer.join.success",
+            &format!(r#"{{"room_id":{},"peer_id":"p"}}"#, deep(10)),
+        );
+        assert_eq!(
+            err(&known),
+            Error::InvalidField {
+                field: "data.room_id",
+                expected: "a string"
+            }
+        );
+        let unbalanced = format!("{{\"x\":{}", "[".repeat(100_000));
+        assert!(matches!(err(&unbalanced), Error::InvalidJson(_)));
+    }
+}

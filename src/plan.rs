@@ -1,0 +1,331 @@
+//! `Event` -> `Plan`: ignore it (with a reason) or the named arguments of `hms_apply_event`
+//! (design §5 and §6): which time is the event's own, role classes, nulls for absent values.
+
+use crate::event::{Action, Event, Format, Kind};
+use crate::roles::{RoleClass, Roles};
+use crate::time::Timestamp;
+use serde::Serialize;
+
+/// Why an event is acknowledged without touching the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IgnoreReason {
+    /// A type the core does not handle.
+    EventTypeNotHandled,
+    /// A `.failure` / `.failed` event, which never changes counts.
+    FailureEvent,
+}
+
+impl IgnoreReason {
+    /// The `reason` in the response body.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IgnoreReason::EventTypeNotHandled => "event type not handled",
+            IgnoreReason::FailureEvent => "failure event",
+        }
+    }
+}
+
+/// The named arguments of `public.hms_apply_event`; `None` serialises as JSON `null`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApplyArgs<'a> {
+    /// Envelope id or `sha256:<hex>`.
+    pub p_event_id: &'a str,
+    /// The type as received.
+    pub p_event_type: &'a str,
+    /// The action.
+    pub p_action: &'static str,
+    /// 100ms room id.
+    pub p_room_id: &'a str,
+    /// Session id, `""` when none.
+    pub p_session_id: &'a str,
+    /// `data.session_started_at`.
+    pub p_session_started_at: Option<String>,
+    /// Peer id (peer events only).
+    pub p_peer_id: Option<&'a str>,
+    /// Role as received (peer events only).
+    pub p_role: Option<&'a str>,
+    /// Role class (peer events only).
+    pub p_role_class: Option<&'static str>,
+    /// The event's own time.
+    pub p_event_at: String,
+    /// `data.joined_at` on leaves and role changes.
+    pub p_joined_at: Option<String>,
+    /// `HMS_AUTO_CREATE_ROOMS`.
+    pub p_auto_create: bool,
+}
+
+/// What to do with an event.
+// One short-lived value per request: boxing `ApplyArgs` would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan<'a> {
+    /// Answer 200 `ignored`.
+    Ignore(IgnoreReason),
+    /// Call the RPC; `role_class` is repeated for the debug log.
+    Apply(ApplyArgs<'a>, Option<RoleClass>),
+}
+
+/// The event's own time (design §5); falls back to the envelope timestamp.
+fn event_at(event: &Event<'_>, action: Action) -> Timestamp {
+    if event.format == Format::Flat {
+        return event.timestamp;
+    }
+    let own = match action {
+        Action::PeerJoin => event.times.joined_at,
+        Action::PeerLeave => event.times.left_at,
+        Action::RoleChange => event.times.role_changed_at,
+        Action::SessionOpen => event.times.session_started_at,
+        Action::SessionClose if event.event_type == "room.end.success" => {
+            // No stop time is sent and the envelope timestamp is truncated to whole seconds,
+            // while every join of that session happened before the end: round up.
+            Some(event.timestamp.end_of_second())
+        }
+        Action::SessionClose => event.times.session_stopped_at,
+        Action::Activity => None,
+    };
+    own.unwrap_or(event.timestamp)
+}
+
+/// Decides what to do with a validated event.
+pub fn plan<'a>(event: &'a Event<'a>, roles: &Roles, auto_create: bool) -> Plan<'a> {
+    let action = match event.kind {
+        Kind::Failure => return Plan::Ignore(IgnoreReason::FailureEvent),
+        Kind::Unhandled => return Plan::Ignore(IgnoreReason::EventTypeNotHandled),
+        Kind::Handled(action) => action,
+    };
+    // Handled events always carry a room id (event.rs enforces it); stay total anyway.
+    let Some(room_id) = event.room_id.as_deref() else {
+        return Plan::Ignore(IgnoreReason::EventTypeNotHandled);
+    };
+    let (peer_id, role, role_class) = if action.is_peer_event() {
+        let role = event.role.as_deref();
+        // A join without a role counts like an unknown role: as a listener.
+        let class = roles.classify(role.unwrap_or(""));
+        (event.peer_id.as_deref(), role, Some(class))
+    } else {
+        (None, None, None)
+    };
+    let joined_at = match action {
+        Action::PeerLeave | Action::RoleChange => event.times.joined_at,
+        _ => None,
+    };
+    Plan::Apply(
+        ApplyArgs {
+            p_event_id: &event.id,
+            p_event_type: &event.event_type,
+            p_action: action.as_str(),
+            p_room_id: room_id,
+            p_session_id: &event.session_id,
+            p_session_started_at: event.times.session_started_at.map(Timestamp::to_rfc3339),
+            p_peer_id: peer_id,
+            p_role: role,
+            p_role_class: role_class.map(RoleClass::as_str),
+            p_event_at: event_at(event, action).to_rfc3339(),
+            p_joined_at: joined_at.map(Timestamp::to_rfc3339),
+            p_auto_create: auto_create,
+        },
+        role_class,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::parse;
+    use serde_json::{json, Value};
+
+    fn args(body: &str) -> Value {
+        let event = parse(body.as_bytes()).unwrap();
+        match plan(&event, &Roles::default(), false) {
+            Plan::Apply(args, _) => serde_json::to_value(&args).unwrap(),
+            other => panic!("expected apply, got {other:?}"),
+        }
+    }
+
+    fn envelope(event_type: &str, timestamp: &str, data: Value) -> String {
+        json!({"version":"2.0","id":"ev-1","type":event_type,"timestamp":timestamp,"data":data})
+            .to_string()
+    }
+
+    #[test]
+    fn join_uses_joined_at_and_classifies() {
+        let body = envelope(
+            "peer.join.success",
+            "2024-10-04T18:03:10Z",
+            json!({"room_id":"r","session_id":"s","peer_id":"p","role":"Host",
+                   "joined_at":"2024-10-04T18:03:10.55810264Z",
+                   "session_started_at":"2024-10-04T18:00:02.183742915Z"}),
+        );
+        assert_eq!(
+            args(&body),
+            json!({
+                "p_event_id":"ev-1","p_event_type":"peer.join.success","p_action":"peer_join",
+                "p_room_id":"r","p_session_id":"s",
+                "p_session_started_at":"2024-10-04T18:00:02.183742Z",
+                "p_peer_id":"p","p_role":"Host","p_role_class":"speaker",
+                "p_event_at":"2024-10-04T18:03:10.558102Z","p_joined_at":null,
+                "p_auto_create":false
+            })
+        );
+    }
+
+    #[test]
+    fn leave_and_role_change_send_joined_at() {
+        let leave = args(&envelope(
+            "peer.leave.success",
+            "2024-10-04T18:40:31Z",
+            json!({"room_id":"r","session_id":"s","peer_id":"p","role":"speaker",
+                   "joined_at":"2024-10-04T18:03:10.55810264Z",
+                   "left_at":"2024-10-04T18:40:31.904117326Z"}),
+        ));
+        assert_eq!(leave["p_action"], "peer_leave");
+        assert_eq!(leave["p_event_at"], "2024-10-04T18:40:31.904117Z");
+        assert_eq!(leave["p_joined_at"], "2024-10-04T18:03:10.558102Z");
+        assert_eq!(leave["p_session_started_at"], Value::Null);
+
+        let change = args(&envelope(
+            "role.change.success",
+            "2024-10-04T18:12:45Z",
+            json!({"room_id":"r","session_id":"s","peer_id":"p","role":"speaker",
+                   "previous_role":"listener",
+                   "joined_at":"2024-10-04T18:03:10.55810264Z",
+                   "role_changed_at":"2024-10-04T18:12:45.661207830Z"}),
+        ));
+        assert_eq!(change["p_action"], "role_change");
+        assert_eq!(change["p_role"], "speaker");
+        assert_eq!(change["p_role_class"], "speaker");
+        assert_eq!(change["p_event_at"], "2024-10-04T18:12:45.661207Z");
+        assert_eq!(change["p_joined_at"], "2024-10-04T18:03:10.558102Z");
+    }
+
+    #[test]
+    fn session_events() {
+        let open = args(&envelope(
+            "session.open.success",
+            "2024-10-04T18:00:02Z",
+            json!({"room_id":"r","session_id":"s","session_started_at":"2024-10-04T18:00:02.183742915Z"}),
+        ));
+        assert_eq!(open["p_action"], "session_open");
+        assert_eq!(open["p_event_at"], "2024-10-04T18:00:02.183742Z");
+        assert_eq!(open["p_peer_id"], Value::Null);
+        assert_eq!(open["p_role_class"], Value::Null);
+
+        let close = args(&envelope(
+            "session.close.success",
+            "2024-10-04T19:02:00Z",
+            json!({"room_id":"r","session_id":"s","session_stopped_at":"2024-10-04T19:01:59.512880041Z"}),
+        ));
+        assert_eq!(close["p_action"], "session_close");
+        assert_eq!(close["p_event_at"], "2024-10-04T19:01:59.512880Z");
+
+        let end = args(&envelope(
+            "room.end.success",
+            "2024-10-04T19:01:58Z",
+            json!({"room_id":"r","session_id":"s","peer_id":"host-peer","role":"host"}),
+        ));
+        assert_eq!(end["p_action"], "session_close");
+        assert_eq!(end["p_event_at"], "2024-10-04T19:01:58.999999Z");
+        assert_eq!(
+            end["p_peer_id"],
+            Value::Null,
+            "the ender is not a presence change"
+        );
+    }
+
+    #[test]
+    fn fallbacks_to_the_envelope_timestamp() {
+        for (event_type, data) in [
+            ("peer.join.success", json!({"room_id":"r","peer_id":"p"})),
+            (
+                "peer.leave.success",
+                json!({"room_id":"r","peer_id":"p","left_at":"0001-01-01T00:00:00Z"}),
+            ),
+            (
+                "role.change.success",
+                json!({"room_id":"r","peer_id":"p","role":"x"}),
+            ),
+            ("session.open.success", json!({"room_id":"r"})),
+            ("session.close.success", json!({"room_id":"r"})),
+            (
+                "track.update.success",
+                json!({"room_id":"r","peer_id":"p","started_at":"2024-10-04T18:00:00Z"}),
+            ),
+        ] {
+            let a = args(&envelope(event_type, "2024-10-04T18:05:00+02:00", data));
+            assert_eq!(
+                a["p_event_at"], "2024-10-04T16:05:00.000000Z",
+                "{event_type}"
+            );
+        }
+    }
+
+    #[test]
+    fn join_without_role_is_a_listener_and_ignored_roles_pass_through() {
+        let a = args(&envelope(
+            "peer.join.success",
+            "2024-10-04T18:05:00Z",
+            json!({"room_id":"r","peer_id":"p"}),
+        ));
+        assert_eq!(a["p_role"], Value::Null);
+        assert_eq!(a["p_role_class"], "listener");
+        let a = args(&envelope(
+            "peer.join.success",
+            "2024-10-04T18:05:00Z",
+            json!({"room_id":"r","peer_id":"p","role":"__internal_recorder"}),
+        ));
+        assert_eq!(a["p_role_class"], "ignored");
+    }
+
+    #[test]
+    fn flat_format_uses_its_timestamp() {
+        let a = args(
+            r#"{"event":"peer.left","room_id":"r","peer":{"id":"p","role":"speaker"},"timestamp":1728064990558}"#,
+        );
+        assert_eq!(a["p_action"], "peer_leave");
+        assert_eq!(a["p_event_at"], "2024-10-04T18:03:10.558000Z");
+        assert_eq!(a["p_session_id"], "");
+        assert_eq!(a["p_role_class"], "speaker");
+        assert!(a["p_event_id"].as_str().unwrap().starts_with("sha256:"));
+        let a = args(r#"{"event":"room.ended","room_id":"r","timestamp":1728064990558}"#);
+        assert_eq!(a["p_event_at"], "2024-10-04T18:03:10.558000Z");
+    }
+
+    #[test]
+    fn ignores_failures_and_unknown_types() {
+        let body = envelope(
+            "peer.join.failure",
+            "2024-10-04T18:05:00Z",
+            json!({"room_id":"r"}),
+        );
+        let failure = parse(body.as_bytes()).unwrap();
+        assert_eq!(
+            plan(&failure, &Roles::default(), false),
+            Plan::Ignore(IgnoreReason::FailureEvent)
+        );
+        let body = envelope("recording.success", "2024-10-04T18:05:00Z", json!({}));
+        let other = parse(body.as_bytes()).unwrap();
+        assert_eq!(
+            plan(&other, &Roles::default(), false),
+            Plan::Ignore(IgnoreReason::EventTypeNotHandled)
+        );
+        assert_eq!(IgnoreReason::FailureEvent.as_str(), "failure event");
+        assert_eq!(
+            IgnoreReason::EventTypeNotHandled.as_str(),
+            "event type not handled"
+        );
+    }
+
+    #[test]
+    fn auto_create_is_passed_through() {
+        let body = envelope(
+            "session.open.success",
+            "2024-10-04T18:05:00Z",
+            json!({"room_id":"r"}),
+        );
+        let event = parse(body.as_bytes()).unwrap();
+        let Plan::Apply(a, _) = plan(&event, &Roles::default(), true) else {
+            panic!("expected apply");
+        };
+        assert!(a.p_auto_create);
+    }
+}

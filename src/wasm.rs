@@ -1,0 +1,260 @@
+//! The Wasm boundary (wasm32 only): turns a web `Request` into the core's `Incoming`, reads the
+//! body with a cap, sends the one RPC with the global `fetch`, logs, and builds the `Response`.
+
+use crate::config::{Config, DEFAULT_MAX_BODY_BYTES};
+use crate::error::Error;
+use crate::handler::{self, Incoming, RpcOutcome, RpcRequest, Step};
+use crate::json::{self, Value};
+use crate::reply::{self, Facts, Notes, Reply};
+use js_sys::{Date, Uint8Array};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{
+    AbortSignal, Headers, ReadableStreamDefaultReader, ReadableStreamReadResult, Request,
+    RequestInit, Response, ResponseInit,
+};
+
+#[wasm_bindgen]
+extern "C" {
+    /// The global `fetch` (Deno has no `window`, so `web_sys::window()` is not an option).
+    #[wasm_bindgen(js_name = fetch, catch)]
+    fn fetch_with_request(input: &Request) -> Result<js_sys::Promise, JsValue>;
+}
+
+/// Give up on PostgREST after this long: 100ms retries a 503, a hung request helps nobody.
+const UPSTREAM_TIMEOUT_MS: u32 = 10_000;
+
+fn now_ms() -> i64 {
+    // Date.now() is an integral number of ms well inside i64.
+    Date::now() as i64
+}
+
+/// One handler per isolate: configuration parsed once, then reused for every request.
+#[wasm_bindgen]
+pub struct WebhookHandler {
+    config: Config,
+}
+
+#[wasm_bindgen]
+impl WebhookHandler {
+    /// Builds the handler from a plain object of environment strings (`Deno.env.toObject()`).
+    /// Never throws: an unusable object yields a handler that answers 500 `misconfigured`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(env: JsValue) -> WebhookHandler {
+        let config = match env_pairs(&env) {
+            Some(pairs) => Config::from_env(pairs),
+            None => Config::misconfigured(
+                "environment",
+                "the handler was not given an object of strings",
+            ),
+        };
+        WebhookHandler { config }
+    }
+
+    /// Handles one request. Never rejects for request or upstream problems: they become JSON
+    /// replies (4xx/5xx) and exactly one log line.
+    pub async fn handle(&self, request: Request) -> Result<Response, JsValue> {
+        let reply = handle_request(&self.config, &request).await;
+        web_sys::console::log_1(&JsValue::from_str(&reply.log));
+        to_response(&reply)
+    }
+
+    /// Runs `begin` on a POST without I/O and returns a JSON summary of the decision. Used to
+    /// benchmark verify + parse + classify + plan inside Wasm; request headers (the service key)
+    /// are never included.
+    pub fn check_event(&self, headers_json: &str, body: &[u8], now_ms: f64) -> String {
+        // A JSON object of header strings; anything else means "no headers".
+        let headers: Vec<(String, String)> = match json::parse(headers_json) {
+            Ok(Value::Object(object)) => object
+                .iter()
+                .filter_map(|(name, value)| match value {
+                    Value::String(v) => Some((name.to_ascii_lowercase(), v.to_string())),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let step = handler::begin(
+            &self.config,
+            &Incoming {
+                method: "POST",
+                headers: &headers,
+                body,
+                now_ms: now_ms as i64,
+            },
+        );
+        let summary = match &step {
+            Step::Respond(reply) => Summary {
+                step: "respond",
+                status: Some(reply.status),
+                body: Some(&reply.body),
+                url: None,
+                args: None,
+            },
+            Step::Call(call) => Summary {
+                step: "call",
+                status: None,
+                body: None,
+                url: Some(&call.request.url),
+                args: Some(&call.request.body),
+            },
+        };
+        serde_json::to_string(&summary).unwrap_or_default()
+    }
+}
+
+/// Reads a plain object of strings (js_sys directly: serde-wasm-bindgen costs ~10 KB of Wasm).
+fn env_pairs(env: &JsValue) -> Option<Vec<(String, String)>> {
+    if !env.is_object() {
+        return None;
+    }
+    let entries = js_sys::Object::entries(env.unchecked_ref());
+    let mut pairs = Vec::with_capacity(entries.length() as usize);
+    for entry in entries.iter() {
+        let pair: js_sys::Array = entry.unchecked_into();
+        // Non-string values cannot come from Deno.env; skipping them leaves that variable unset.
+        if let (Some(name), Some(value)) = (pair.get(0).as_string(), pair.get(1).as_string()) {
+            pairs.push((name, value));
+        }
+    }
+    Some(pairs)
+}
+
+/// What `check_event` reports.
+#[derive(serde::Serialize)]
+struct Summary<'a> {
+    step: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    args: Option<&'a str>,
+}
+
+fn internal(problem: &str) -> Reply {
+    reply::error(
+        &Error::Internal,
+        &Facts::default(),
+        &Notes {
+            problem: Some(problem),
+            ..Notes::default()
+        },
+        None,
+    )
+}
+
+async fn handle_request(config: &Config, request: &Request) -> Reply {
+    let started = now_ms();
+    let method = request.method();
+    let headers = read_headers(&request.headers());
+    let content_length = headers
+        .iter()
+        .find(|(name, _)| name == "content-length")
+        .and_then(|(_, value)| value.trim().parse::<u64>().ok());
+    if let Some(reply) = handler::preflight(config, &method, content_length) {
+        return reply;
+    }
+    let max = config
+        .settings()
+        .map(|s| s.max_body_bytes)
+        .unwrap_or(DEFAULT_MAX_BODY_BYTES);
+    // One byte over the limit is enough for `begin` to answer 413.
+    let Ok(body) = read_body(request, max.saturating_add(1)).await else {
+        return internal("request body could not be read");
+    };
+    let incoming = Incoming {
+        method: &method,
+        headers: &headers,
+        body: &body,
+        now_ms: started,
+    };
+    match handler::begin(config, &incoming) {
+        Step::Respond(reply) => reply,
+        Step::Call(call) => {
+            let outcome = send(&call.request).await;
+            handler::finish(config, &call.context, outcome, now_ms())
+        }
+    }
+}
+
+fn read_headers(headers: &Headers) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let Ok(Some(entries)) = js_sys::try_iter(headers) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let pair: js_sys::Array = entry.unchecked_into();
+        if let (Some(name), Some(value)) = (pair.get(0).as_string(), pair.get(1).as_string()) {
+            out.push((name.to_ascii_lowercase(), value));
+        }
+    }
+    out
+}
+
+/// Reads at most `cap` bytes; a larger (e.g. chunked) body is cancelled, not buffered whole.
+async fn read_body(request: &Request, cap: u64) -> Result<Vec<u8>, JsValue> {
+    let Some(stream) = request.body() else {
+        return Ok(Vec::new());
+    };
+    let reader: ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
+    let mut out = Vec::new();
+    loop {
+        let result: ReadableStreamReadResult =
+            JsFuture::from(reader.read()).await?.unchecked_into();
+        if result.get_done().unwrap_or(true) {
+            return Ok(out);
+        }
+        let chunk = Uint8Array::new(&result.get_value());
+        let room = cap.saturating_sub(out.len() as u64);
+        if u64::from(chunk.length()) >= room {
+            let take = u32::try_from(room).unwrap_or(u32::MAX);
+            out.extend(chunk.subarray(0, take).to_vec());
+            // Stop the sender; a failed cancel changes nothing for the reply.
+            let _ = JsFuture::from(reader.cancel()).await;
+            return Ok(out);
+        }
+        out.extend(chunk.to_vec());
+    }
+}
+
+async fn send(request: &RpcRequest) -> RpcOutcome {
+    try_send(request).await.unwrap_or(RpcOutcome::Unreachable)
+}
+
+async fn try_send(rpc: &RpcRequest) -> Result<RpcOutcome, JsValue> {
+    let headers = Headers::new()?;
+    for (name, value) in &rpc.headers {
+        headers.set(name, value)?;
+    }
+    let init = RequestInit::new();
+    init.set_method("POST");
+    init.set_headers(&headers);
+    init.set_body(&JsValue::from_str(&rpc.body));
+    init.set_signal(Some(&AbortSignal::timeout_with_u32(UPSTREAM_TIMEOUT_MS)));
+    let request = Request::new_with_str_and_init(&rpc.url, &init)?;
+    let response: Response = JsFuture::from(fetch_with_request(&request)?)
+        .await?
+        .dyn_into()?;
+    let status = response.status();
+    let buffer = JsFuture::from(response.array_buffer()?).await?;
+    Ok(RpcOutcome::Response {
+        status,
+        body: Uint8Array::new(&buffer).to_vec(),
+    })
+}
+
+fn to_response(reply: &Reply) -> Result<Response, JsValue> {
+    let headers = Headers::new()?;
+    for (name, value) in &reply.headers {
+        headers.set(name, value)?;
+    }
+    let init = ResponseInit::new();
+    init.set_status(reply.status);
+    init.set_headers(&headers);
+    let body = (!reply.body.is_empty()).then_some(reply.body.as_str());
+    Response::new_with_opt_str_and_init(body, &init)
+}

@@ -1,0 +1,56 @@
+/**
+ * hms-webhook Edge Function: a thin Deno shim around the Rust core (compiled to Wasm).
+ *
+ * Once per isolate: decode the inlined Wasm, instantiate it and build the handler from the
+ * environment. Per request: hand the `Request` to the core. The Wasm is a base64 JS module,
+ * so it is part of the module graph (no `static_files`, no fetch of a file, no --allow-read).
+ */
+import { initSync, WebhookHandler } from "./pkg/hms_webhook.js";
+import { wasmBase64 } from "./pkg/hms_webhook_wasm.js";
+
+/** The only answer that never depends on the core: no internals, just "retry later". */
+function internalError(): Response {
+  return new Response(
+    JSON.stringify({
+      status: "error",
+      code: "internal",
+      message: "internal error",
+    }),
+    { status: 500, headers: { "content-type": "application/json" } },
+  );
+}
+
+function decodeBase64(text: string): Uint8Array<ArrayBuffer> {
+  const binary = atob(text);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}
+
+let handler: WebhookHandler | null = null;
+try {
+  initSync({ module: decodeBase64(wasmBase64) });
+  // The core validates the environment and answers 500 `misconfigured` itself if needed.
+  handler = new WebhookHandler(Deno.env.toObject());
+} catch (error) {
+  // Boot must not crash the worker: log the cause, answer 500 until the isolate is replaced.
+  console.error(JSON.stringify({
+    level: "error",
+    msg: "webhook boot failed",
+    error: String(error),
+  }));
+}
+
+Deno.serve(async (request: Request): Promise<Response> => {
+  if (handler === null) return internalError();
+  try {
+    return await handler.handle(request);
+  } catch (error) {
+    console.error(JSON.stringify({
+      level: "error",
+      msg: "webhook handler threw",
+      error: String(error),
+    }));
+    return internalError();
+  }
+});
