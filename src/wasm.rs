@@ -11,7 +11,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
-    AbortSignal, Headers, ReadableStreamDefaultReader, ReadableStreamReadResult, Request,
+    AbortController, Headers, ReadableStreamDefaultReader, ReadableStreamReadResult, Request,
     RequestInit, Response, ResponseInit,
 };
 
@@ -20,6 +20,13 @@ extern "C" {
     /// The global `fetch` (Deno has no `window`, so `web_sys::window()` is not an option).
     #[wasm_bindgen(js_name = fetch, catch)]
     fn fetch_with_request(input: &Request) -> Result<js_sys::Promise, JsValue>;
+
+    /// Global timers. `AbortSignal.timeout` would keep every request's objects alive for the
+    /// whole timeout even after the answer came; a cleared timer releases them at once.
+    #[wasm_bindgen(js_name = setTimeout, catch)]
+    fn set_timeout(callback: &js_sys::Function, ms: u32) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(js_name = clearTimeout)]
+    fn clear_timeout(id: &JsValue);
 }
 
 /// Give up on PostgREST after this long: 100ms retries a 503, a hung request helps nobody.
@@ -234,8 +241,19 @@ async fn try_send(rpc: &RpcRequest) -> Result<RpcOutcome, JsValue> {
     init.set_method("POST");
     init.set_headers(&headers);
     init.set_body(&JsValue::from_str(&rpc.body));
-    init.set_signal(Some(&AbortSignal::timeout_with_u32(UPSTREAM_TIMEOUT_MS)));
-    let request = Request::new_with_str_and_init(&rpc.url, &init)?;
+    let controller = AbortController::new()?;
+    init.set_signal(Some(&controller.signal()));
+    let abort: js_sys::Function = js_sys::Reflect::get(&controller, &JsValue::from_str("abort"))?
+        .dyn_into::<js_sys::Function>()?
+        .bind0(&controller);
+    let timer = set_timeout(&abort, UPSTREAM_TIMEOUT_MS)?;
+    let outcome = fetch_answer(&rpc.url, &init).await;
+    clear_timeout(&timer);
+    outcome
+}
+
+async fn fetch_answer(url: &str, init: &RequestInit) -> Result<RpcOutcome, JsValue> {
+    let request = Request::new_with_str_and_init(url, init)?;
     let response: Response = JsFuture::from(fetch_with_request(&request)?)
         .await?
         .dyn_into()?;

@@ -108,6 +108,10 @@ function __wbg_get_imports() {
             const ret = arg0.arrayBuffer();
             return ret;
         }, arguments); },
+        __wbg_bind_00665d4267fdf38a: function(arg0, arg1) {
+            const ret = arg0.bind(arg1);
+            return ret;
+        },
         __wbg_body_b86ad4fe78cc379c: function(arg0) {
             const ret = arg0.body;
             return isLikeNone(ret) ? 0 : addToExternrefTable0(ret);
@@ -123,6 +127,9 @@ function __wbg_get_imports() {
         __wbg_cancel_b195250778e9d8e7: function(arg0) {
             const ret = arg0.cancel();
             return ret;
+        },
+        __wbg_clearTimeout_f304adc329fc6f2d: function(arg0) {
+            clearTimeout(arg0);
         },
         __wbg_done_57e08d0be6e30c02: function(arg0) {
             const ret = arg0.done;
@@ -140,6 +147,10 @@ function __wbg_get_imports() {
             const ret = arg0.getReader();
             return ret;
         },
+        __wbg_get_2080c49015e35254: function() { return handleError(function (arg0, arg1) {
+            const ret = Reflect.get(arg0, arg1);
+            return ret;
+        }, arguments); },
         __wbg_get_635eea311fa1a291: function() { return handleError(function (arg0, arg1) {
             const ret = Reflect.get(arg0, arg1);
             return ret;
@@ -204,6 +215,10 @@ function __wbg_get_imports() {
             const ret = new Headers();
             return ret;
         }, arguments); },
+        __wbg_new_5f28518387ad0e34: function() { return handleError(function () {
+            const ret = new AbortController();
+            return ret;
+        }, arguments); },
         __wbg_new_cd4348290afae586: function() {
             const ret = new Object();
             return ret;
@@ -264,6 +279,10 @@ function __wbg_get_imports() {
             const ret = Promise.resolve(arg0);
             return ret;
         },
+        __wbg_setTimeout_d866ef919d82c796: function() { return handleError(function (arg0, arg1) {
+            const ret = setTimeout(arg0, arg1 >>> 0);
+            return ret;
+        }, arguments); },
         __wbg_set_bcb0ec2400cfa22e: function() { return handleError(function (arg0, arg1, arg2, arg3, arg4) {
             arg0.set(getStringFromWasm0(arg1, arg2), getStringFromWasm0(arg3, arg4));
         }, arguments); },
@@ -284,6 +303,10 @@ function __wbg_get_imports() {
         },
         __wbg_set_status_bd9dc81d1c17b108: function(arg0, arg1) {
             arg0.status = arg1;
+        },
+        __wbg_signal_fac908876f45725d: function(arg0) {
+            const ret = arg0.signal;
+            return ret;
         },
         __wbg_static_accessor_GLOBAL_THIS_003ee833af9699fc: function() {
             const ret = typeof globalThis === 'undefined' ? undefined : globalThis;
@@ -315,10 +338,6 @@ function __wbg_get_imports() {
         },
         __wbg_then_e3f7f2d365708be8: function(arg0, arg1) {
             const ret = arg0.then(arg1);
-            return ret;
-        },
-        __wbg_timeout_6d701c12be1d4627: function(arg0) {
-            const ret = AbortSignal.timeout(arg0 >>> 0);
             return ret;
         },
         __wbg_value_e0f328965e184931: function(arg0) {
