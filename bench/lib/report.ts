@@ -1,0 +1,478 @@
+/**
+ * Turns section results into the target checks (✓/✗, never asserted) and the printed table.
+ * Ratios and fractions are computed here once, so the JSON and the table always agree.
+ */
+
+import type { Meta } from "./meta.ts";
+import type { CoreImpl, CoreResult } from "../sections/core.ts";
+import type { SizeResult } from "../sections/size.ts";
+import type { E2eResult } from "../sections/e2e.ts";
+import type { CeilingResult } from "../sections/ceiling.ts";
+import type { MemoryResult } from "../sections/memory.ts";
+import type { LevelResult } from "./traffic.ts";
+
+export interface Sections {
+  core?: CoreResult;
+  size?: SizeResult;
+  e2e?: E2eResult;
+  ceiling?: CeilingResult;
+  memory?: MemoryResult;
+}
+
+export interface Target {
+  name: string;
+  target: string;
+  value: number | boolean | null;
+  unit: string;
+  pass: boolean | null;
+}
+
+export interface Comparison {
+  run: string;
+  concurrency: number;
+  e2e_throughput_eps: number;
+  ceiling_throughput_eps: number;
+  fraction_of_ceiling: number;
+  e2e_p50_ms: number;
+  ceiling_p50_ms: number;
+  p50_overhead_ms: number;
+}
+
+const r3 = (x: number) => Math.round(x * 1000) / 1000;
+
+/** End to end vs the direct-SQL ceiling, level by level and for the hot room. */
+export function compare(e2e: E2eResult, ceiling: CeilingResult): Comparison[] {
+  const pairs: [string, LevelResult, LevelResult][] = e2e.levels.flatMap(
+    (l) => {
+      const c = ceiling.levels.find((x) => x.concurrency === l.concurrency);
+      return c
+        ? [[`${l.rooms} rooms`, l, c] as [string, LevelResult, LevelResult]]
+        : [];
+    },
+  );
+  pairs.push(["hot room", e2e.hot_room, ceiling.hot_room]);
+  return pairs.map(([run, e, c]) => ({
+    run,
+    concurrency: e.concurrency,
+    e2e_throughput_eps: e.throughput_eps,
+    ceiling_throughput_eps: c.throughput_eps,
+    fraction_of_ceiling: r3(e.throughput_eps / c.throughput_eps),
+    e2e_p50_ms: e.latency_ms.median,
+    ceiling_p50_ms: c.latency_ms.median,
+    p50_overhead_ms: r3(e.latency_ms.median - c.latency_ms.median),
+  }));
+}
+
+function check(
+  name: string,
+  target: string,
+  value: number | boolean | null | undefined,
+  unit: string,
+  ok: (v: number) => boolean,
+): Target {
+  const v = value ?? null;
+  const pass = v === null ? null : typeof v === "boolean" ? v : ok(v);
+  return { name, target, value: v, unit, pass };
+}
+
+/** The brief's targets, evaluated on whatever sections ran (null = not measured this run). */
+export function targets(
+  s: Sections,
+  comparisons: Comparison[] | null,
+): Target[] {
+  const c16 = s.e2e?.levels.find((l) => l.concurrency === 16);
+  const cmp16 = comparisons?.find((c) =>
+    c.concurrency === 16 && c.run !== "hot room"
+  );
+  return [
+    check(
+      "core in Wasm, median",
+      "<= 10 µs",
+      s.core?.wasm.per_event_us.median,
+      "µs",
+      (v) => v <= 10,
+    ),
+    check(
+      "core in Wasm faster than the TS baseline",
+      "wasm/baseline < 1",
+      s.core?.ratios.wasm_over_baseline,
+      "×",
+      (v) => v < 1,
+    ),
+    check(
+      ".wasm raw",
+      "<= 150 KB",
+      s.size?.wasm_bytes,
+      "B",
+      (v) => v <= 150_000,
+    ),
+    check(
+      ".wasm gzip",
+      "<= 60 KB",
+      s.size?.wasm_gzip_bytes,
+      "B",
+      (v) => v <= 60_000,
+    ),
+    check(
+      "cold start (in process, median)",
+      "<= 50 ms",
+      s.size?.cold_start.in_process_ms.median,
+      "ms",
+      (v) => v <= 50,
+    ),
+    check(
+      "end to end p50 at c=16",
+      "<= 5 ms",
+      c16?.latency_ms.median,
+      "ms",
+      (v) => v <= 5,
+    ),
+    check(
+      "end to end p99 at c=16",
+      "<= 25 ms",
+      c16?.latency_ms.p99,
+      "ms",
+      (v) => v <= 25,
+    ),
+    check(
+      "throughput vs direct-SQL ceiling at c=16",
+      ">= 50%",
+      cmp16?.fraction_of_ceiling,
+      "×",
+      (v) => v >= 0.5,
+    ),
+    check(
+      `Wasm memory growth over ${s.memory?.events ?? "100,000"} events`,
+      "0 B",
+      s.memory?.wasm_memory_growth_bytes,
+      "B",
+      (v) => v === 0,
+    ),
+  ];
+}
+
+// ---------------------------------------------------------------------------------------------
+// The table
+// ---------------------------------------------------------------------------------------------
+
+const num = (x: number | null | undefined, digits = 1) =>
+  x === null || x === undefined || Number.isNaN(x)
+    ? "-"
+    : x.toLocaleString("en-US", {
+      maximumFractionDigits: digits,
+      minimumFractionDigits: digits,
+    });
+const int = (x: number | null | undefined) => num(x, 0);
+const mark = (t: Target | undefined) =>
+  t === undefined || t.pass === null ? "" : `${t.target} ${t.pass ? "✓" : "✗"}`;
+
+function table(rows: string[][]): string {
+  const widths = rows[0].map((_, i) =>
+    Math.max(...rows.map((r) => (r[i] ?? "").length))
+  );
+  return rows.map((r) =>
+    "  " +
+    r.map((cell, i) =>
+      i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i])
+    ).join("  ")
+  ).join("\n");
+}
+
+function levelRow(label: string, l: LevelResult, extra = ""): string[] {
+  return [
+    label,
+    int(l.events),
+    num(l.latency_ms.median, 2),
+    num(l.latency_ms.p99, 2),
+    int(l.throughput_eps),
+    Object.entries(l.cpu_ms_per_event).map(([k, v]) => `${k} ${num(v, 2)}`)
+      .join(", "),
+    extra,
+  ];
+}
+
+/** The human-readable report printed after a run. */
+export function render(
+  meta: Meta,
+  s: Sections,
+  comparisons: Comparison[] | null,
+  checks: Target[],
+  errors: Record<string, string>,
+  quick: boolean,
+): string {
+  const byName = new Map(checks.map((t) => [t.name, t]));
+  const out: string[] = [];
+  out.push(
+    `hms-webhook bench (${
+      quick ? "quick" : "full"
+    }) — ${meta.machine.cores} cores, ` +
+      `commit ${meta.commit?.slice(0, 10) ?? "?"}${
+        meta.dirty ? " (dirty)" : ""
+      }, ` +
+      `deno ${meta.versions.deno}, ${
+        meta.versions.rustc ?? "rustc ?"
+      }, ${meta.date}`,
+  );
+  if (s.core) {
+    const c = s.core;
+    out.push(
+      `\n1. Core per event: verify + parse + classify + plan, ${c.event_bytes}-byte signed peer.join.success`,
+    );
+    const row = (label: string, x: CoreImpl, target = "") => [
+      label,
+      num(x.per_event_us.median, 2),
+      num(x.per_event_us.p99, 2),
+      `${num(x.breakdown_us.fixed, 1)} / ${num(x.breakdown_us.hmac, 1)} / ${
+        num(x.breakdown_us.parse_and_plan, 1)
+      }`,
+      int(x.iters),
+      target,
+    ];
+    out.push(table([
+      [
+        "implementation",
+        "median µs",
+        "p99 µs",
+        "fixed / HMAC / parse+plan µs",
+        "events",
+        "target",
+      ],
+      row(`Rust native (${c.native.profile ?? "?"} profile)`, c.native),
+      row(
+        "Wasm under Deno (check_event)",
+        c.wasm,
+        mark(byName.get("core in Wasm, median")),
+      ),
+      row("TypeScript baseline (WebCrypto)", c.baseline),
+    ]));
+    out.push(
+      `  ratios (medians): wasm/native ${
+        num(c.ratios.wasm_over_native, 2)
+      }×, ` +
+        `wasm/baseline ${num(c.ratios.wasm_over_baseline, 2)}× ` +
+        mark(byName.get("core in Wasm faster than the TS baseline")) +
+        `; same RPC body from all three: ${c.parity.identical ? "yes" : "NO"}`,
+    );
+  }
+  if (s.size) {
+    const z = s.size;
+    out.push(`\n2. Size and cold start`);
+    out.push(table([
+      ["figure", "value", "target"],
+      [".wasm raw", `${int(z.wasm_bytes)} B`, mark(byName.get(".wasm raw"))],
+      [
+        ".wasm gzip -9",
+        `${int(z.wasm_gzip_bytes)} B`,
+        mark(byName.get(".wasm gzip")),
+      ],
+      ["JS glue (hms_webhook.js)", `${int(z.glue_bytes)} B`, ""],
+      [
+        "inlined Wasm module (base64 .js)",
+        `${int(z.inline_module_bytes)} B`,
+        "",
+      ],
+      [
+        `cold start in process, median of ${z.cold_start.runs} (p99)`,
+        `${num(z.cold_start.in_process_ms.median, 1)} ms (${
+          num(z.cold_start.in_process_ms.p99, 1)
+        })`,
+        mark(byName.get("cold start (in process, median)")),
+      ],
+      [
+        "  import (compile + instantiate + serve)",
+        `${num(z.cold_start.import_ms.median, 1)} ms`,
+        "",
+      ],
+      [
+        "  first request (second one)",
+        `${num(z.cold_start.first_request_ms.median, 1)} ms (${
+          num(z.cold_start.second_request_ms.median, 1)
+        } ms)`,
+        "",
+      ],
+      [
+        "cold start, process wall time (median)",
+        `${num(z.cold_start.process_wall_ms.median, 1)} ms`,
+        "",
+      ],
+      ...(z.baseline_cold_start
+        ? [[
+          "TS baseline cold start in process / wall",
+          `${num(z.baseline_cold_start.in_process_ms.median, 1)} / ${
+            num(z.baseline_cold_start.process_wall_ms.median, 1)
+          } ms`,
+          "",
+        ]]
+        : []),
+    ]));
+  }
+  if (s.e2e) {
+    const e = s.e2e;
+    out.push(`\n3. End to end: ${e.path}`);
+    const rows = [[
+      "run",
+      "events",
+      "p50 ms",
+      "p99 ms",
+      "ev/s",
+      "CPU ms per event",
+      "target",
+    ]];
+    for (const l of e.levels) {
+      rows.push(
+        levelRow(
+          `c=${l.concurrency}, ${l.rooms} rooms`,
+          l,
+          l.concurrency === 16
+            ? `${mark(byName.get("end to end p50 at c=16"))}, ${
+              mark(byName.get("end to end p99 at c=16"))
+            }`
+            : "",
+        ),
+      );
+    }
+    rows.push(
+      levelRow(
+        `hot room c=${e.hot_room.concurrency} (${
+          int(e.hot_room.events)
+        } joins in ${num(e.hot_room.wall_ms / 1000, 2)} s)`,
+        e.hot_room,
+      ),
+    );
+    for (const l of e.direct) {
+      rows.push(levelRow(`straight to function, c=${l.concurrency}`, l));
+    }
+    if ("levels" in e.baseline) {
+      for (const l of e.baseline.levels) {
+        rows.push(levelRow(`TS baseline function, c=${l.concurrency}`, l));
+      }
+    }
+    out.push(table(rows));
+    out.push(
+      `  function peak RSS (VmHWM): ${
+        int((e.function_peak_rss_kb ?? NaN) / 1024)
+      } MiB` +
+        ("levels" in e.baseline
+          ? `; TS baseline function: ${
+            int((e.baseline.function_peak_rss_kb ?? NaN) / 1024)
+          } MiB`
+          : `; TS baseline function skipped: ${e.baseline.skipped}`) +
+        "; counts exact in every room: yes",
+    );
+  }
+  if (s.ceiling) {
+    out.push(`\n4. Ceiling: ${s.ceiling.path}`);
+    const rows = [[
+      "run",
+      "events",
+      "p50 ms",
+      "p99 ms",
+      "ev/s",
+      "CPU ms per event",
+      "",
+    ]];
+    for (const l of s.ceiling.levels) {
+      rows.push(levelRow(`c=${l.concurrency}`, l));
+    }
+    rows.push(
+      levelRow(
+        `hot room c=${s.ceiling.hot_room.concurrency}`,
+        s.ceiling.hot_room,
+      ),
+    );
+    rows.push(
+      levelRow(
+        `c=${s.ceiling.rest_shaped.concurrency}, REST stand-in's SQL per call`,
+        s.ceiling.rest_shaped,
+      ),
+    );
+    out.push(table(rows));
+    if (comparisons) {
+      out.push(table([
+        [
+          "end to end vs ceiling",
+          "e2e ev/s",
+          "ceiling ev/s",
+          "fraction",
+          "p50 overhead ms",
+          "target",
+        ],
+        ...comparisons.map((c) => [
+          `${c.run}, c=${c.concurrency}`,
+          int(c.e2e_throughput_eps),
+          int(c.ceiling_throughput_eps),
+          `${num(c.fraction_of_ceiling * 100, 0)}%`,
+          num(c.p50_overhead_ms, 2),
+          c.concurrency === 16 && c.run !== "hot room"
+            ? mark(byName.get("throughput vs direct-SQL ceiling at c=16"))
+            : "",
+        ]),
+      ]));
+    }
+  }
+  if (s.memory) {
+    const m = s.memory;
+    out.push(
+      `\n5. Memory: ${int(m.events)} events through one isolate (${m.mode})`,
+    );
+    out.push(table([
+      [
+        "figure",
+        "before",
+        "after",
+        `after ${m.settle_ms / 1000} s idle`,
+        "target",
+      ],
+      [
+        "Wasm linear memory",
+        `${int(m.wasm_memory_before_bytes)} B`,
+        `${int(m.wasm_memory_after_bytes)} B`,
+        `${int(m.wasm_memory_settled_bytes)} B`,
+        mark(checks.find((t) => t.name.startsWith("Wasm memory growth"))),
+      ],
+      [
+        "process RSS",
+        `${num(m.rss_before_kb / 1024, 1)} MiB`,
+        `${num(m.rss_after_kb / 1024, 1)} MiB`,
+        `${num(m.rss_settled_kb / 1024, 1)} MiB`,
+        "",
+      ],
+      [
+        "JS heap used (after GC)",
+        `${num(m.heap_used_before / 1048576, 1)} MiB`,
+        `${num(m.heap_used_after / 1048576, 1)} MiB`,
+        `${num(m.heap_used_settled / 1048576, 1)} MiB`,
+        "",
+      ],
+    ]));
+    out.push(
+      `  responses: ${
+        Object.entries(m.statuses).map(([k, v]) => `${k}×${int(v)}`).join(", ")
+      }; ` +
+        `${int(m.rpc_calls)} RPC calls for ${
+          int(m.rpc_calls_expected)
+        } accepted events; ` +
+        `${
+          int(m.requests_per_second_incl_generation)
+        } requests/s in process (incl. building + signing)`,
+    );
+  }
+  out.push("\nTargets");
+  out.push(table([
+    ["target", "value", "goal", ""],
+    ...checks.map((t) => [
+      t.name,
+      t.value === null
+        ? "not measured"
+        : typeof t.value === "boolean"
+        ? String(t.value)
+        : `${num(t.value, 3)} ${t.unit}`,
+      t.target,
+      t.pass === null ? "-" : t.pass ? "✓" : "✗",
+    ]),
+  ]));
+  for (const [section, message] of Object.entries(errors)) {
+    out.push(`\n!! ${section} FAILED: ${message}`);
+  }
+  return out.join("\n");
+}

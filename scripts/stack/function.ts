@@ -1,0 +1,190 @@
+/**
+ * Runs the Edge Function the way it is deployed: the shim under `deno run --allow-net
+ * --allow-env`, listening on its own port (DENO_SERVE_ADDRESS), with the function environment
+ * (SUPABASE_URL = the gateway, SUPABASE_SECRET_KEYS, HMS_WEBHOOK_SECRET, passed-through HMS_* /
+ * SUPABASE_DEBUG, per-instance overrides). Several instances can run side by side.
+ */
+
+import { freePort, HOST, waitForPort } from "./net.ts";
+import { tail } from "./proc.ts";
+
+/** Options of {@link startFunction}. */
+export interface FunctionOptions {
+  /** Repository root (for node_modules/.bin/deno and the default entry). */
+  root: string;
+  /** `SUPABASE_URL` the function calls (normally the gateway). */
+  supabaseUrl: string;
+  /** Goes into `SUPABASE_SECRET_KEYS` as `{"default": key}`. */
+  serviceKey: string;
+  /** `HMS_WEBHOOK_SECRET`. */
+  secret: string;
+  /** Overrides last; `undefined` removes a variable (e.g. to test a misconfigured instance). */
+  env?: Record<string, string | undefined>;
+  /** Default: supabase/functions/hms-webhook/index.ts under `root`. */
+  entry?: string;
+  /** Working directory (default `root`). */
+  cwd?: string;
+  /** Called with every output line (stdout and stderr). */
+  onLog?: (line: string) => void;
+  /** Default true: copy HMS_* and SUPABASE_DEBUG from this process's environment. */
+  passThrough?: boolean;
+  /** How long to wait for the listener (default 30 s). */
+  startTimeoutMs?: number;
+}
+
+/** A running function process. */
+export interface FunctionProcess {
+  /** Base URL of the process itself (not through the gateway). */
+  url: string;
+  port: number;
+  pid: number;
+  /** The most recent output lines (up to 5000). */
+  logs(): string[];
+  /** Resolves when the process has exited. */
+  exited: Promise<Deno.CommandStatus>;
+  /** SIGTERM, then SIGKILL after 5 s; safe to call twice. */
+  stop(): Promise<void>;
+  /** SIGKILL without waiting, for exit handlers. */
+  stopSync(): void;
+}
+
+const MAX_LOG_LINES = 5000;
+
+/** The Deno binary the stack runs the function with. */
+export function denoBinary(root: string): string {
+  const local = `${root}/node_modules/.bin/deno`;
+  try {
+    Deno.statSync(local);
+    return local;
+  } catch {
+    return Deno.execPath();
+  }
+}
+
+/** The function process environment (without overrides applied). */
+export function functionEnv(
+  options: FunctionOptions,
+  port: number,
+): Record<string, string> {
+  const env: Record<string, string> = {};
+  // Only what Deno itself needs from the parent, so the function sees what it would deployed.
+  for (const name of ["PATH", "HOME", "DENO_DIR", "TMPDIR", "NO_COLOR"]) {
+    const value = Deno.env.get(name);
+    if (value !== undefined) env[name] = value;
+  }
+  if (options.passThrough ?? true) {
+    for (const [name, value] of Object.entries(Deno.env.toObject())) {
+      if (name.startsWith("HMS_") || name === "SUPABASE_DEBUG") {
+        env[name] = value;
+      }
+    }
+  }
+  env.SUPABASE_URL = options.supabaseUrl;
+  env.SUPABASE_SECRET_KEYS = JSON.stringify({ default: options.serviceKey });
+  env.HMS_WEBHOOK_SECRET = options.secret;
+  env.DENO_SERVE_ADDRESS = `tcp:${HOST}:${port}`;
+  env.NO_COLOR = "1";
+  for (const [name, value] of Object.entries(options.env ?? {})) {
+    if (value === undefined) delete env[name];
+    else env[name] = value;
+  }
+  return env;
+}
+
+async function pumpLines(
+  stream: ReadableStream<Uint8Array>,
+  sink: (line: string) => void,
+): Promise<void> {
+  let buffered = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    buffered += chunk;
+    let newline: number;
+    while ((newline = buffered.indexOf("\n")) >= 0) {
+      sink(buffered.slice(0, newline));
+      buffered = buffered.slice(newline + 1);
+    }
+  }
+  if (buffered !== "") sink(buffered);
+}
+
+/** Starts one function process and waits until it accepts connections. */
+export async function startFunction(
+  options: FunctionOptions,
+): Promise<FunctionProcess> {
+  const port = freePort();
+  const entry = options.entry ??
+    `${options.root}/supabase/functions/hms-webhook/index.ts`;
+  const lines: string[] = [];
+  const sink = (line: string) => {
+    lines.push(line);
+    if (lines.length > MAX_LOG_LINES) {
+      lines.splice(0, lines.length - MAX_LOG_LINES);
+    }
+    options.onLog?.(line);
+  };
+  const child = new Deno.Command(denoBinary(options.root), {
+    args: ["run", "--allow-net", "--allow-env", entry],
+    cwd: options.cwd ?? options.root,
+    env: functionEnv(options, port),
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const pumps = Promise.all([
+    pumpLines(child.stdout, sink),
+    pumpLines(child.stderr, sink),
+  ]);
+  let exitedWith: Deno.CommandStatus | null = null;
+  const exited = child.status.then(async (status) => {
+    exitedWith = status;
+    await pumps.catch(() => {});
+    return status;
+  });
+
+  let stopping: Promise<void> | null = null;
+  const kill = (signal: Deno.Signal) => {
+    try {
+      child.kill(signal);
+    } catch {
+      // Already exited.
+    }
+  };
+  const process: FunctionProcess = {
+    url: `http://${HOST}:${port}`,
+    port,
+    pid: child.pid,
+    logs: () => [...lines],
+    exited,
+    stop() {
+      stopping ??= (async () => {
+        if (exitedWith !== null) return;
+        kill("SIGTERM");
+        const timer = setTimeout(() => kill("SIGKILL"), 5000);
+        await exited;
+        clearTimeout(timer);
+      })();
+      return stopping;
+    },
+    stopSync() {
+      if (exitedWith === null) kill("SIGKILL");
+    },
+  };
+
+  try {
+    await waitForPort(
+      port,
+      options.startTimeoutMs ?? 30_000,
+      () =>
+        exitedWith === null
+          ? null
+          : `the function exited with code ${exitedWith.code} before listening`,
+    );
+  } catch (error) {
+    await process.stop();
+    await exited;
+    const message = error instanceof Error ? error.message : String(error);
+    throw new Error(`${entry}: ${message}\n${tail(lines.join("\n"), 30)}`);
+  }
+  return process;
+}

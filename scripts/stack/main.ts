@@ -1,0 +1,418 @@
+/**
+ * The local stack (`npm start`): PostgreSQL with the migrations, the REST stand-in, the function
+ * process and the gateway, started in that order and stopped together. Importers (tests,
+ * benchmarks) use {@link startStack}; run as a program it also rebuilds a stale Wasm module,
+ * seeds the sample room, prints how to use the stack, writes `.stack/stack.json`, and on
+ * Ctrl-C / SIGTERM stops everything and removes `.stack/pg-*`.
+ */
+
+import { FUNCTION_NAME, type Gateway, startGateway } from "./gateway.ts";
+import { type FunctionProcess, startFunction } from "./function.ts";
+import { migrate, type Postgres, startPostgres } from "./postgres.ts";
+import { HOST } from "./net.ts";
+import { createRest, type Rest } from "./rest.ts";
+import { run, settleWithin } from "./proc.ts";
+
+/** The repository root (two levels above this file). */
+export const REPO_ROOT = new URL("../../", import.meta.url).pathname.replace(
+  /\/$/,
+  "",
+);
+
+/** The 100ms sample room (`npm run send` targets it by default); `npm start` creates it. */
+export const DEMO_ROOM_ID = "6501c1d2e3f4a5b6c7d8e9f0";
+
+/** Options of {@link startStack}; everything has a default. */
+export interface StackOptions {
+  root?: string;
+  /** Gateway port; 0 or absent picks a free one. */
+  port?: number;
+  /** `HMS_WEBHOOK_SECRET`; default a random one. */
+  secret?: string;
+  serviceKey?: string;
+  anonKey?: string;
+  /** Extra environment for the main function process (`undefined` removes a variable). */
+  functionEnv?: Record<string, string | undefined>;
+  /** Receives the main function process's output lines. */
+  onFunctionLog?: (line: string) => void;
+  /** The function's entry module (default: the shim); e.g. the TypeScript baseline. */
+  functionEntry?: string;
+}
+
+/** Per-instance options of {@link Stack.startFunction}. */
+export interface ExtraFunctionOptions {
+  env?: Record<string, string | undefined>;
+  /** Default: the stack's gateway. */
+  supabaseUrl?: string;
+  entry?: string;
+  cwd?: string;
+  onLog?: (line: string) => void;
+}
+
+/** What other tools need to find and use a running stack (`.stack/stack.json`). */
+export interface StackFile {
+  functionUrl: string;
+  supabaseUrl: string;
+  restUrl: string;
+  databaseUrl: string;
+  webhookSecret: string;
+  secretHeader: string;
+  serviceRoleKey: string;
+  anonKey: string;
+  /** The function process itself, bypassing the gateway. */
+  functionDirectUrl: string;
+  /** The entry module the function processes run. */
+  functionEntry: string;
+  root: string;
+  dataDir: string;
+  pids: { stack: number; postgres: number; function: number };
+  startedAt: string;
+}
+
+/** A running stack. */
+export interface Stack {
+  /** The gateway base URL, i.e. `SUPABASE_URL`. */
+  supabaseUrl: string;
+  functionUrl: string;
+  restUrl: string;
+  databaseUrl: string;
+  secret: string;
+  serviceKey: string;
+  anonKey: string;
+  postgres: Postgres;
+  gateway: Gateway;
+  /** The function process behind the gateway. */
+  fn: FunctionProcess;
+  /** The description written to stack.json. */
+  file(): StackFile;
+  /** Starts another function process against this stack; stop() stops it too. */
+  startFunction(options?: ExtraFunctionOptions): Promise<FunctionProcess>;
+  /** Stops every process and removes the data dir; safe to call twice. */
+  stop(): Promise<void>;
+  /** Kills everything without awaiting (for exit handlers). */
+  stopSync(): void;
+}
+
+function randomToken(bytes: number): string {
+  const raw = crypto.getRandomValues(new Uint8Array(bytes));
+  // base64url without padding, as Supabase's keys are spelled.
+  const base64 = btoa(String.fromCharCode(...raw));
+  return base64.replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+}
+
+/** A random webhook secret (64 hex characters). */
+export function generateSecret(): string {
+  const raw = crypto.getRandomValues(new Uint8Array(32));
+  return Array.from(raw, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Starts a whole stack on free ports; on any failure stops what already started. */
+export async function startStack(options: StackOptions = {}): Promise<Stack> {
+  const root = options.root ?? REPO_ROOT;
+  const entry = options.functionEntry ??
+    `${root}/supabase/functions/hms-webhook/index.ts`;
+  const secret = options.secret ?? generateSecret();
+  const serviceKey = options.serviceKey ?? `sb_secret_${randomToken(24)}`;
+  const anonKey = options.anonKey ?? `sb_publishable_${randomToken(24)}`;
+  const startedAt = new Date().toISOString();
+  const extra: FunctionProcess[] = [];
+  let postgres: Postgres | undefined;
+  let rest: Rest | undefined;
+  let gateway: Gateway | undefined;
+  let fn: FunctionProcess | undefined;
+  let stopping: Promise<void> | null = null;
+
+  // Every step is bounded, so PostgreSQL is always stopped and its directory removed.
+  const stop = () => {
+    stopping ??= (async () => {
+      await settleWithin(
+        Promise.all([fn, ...extra].map((f) => f?.stop())),
+        10_000,
+      );
+      for (const f of [fn, ...extra]) f?.stopSync();
+      await settleWithin(gateway?.stop() ?? Promise.resolve(), 5_000);
+      await settleWithin(rest?.close() ?? Promise.resolve(), 8_000);
+      await postgres?.stop();
+    })();
+    return stopping;
+  };
+  const stopSync = () => {
+    for (const f of [fn, ...extra]) f?.stopSync();
+    postgres?.stopSync();
+  };
+
+  // Safety net: if the importer exits without stop() (an uncaught error, Deno.exit), the
+  // server and the function processes still go away.
+  globalThis.addEventListener("unload", stopSync);
+
+  try {
+    // A taken gateway port should fail in a millisecond, not after PostgreSQL is up.
+    if (options.port) {
+      Deno.listen({ hostname: HOST, port: options.port }).close();
+    }
+    postgres = await startPostgres({ root });
+    await migrate(postgres.url, root);
+    rest = createRest({ databaseUrl: postgres.url, serviceKey, anonKey });
+    gateway = await startGateway({ port: options.port ?? 0, rest });
+    const supabaseUrl = gateway.url;
+    fn = await startFunction({
+      root,
+      supabaseUrl,
+      serviceKey,
+      secret,
+      env: options.functionEnv,
+      entry,
+      onLog: options.onFunctionLog,
+    });
+    gateway.setFunctionTarget(fn.url);
+    const pg = postgres;
+    const gw = gateway;
+    const main = fn;
+    const secretHeader = options.functionEnv?.HMS_WEBHOOK_SECRET_HEADER ??
+      Deno.env.get("HMS_WEBHOOK_SECRET_HEADER") ?? "x-webhook-secret";
+    const stack: Stack = {
+      supabaseUrl,
+      functionUrl: `${supabaseUrl}/functions/v1/${FUNCTION_NAME}`,
+      restUrl: `${supabaseUrl}/rest/v1`,
+      databaseUrl: pg.url,
+      secret,
+      serviceKey,
+      anonKey,
+      postgres: pg,
+      gateway: gw,
+      fn: main,
+      file: () => ({
+        functionUrl: stack.functionUrl,
+        supabaseUrl,
+        restUrl: stack.restUrl,
+        databaseUrl: pg.url,
+        webhookSecret: secret,
+        secretHeader,
+        serviceRoleKey: serviceKey,
+        anonKey,
+        functionDirectUrl: main.url,
+        functionEntry: entry,
+        root,
+        dataDir: pg.dataDir,
+        pids: { stack: Deno.pid, postgres: pg.pid, function: main.pid },
+        startedAt,
+      }),
+      async startFunction(extraOptions: ExtraFunctionOptions = {}) {
+        const started = await startFunction({
+          root,
+          supabaseUrl: extraOptions.supabaseUrl ?? supabaseUrl,
+          serviceKey,
+          secret,
+          env: extraOptions.env,
+          entry: extraOptions.entry ?? entry,
+          cwd: extraOptions.cwd,
+          onLog: extraOptions.onLog,
+        });
+        extra.push(started);
+        return started;
+      },
+      stop,
+      stopSync,
+    };
+    return stack;
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// `npm start`
+// ---------------------------------------------------------------------------------------------
+
+const USAGE =
+  `Usage: npm start [-- --port N] [--skip-build] [--function-entry FILE]
+
+Starts the local stack: PostgreSQL 15 (migrations applied), the REST stand-in, the
+hms-webhook function and one gateway on http://127.0.0.1:\${PORT:-54321}. Ctrl-C stops it all.
+
+  --port N       gateway port (default: $PORT, else 54321)
+  --skip-build   do not rebuild a stale Wasm module
+  --function-entry FILE
+                 serve another entry module (e.g. bench/baseline_function.ts)
+Environment: HMS_WEBHOOK_SECRET (else generated), HMS_* and SUPABASE_DEBUG are passed to the
+function, HMS_STACK_FILE (default .stack/stack.json).`;
+
+/** `bash scripts/build.sh` only when `--check` says the committed module is stale or missing. */
+async function buildIfStale(root: string): Promise<void> {
+  const script = `${root}/scripts/build.sh`;
+  try {
+    await Deno.stat(script);
+  } catch {
+    throw new Error(`${script} is missing; cannot check the Wasm module`);
+  }
+  const check = await run(["bash", script, "--check"], {
+    cwd: root,
+    check: false,
+    timeoutMs: 600_000,
+  });
+  if (check.code === 0) return;
+  console.log("Wasm module is stale or missing: running scripts/build.sh …");
+  const build = await new Deno.Command("bash", {
+    args: [script],
+    cwd: root,
+    stdin: "null",
+  }).output();
+  if (build.code !== 0) {
+    throw new Error(`scripts/build.sh failed (exit ${build.code})`);
+  }
+}
+
+async function seedDemoRoom(
+  databaseUrl: string,
+  root: string,
+): Promise<boolean> {
+  const result = await run([
+    "psql",
+    "-X",
+    "-q",
+    "-v",
+    "ON_ERROR_STOP=1",
+    "-d",
+    databaseUrl,
+    "-c",
+    `insert into public.rooms (hms_room_id) values ('${DEMO_ROOM_ID}') on conflict do nothing`,
+  ], { cwd: root, check: false, timeoutMs: 30_000 });
+  if (result.code !== 0) {
+    console.error(`(could not create the demo room: ${result.stderr.trim()})`);
+  }
+  return result.code === 0;
+}
+
+function banner(
+  file: StackFile,
+  generatedSecret: boolean,
+  seeded: boolean,
+): string {
+  const curl = [
+    `curl -sS -X POST ${file.functionUrl} \\`,
+    `    -H 'content-type: application/json' -H '${file.secretHeader}: ${file.webhookSecret}' \\`,
+    `    -d '{"version":"2.0","id":"'$(cat /proc/sys/kernel/random/uuid)'",` +
+    `"type":"peer.join.success","timestamp":"'$(date -u +%Y-%m-%dT%H:%M:%SZ)'",` +
+    `"data":{"room_id":"${DEMO_ROOM_ID}","session_id":"demo-session","peer_id":"demo-peer-1",` +
+    `"role":"listener"}}'`,
+  ].join("\n  ");
+  return `
+hms-webhook local stack is running (Ctrl-C stops everything)
+
+  Function URL   ${file.functionUrl}
+  REST URL       ${file.restUrl}
+  Database URL   ${file.databaseUrl}
+  Webhook secret ${file.webhookSecret}${
+    generatedSecret ? "   (generated; set HMS_WEBHOOK_SECRET to choose)" : ""
+  }
+  Secret header  ${file.secretHeader}
+  Service key    ${file.serviceRoleKey}
+  Anon key       ${file.anonKey}
+  Stack file     ${
+    Deno.env.get("HMS_STACK_FILE") ?? `${file.root}/.stack/stack.json`
+  }
+
+Send a test event${seeded ? ` (room ${DEMO_ROOM_ID} exists)` : ""}:
+  npm run send -- peer.join.success --room ${DEMO_ROOM_ID}
+or with curl:
+  ${curl}
+Then look at the row:
+  psql ${file.databaseUrl} -c "select * from rooms"
+`;
+}
+
+async function main(args: string[]): Promise<number> {
+  if (args.includes("-h") || args.includes("--help")) {
+    console.log(USAGE);
+    return 0;
+  }
+  const portArg = args.indexOf("--port");
+  const portText = portArg >= 0
+    ? args[portArg + 1]
+    : Deno.env.get("PORT") ?? "54321";
+  const port = Number(portText);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    console.error(`invalid port "${portText}"\n\n${USAGE}`);
+    return 2;
+  }
+  const root = REPO_ROOT;
+  const entryArg = args.indexOf("--function-entry");
+  const functionEntry = entryArg >= 0 ? args[entryArg + 1] : undefined;
+  if (!args.includes("--skip-build") && functionEntry === undefined) {
+    await buildIfStale(root);
+  }
+
+  const stackFile = Deno.env.get("HMS_STACK_FILE") ??
+    `${root}/.stack/stack.json`;
+  let stack: Stack | null = null;
+  let exiting = false;
+  const shutdown = async (reason: string, code: number) => {
+    exiting = true;
+    console.log(
+      `\n${reason}: stopping the function, the gateway and PostgreSQL …`,
+    );
+    await stack?.stop();
+    await Deno.remove(stackFile).catch(() => {});
+    console.log("stopped; .stack/pg-* removed");
+    Deno.exit(code);
+  };
+  // Listening before anything starts: a Ctrl-C during startup stops what has started so far
+  // once startStack returns (it cannot be interrupted halfway).
+  let signalled: string | null = null;
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => {
+      if (!exiting && stack !== null) return void shutdown(signal, 0);
+      if (!exiting && signalled === null) {
+        signalled = signal;
+        console.log(`\n${signal}: stopping as soon as startup finishes …`);
+        return;
+      }
+      // A second Ctrl-C: stop without waiting for anything.
+      stack?.stopSync();
+      Deno.exit(130);
+    });
+  }
+
+  const envSecret = Deno.env.get("HMS_WEBHOOK_SECRET");
+  const started = await startStack({
+    root,
+    port,
+    secret: envSecret || undefined,
+    functionEntry,
+    onFunctionLog: (line) => console.log(`[function] ${line}`),
+  });
+  stack = started;
+  if (signalled !== null) await shutdown(signalled, 0);
+  started.fn.exited.then((status) => {
+    // Expected while shutting down; otherwise the stack is useless without it.
+    if (!exiting) {
+      void shutdown(`the function process exited (code ${status.code})`, 1);
+    }
+  });
+
+  const seeded = await seedDemoRoom(started.databaseUrl, root);
+  const file = started.file();
+  await Deno.mkdir(stackFile.replace(/\/[^/]*$/, ""), { recursive: true });
+  await Deno.writeTextFile(stackFile, JSON.stringify(file, null, 2) + "\n");
+  console.log(banner(file, !envSecret, seeded));
+  // Serve until a signal arrives.
+  await new Promise(() => {});
+  return 0;
+}
+
+if (import.meta.main) {
+  try {
+    Deno.exit(await main(Deno.args));
+  } catch (error) {
+    const hint = error instanceof Deno.errors.AddrInUse
+      ? " (another stack on this port? choose one with PORT=... or --port)"
+      : "";
+    console.error(
+      `npm start failed: ${
+        error instanceof Error ? error.message : error
+      }${hint}`,
+    );
+    Deno.exit(1);
+  }
+}

@@ -1,0 +1,173 @@
+/**
+ * PostgREST-shaped errors for the REST stand-in: the `{code,message,details,hint}` body and
+ * PostgREST's SQLSTATE -> HTTP status table (docs.postgrest.org, references/errors.rst).
+ */
+
+/** The role a request runs as; 42501 maps to 401 for anon and 403 for the service role. */
+export type DbRole = "anon" | "service_role";
+
+/** An error answered as a PostgREST error response. */
+export class RestError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly details: string | null = null,
+    readonly hint: string | null = null,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+    this.name = "RestError";
+  }
+
+  /** The HTTP response PostgREST would send. */
+  toResponse(): Response {
+    return jsonResponse(
+      this.status,
+      JSON.stringify({
+        code: this.code,
+        details: this.details,
+        hint: this.hint,
+        message: this.message,
+      }),
+      this.headers,
+    );
+  }
+}
+
+/** A JSON response with PostgREST's content type. */
+export function jsonResponse(
+  status: number,
+  body: string,
+  headers: Record<string, string> = {},
+): Response {
+  return new Response(body, {
+    status,
+    headers: { "content-type": "application/json; charset=utf-8", ...headers },
+  });
+}
+
+/** PostgREST's HTTP status for a PostgreSQL SQLSTATE. */
+export function statusForSqlState(code: string, role: DbRole): number {
+  const exact: Record<string, number> = {
+    "23503": 409,
+    "23505": 409,
+    "25006": 405,
+    "42883": 404,
+    "42P01": 404,
+    "42P17": 500,
+    "42501": role === "anon" ? 401 : 403,
+    "P0001": 400,
+  };
+  if (code in exact) return exact[code];
+  if (/^PT\d{3}$/.test(code)) return Number(code.slice(2));
+  const byClass: Record<string, number> = {
+    "08": 503,
+    "09": 500,
+    "0L": 403,
+    "0P": 403,
+    "25": 500,
+    "28": 403,
+    "2D": 500,
+    "38": 500,
+    "39": 500,
+    "3B": 500,
+    "40": 500,
+    "53": 503,
+    "54": 500,
+    "55": 500,
+    "57": 500,
+    "58": 500,
+    "F0": 500,
+    "HV": 500,
+    "P0": 500,
+    "XX": 500,
+  };
+  return byClass[code.slice(0, 2)] ?? 400;
+}
+
+/** The fields postgres.js puts on a server error. */
+interface PgErrorLike {
+  code: string;
+  message: string;
+  detail?: string;
+  hint?: string;
+  severity?: string;
+}
+
+function isPgError(error: unknown): error is PgErrorLike {
+  return typeof error === "object" && error !== null &&
+    typeof (error as PgErrorLike).code === "string" &&
+    typeof (error as PgErrorLike).severity === "string";
+}
+
+/**
+ * Any error from running a request as a PostgREST response: server errors keep their SQLSTATE,
+ * message, detail and hint; `RAISE SQLSTATE 'PGRST'` uses its JSON message/detail as PostgREST
+ * does; a lost or refused database connection is 503 PGRST000.
+ */
+export function errorResponse(error: unknown, role: DbRole): Response {
+  if (error instanceof RestError) return error.toResponse();
+  if (isPgError(error)) {
+    if (error.code === "PGRST") return customError(error);
+    return new RestError(
+      statusForSqlState(error.code, role),
+      error.code,
+      error.message,
+      error.detail ?? null,
+      error.hint ?? null,
+    ).toResponse();
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  if (isConnectionError(error)) {
+    return new RestError(
+      503,
+      "PGRST000",
+      "Could not connect with the database due to an incorrect db-uri or due to the " +
+        "PostgreSQL service not running.",
+      message,
+    ).toResponse();
+  }
+  if (error instanceof URIError) {
+    return new RestError(
+      400,
+      "PGRST100",
+      "malformed percent-encoding in the URL",
+    )
+      .toResponse();
+  }
+  return new RestError(
+    500,
+    "XX000",
+    "internal error in the REST stand-in",
+    message,
+  )
+    .toResponse();
+}
+
+/** postgres.js signals a refused, lost or timed-out connection with these codes. */
+function isConnectionError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" &&
+    (/^E[A-Z]+$/.test(code) || code.startsWith("CONNECT"));
+}
+
+/** `RAISE SQLSTATE 'PGRST' USING message = '{json body}', detail = '{"status":..,"headers":..}'`. */
+function customError(error: PgErrorLike): Response {
+  try {
+    const body = JSON.parse(error.message);
+    const meta = JSON.parse(error.detail ?? "{}");
+    const status = Number(meta.status ?? 400);
+    const headers = typeof meta.headers === "object" && meta.headers !== null
+      ? meta.headers as Record<string, string>
+      : {};
+    return jsonResponse(status, JSON.stringify(body), headers);
+  } catch {
+    return new RestError(
+      500,
+      "PGRST121",
+      "Could not parse JSON in the \"RAISE SQLSTATE 'PGRST'\" error",
+      error.message,
+    ).toResponse();
+  }
+}

@@ -1,0 +1,282 @@
+/**
+ * `npm run rooms`: prints the trending feed (`trending_rooms`) as an aligned terminal table:
+ * rank, room, live, listeners, speakers, featured, score now, last active. Reads through the REST
+ * API with supabase-js (default: the local stack) or straight from Postgres with `--url`.
+ */
+
+import { createClient } from "@supabase/supabase-js";
+import postgres from "postgres";
+import { parseFlags, UsageError } from "./send.ts";
+import { requireStack, StackNotRunningError } from "./stack_info.ts";
+
+/** One row of the feed, normalised (Postgres numerics arrive as strings through postgres.js). */
+export interface FeedRow {
+  hms_room_id: string;
+  is_live: boolean;
+  listener_count: number;
+  speaker_count: number;
+  featured: boolean;
+  last_active_at: string | null;
+  /** The decayed score at read time, as the feed computes it. */
+  score_now: number;
+}
+
+/** Where the feed is read from. */
+export type FeedSource =
+  | { kind: "postgres"; url: string }
+  | { kind: "rest"; url: string; key: string };
+
+/** Feed query options (the arguments of `trending_rooms`). */
+export interface FeedQuery {
+  limit: number;
+  offset?: number;
+  liveOnly: boolean;
+}
+
+function toNumber(value: unknown, field: string): number {
+  const n = typeof value === "number" ? value : Number(value);
+  if (value === null || value === undefined || Number.isNaN(n)) {
+    throw new Error(`trending_rooms returned a row without a numeric ${field}`);
+  }
+  return n;
+}
+
+/** Checks and normalises one raw feed row; throws naming the field that is off. */
+export function toFeedRow(raw: Record<string, unknown>): FeedRow {
+  if (typeof raw.hms_room_id !== "string") {
+    throw new Error("trending_rooms returned a row without hms_room_id");
+  }
+  const last = raw.last_active_at;
+  return {
+    hms_room_id: raw.hms_room_id,
+    is_live: raw.is_live === true,
+    listener_count: toNumber(raw.listener_count, "listener_count"),
+    speaker_count: toNumber(raw.speaker_count, "speaker_count"),
+    featured: raw.featured === true,
+    last_active_at: last === null || last === undefined
+      ? null
+      : last instanceof Date
+      ? last.toISOString()
+      : String(last),
+    score_now: toNumber(raw.score_now, "score_now"),
+  };
+}
+
+/** Reads the feed, in the feed's own order. */
+export async function fetchFeed(
+  source: FeedSource,
+  query: FeedQuery,
+): Promise<FeedRow[]> {
+  const offset = query.offset ?? 0;
+  if (source.kind === "postgres") {
+    const sql = postgres(source.url, {
+      max: 1,
+      onnotice: () => {},
+      connect_timeout: 10,
+    });
+    try {
+      const rows = await sql`
+        select * from public.trending_rooms(${query.limit}::int, ${offset}::int, ${query.liveOnly}::boolean)`;
+      return rows.map((r) => toFeedRow(r as Record<string, unknown>));
+    } finally {
+      await sql.end({ timeout: 5 });
+    }
+  }
+  const client = createClient(source.url, source.key, {
+    auth: { persistSession: false, autoRefreshToken: false },
+  });
+  const { data, error } = await client.rpc("trending_rooms", {
+    p_limit: query.limit,
+    p_offset: offset,
+    p_live_only: query.liveOnly,
+  });
+  if (error) {
+    throw new Error(`trending_rooms via ${source.url}: ${error.message}`);
+  }
+  if (!Array.isArray(data)) {
+    throw new Error("trending_rooms did not return a list");
+  }
+  return data.map((r) => toFeedRow(r as Record<string, unknown>));
+}
+
+/** "just now", "42s ago", "3m ago", "2h ago", "5d ago" (or "in 3s" for a clock ahead of ours). */
+export function relativeTime(
+  iso: string | null,
+  now: number = Date.now(),
+): string {
+  if (iso === null) return "never";
+  const then = Date.parse(iso);
+  if (Number.isNaN(then)) return iso;
+  const seconds = Math.round((now - then) / 1000);
+  const abs = Math.abs(seconds);
+  const text = abs < 60
+    ? `${abs}s`
+    : abs < 3600
+    ? `${Math.floor(abs / 60)}m`
+    : abs < 86400
+    ? `${Math.floor(abs / 3600)}h`
+    : `${Math.floor(abs / 86400)}d`;
+  if (abs < 2) return "just now";
+  return seconds < 0 ? `in ${text}` : `${text} ago`;
+}
+
+/** Renders rows as an aligned table (numbers right-aligned). */
+export function renderTable(
+  header: string[],
+  rows: string[][],
+  rightAligned: ReadonlySet<number> = new Set(),
+): string {
+  const widths = header.map((h, i) =>
+    Math.max(h.length, ...rows.map((r) => r[i].length))
+  );
+  const line = (cells: string[]) =>
+    cells.map((c, i) =>
+      rightAligned.has(i) ? c.padStart(widths[i]) : c.padEnd(widths[i])
+    )
+      .join("  ").trimEnd();
+  return [
+    line(header),
+    line(widths.map((w) => "-".repeat(w))),
+    ...rows.map(line),
+  ].join("\n");
+}
+
+/** The feed as the `npm run rooms` table; `rankFrom` is the rank of the first row. */
+export function renderFeed(
+  rows: FeedRow[],
+  now: number = Date.now(),
+  rankFrom = 1,
+): string {
+  if (rows.length === 0) return "(no rooms)";
+  return renderTable(
+    [
+      "rank",
+      "room",
+      "live",
+      "listeners",
+      "speakers",
+      "featured",
+      "score now",
+      "last active",
+    ],
+    rows.map((r, i) => [
+      String(rankFrom + i),
+      r.hms_room_id,
+      r.is_live ? "yes" : "no",
+      String(r.listener_count),
+      String(r.speaker_count),
+      r.featured ? "yes" : "no",
+      r.score_now.toFixed(2),
+      relativeTime(r.last_active_at, now),
+    ]),
+    new Set([0, 3, 4, 6]),
+  );
+}
+
+export const USAGE = `Usage: npm run rooms [-- options]
+
+Prints the rooms ordered by trending (the trending_rooms feed): rank, room id, live,
+listeners, speakers, featured, the decayed score now, and the last activity.
+
+Options:
+  --url URL       read directly from Postgres (postgresql://…)
+  --rest URL      read through the REST API at this SUPABASE_URL (needs --key)
+  --key K         API key for --rest (anon or service role)
+  --live          only live rooms
+  --limit N       at most N rooms (1-1000)                  [20]
+  --json          print the rows as JSON instead of a table
+  -h, --help      this text
+
+Default: the local stack from \`npm start\` (.stack/stack.json), through its REST API.
+
+Examples:
+  npm run rooms
+  npm run rooms -- --live --limit 5
+  npm run rooms -- --url postgresql://postgres@127.0.0.1:54322/postgres
+  npm run rooms -- --rest https://<ref>.supabase.co --key "$SUPABASE_ANON_KEY"
+`;
+
+const ROOMS_FLAGS = {
+  url: "string",
+  rest: "string",
+  key: "string",
+  live: "boolean",
+  limit: "string",
+  json: "boolean",
+  help: "boolean",
+} as const;
+
+/** Runs the command; returns the exit code (0 ok, 1 could not read, 2 usage). */
+export async function main(argv: string[]): Promise<number> {
+  let source: FeedSource | undefined;
+  let query: FeedQuery;
+  let json: boolean;
+  try {
+    const { strings, booleans, positionals } = parseFlags(argv, ROOMS_FLAGS);
+    if (booleans.has("help")) {
+      console.log(USAGE);
+      return 0;
+    }
+    if (positionals.length > 0) {
+      throw new UsageError(`unexpected argument ${positionals[0]}`);
+    }
+    const limit = Number(strings.limit ?? "20");
+    if (!/^\d+$/.test(strings.limit ?? "20") || limit < 1 || limit > 1000) {
+      throw new UsageError("--limit must be a whole number from 1 to 1000");
+    }
+    query = { limit, liveOnly: booleans.has("live") };
+    json = booleans.has("json");
+    if (strings.url !== undefined && strings.rest !== undefined) {
+      throw new UsageError(
+        "give --url (Postgres) or --rest (REST API), not both",
+      );
+    }
+    if (strings.url !== undefined) {
+      if (!/^postgres(ql)?:\/\//.test(strings.url)) {
+        throw new UsageError(
+          "--url must be a postgres:// or postgresql:// URL",
+        );
+      }
+      source = { kind: "postgres", url: strings.url };
+    } else if (strings.rest !== undefined) {
+      if (strings.key === undefined) throw new UsageError("--rest needs --key");
+      source = {
+        kind: "rest",
+        url: strings.rest.replace(/\/$/, ""),
+        key: strings.key,
+      };
+    } else if (strings.key !== undefined) {
+      throw new UsageError("--key goes with --rest");
+    }
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    console.error(
+      `rooms: ${error.message}\nRun \`npm run rooms -- --help\` for the options.`,
+    );
+    return 2;
+  }
+  try {
+    if (source === undefined) {
+      const stack = await requireStack();
+      source = {
+        kind: "rest",
+        url: stack.supabaseUrl,
+        key: stack.serviceRoleKey,
+      };
+    }
+    const rows = await fetchFeed(source, query);
+    if (json) console.log(JSON.stringify(rows));
+    else console.log(renderFeed(rows));
+    return 0;
+  } catch (error) {
+    const message = error instanceof StackNotRunningError
+      ? error.message
+      : `could not read the feed: ${(error as Error).message}`;
+    console.error(`rooms: ${message}`);
+    return 1;
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

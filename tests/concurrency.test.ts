@@ -1,0 +1,207 @@
+/**
+ * Exact counts under concurrency: many joins, leaves and role changes for one room, each also
+ * delivered twice, fired at the function URL all at once in random order; then the same for 20
+ * rooms at once (half of them closed, one of those reopened by a late join). The expected rows
+ * come from the event set through the model of design §7.
+ */
+
+import {
+  buildEvent,
+  type BuiltEvent,
+  eventIdOf,
+  nowNanos,
+  objectId,
+  uuid,
+} from "../scripts/lib/hms.ts";
+import { assert } from "./helpers/assert.ts";
+import { createRoom, roomRow } from "./helpers/db.ts";
+import { expectRoom, type ModelEvent, planOf } from "./helpers/model.ts";
+import { getStack, SHARED, type TestStack } from "./helpers/stack.ts";
+import { deliver } from "./helpers/webhook.ts";
+
+const S = 1_000_000_000n;
+const ROLES = ["listener", "speaker", "host", "Listener", "moderator", "beam"];
+
+function shuffle<T>(items: T[]): T[] {
+  const a = [...items];
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [a[i], a[j]] = [a[j], a[i]];
+  }
+  return a;
+}
+
+/**
+ * One session's events: an open, `peers` joins with mixed roles, some role changes, some leaves,
+ * optionally a close after everything and one late join after the close.
+ */
+function sessionEvents(
+  roomId: string,
+  peers: number,
+  close: boolean,
+): BuiltEvent[] {
+  const t0 = nowNanos() - 200n * S;
+  const sessionId = objectId();
+  const base = { roomId, sessionId, sessionStartedAt: t0 };
+  const jitter = () => BigInt(Math.floor(Math.random() * 1e9));
+  const events = [buildEvent("session.open.success", { ...base, at: t0 })];
+  for (let i = 0; i < peers; i++) {
+    const peerId = uuid();
+    const joinedAt = t0 + BigInt(1 + i) * S + jitter();
+    const role = ROLES[i % ROLES.length];
+    events.push(
+      buildEvent("peer.join.success", { ...base, peerId, role, at: joinedAt }),
+    );
+    if (i % 3 === 1) {
+      const newRole = role.toLowerCase() === "listener"
+        ? "speaker"
+        : "listener";
+      events.push(buildEvent("role.change.success", {
+        ...base,
+        peerId,
+        role: newRole,
+        previousRole: role,
+        joinedAt,
+        at: joinedAt + 40n * S + jitter(),
+      }));
+    }
+    if (i % 4 === 2) {
+      events.push(buildEvent("peer.leave.success", {
+        ...base,
+        peerId,
+        role,
+        joinedAt,
+        at: joinedAt + 80n * S + jitter(),
+      }));
+    }
+  }
+  if (close) {
+    const closedAt = t0 + 150n * S;
+    events.push(buildEvent("session.close.success", { ...base, at: closedAt }));
+    events.push(buildEvent("peer.join.success", {
+      ...base,
+      peerId: uuid(),
+      role: "listener",
+      at: closedAt + 5n * S,
+    }));
+  }
+  return events;
+}
+
+/** Runs `tasks` with at most `limit` in flight. */
+async function pool<T>(
+  tasks: (() => Promise<T>)[],
+  limit: number,
+): Promise<T[]> {
+  const results: T[] = new Array(tasks.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < tasks.length) {
+      const i = next++;
+      results[i] = await tasks[i]();
+    }
+  };
+  await Promise.all(
+    Array.from({ length: Math.min(limit, tasks.length) }, worker),
+  );
+  return results;
+}
+
+/** Delivers every event twice, all shuffled together; checks applied-once/duplicate-once. */
+async function fire(
+  stack: TestStack,
+  events: BuiltEvent[],
+  limit: number,
+): Promise<void> {
+  const deliveries = shuffle([...events, ...events]);
+  const answers = await pool(
+    deliveries.map((event) => async () => ({
+      id: await eventIdOf(event),
+      answer: await deliver(stack.functionUrl, event, {
+        secret: stack.secret,
+        headerName: stack.secretHeader,
+        auth: Math.random() < 0.5 ? "signature" : "header",
+      }),
+    })),
+    limit,
+  );
+  const outcomes = new Map<string, string[]>();
+  for (const { id, answer } of answers) {
+    assert.equal(answer.status, 200, answer.text);
+    outcomes.set(id, [
+      ...(outcomes.get(id) ?? []),
+      String(answer.json?.status),
+    ]);
+  }
+  for (const [id, statuses] of outcomes) {
+    assert.deepEqual(statuses.sort(), ["applied", "duplicate"], `event ${id}`);
+  }
+}
+
+async function assertRoom(
+  stack: TestStack,
+  roomId: string,
+  events: BuiltEvent[],
+  initial: bigint,
+) {
+  const plans = events.map((e) => planOf(e.payload) as ModelEvent);
+  const expected = expectRoom(plans, { isLive: false, lastActiveUs: initial });
+  const row = await roomRow(stack.sql, roomId);
+  assert.ok(row);
+  assert.deepEqual(
+    {
+      isLive: row.isLive,
+      listeners: row.listeners,
+      speakers: row.speakers,
+      lastActiveUs: row.lastActiveUs,
+    },
+    expected,
+    `room ${roomId}`,
+  );
+}
+
+Deno.test({
+  name: "concurrent deliveries with duplicates end with exact counts",
+  ...SHARED,
+  async fn(t) {
+    const stack = await getStack();
+
+    await t.step(
+      "one room: 40 peers, 2x every event, all in flight at once",
+      async () => {
+        const roomId = await createRoom(stack.sql);
+        const initial = (await roomRow(stack.sql, roomId))!.lastActiveUs;
+        const events = sessionEvents(roomId, 40, false);
+        assert.ok(events.length * 2 >= 64, `${events.length * 2} requests`);
+        await fire(stack, events, events.length * 2);
+        await assertRoom(stack, roomId, events, initial);
+        const row = await roomRow(stack.sql, roomId);
+        assert.ok(
+          row!.listeners > 0 && row!.speakers > 0,
+          "both classes are present",
+        );
+      },
+    );
+
+    await t.step(
+      "20 rooms at once, half closed (one late join each)",
+      async () => {
+        const rooms = await Promise.all(
+          Array.from({ length: 20 }, async (_, i) => {
+            const roomId = await createRoom(stack.sql);
+            const initial = (await roomRow(stack.sql, roomId))!.lastActiveUs;
+            return {
+              roomId,
+              initial,
+              events: sessionEvents(roomId, 10, i % 2 === 0),
+            };
+          }),
+        );
+        await fire(stack, rooms.flatMap((r) => r.events), 96);
+        for (const room of rooms) {
+          await assertRoom(stack, room.roomId, room.events, room.initial);
+        }
+      },
+    );
+  },
+});

@@ -1,0 +1,77 @@
+/**
+ * Delivers webhook bodies to a function URL the way 100ms does (POST, JSON, signature and/or
+ * secret header over the exact bytes) and returns the parsed answer for assertions.
+ */
+
+import {
+  type Auth,
+  type BuiltEvent,
+  headersFor,
+} from "../../scripts/lib/hms.ts";
+
+/** Longest a test waits for one answer (the function itself gives up upstream after 10 s). */
+export const REQUEST_TIMEOUT_MS = 30_000;
+
+/** A function's answer. */
+export interface Answer {
+  status: number;
+  contentType: string | null;
+  /** Parsed JSON, or undefined when the body was not JSON. */
+  json: Record<string, unknown> | undefined;
+  text: string;
+}
+
+/** How a delivery authenticates: one of the proofs, both, or none at all. */
+export interface DeliveryOptions {
+  secret: string;
+  auth?: Auth | "none";
+  headerName?: string;
+  /** Added last (e.g. a forged signature). */
+  headers?: Record<string, string>;
+}
+
+/** POSTs raw bytes with the given headers and reads the JSON answer. */
+export async function post(
+  url: string,
+  body: string,
+  headers: Record<string, string>,
+): Promise<Answer> {
+  // Bounded: a hung function must fail the test, not stall the run.
+  const response = await fetch(url, {
+    method: "POST",
+    headers,
+    body,
+    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+  });
+  const text = await response.text();
+  let json: Record<string, unknown> | undefined;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return {
+    status: response.status,
+    contentType: response.headers.get("content-type"),
+    json,
+    text,
+  };
+}
+
+/** Sends one event (a built event or a raw body), authenticated as asked (default: both proofs). */
+export async function deliver(
+  url: string,
+  event: BuiltEvent | string,
+  options: DeliveryOptions,
+): Promise<Answer> {
+  const body = typeof event === "string" ? event : event.body;
+  const auth = options.auth ?? "both";
+  const headers = auth === "none"
+    ? { "content-type": "application/json" }
+    : await headersFor(body, {
+      secret: options.secret,
+      auth,
+      headerName: options.headerName,
+    });
+  return await post(url, body, { ...headers, ...options.headers });
+}
