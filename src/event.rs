@@ -232,6 +232,41 @@ pub fn parse(body: &[u8]) -> Result<Event<'_>, Error> {
     }
 }
 
+/// An event whose type the function does not act on: only what the log line needs. The room id
+/// is kept when it is a valid string, and otherwise dropped (it is not our business to refuse it).
+fn unhandled<'a>(
+    format: Format,
+    id: Cow<'a, str>,
+    event_type: Cow<'a, str>,
+    kind: Kind,
+    timestamp: Timestamp,
+    room_id: Option<Cow<'a, str>>,
+) -> Event<'a> {
+    Event {
+        format,
+        id,
+        event_type,
+        kind,
+        timestamp,
+        room_id,
+        session_id: Cow::Borrowed(""),
+        peer_id: None,
+        role: None,
+        times: Times::default(),
+    }
+}
+
+fn best_effort_string<'a>(
+    object: &mut Object<'a>,
+    key: &'static str,
+    field: &'static str,
+) -> Option<Cow<'a, str>> {
+    take(object, key)
+        .and_then(|v| string(v, field, false))
+        .ok()
+        .flatten()
+}
+
 fn envelope(mut top: Object<'_>) -> Result<Event<'_>, Error> {
     let id = required(take(&mut top, "id")?, "id")?;
     let event_type = required(take(&mut top, "type")?, "type")?;
@@ -241,21 +276,15 @@ fn envelope(mut top: Object<'_>) -> Result<Event<'_>, Error> {
     let kind = kind_of(&event_type);
     let Kind::Handled(action) = kind else {
         // The envelope is valid; the payload of types we ignore is not our business.
-        return Ok(Event {
-            format: Format::Envelope,
+        let room_id = best_effort_string(&mut data, "room_id", "data.room_id");
+        return Ok(unhandled(
+            Format::Envelope,
             id,
             event_type,
             kind,
             timestamp,
-            room_id: take(&mut data, "room_id")
-                .and_then(|v| string(v, "data.room_id", false))
-                .ok()
-                .flatten(),
-            session_id: Cow::Borrowed(""),
-            peer_id: None,
-            role: None,
-            times: Times::default(),
-        });
+            room_id,
+        ));
     };
 
     let room_id = required(take(&mut data, "room_id")?, "data.room_id")?;
@@ -343,21 +372,15 @@ fn flat<'a>(event_type: Value<'a>, mut top: Object<'a>, body: &[u8]) -> Result<E
     let id = Cow::Owned(format!("sha256:{}", hex::encode(Sha256::digest(body))));
     let kind = kind_of(&event_type);
     let Kind::Handled(action) = kind else {
-        return Ok(Event {
-            format: Format::Flat,
+        let room_id = best_effort_string(&mut top, "room_id", "room_id");
+        return Ok(unhandled(
+            Format::Flat,
             id,
             event_type,
             kind,
             timestamp,
-            room_id: take(&mut top, "room_id")
-                .and_then(|v| string(v, "room_id", false))
-                .ok()
-                .flatten(),
-            session_id: Cow::Borrowed(""),
-            peer_id: None,
-            role: None,
-            times: Times::default(),
-        });
+            room_id,
+        ));
     };
     let room_id = required(take(&mut top, "room_id")?, "room_id")?;
     let (peer_id, role) = if action.is_peer_event() {
