@@ -82,6 +82,18 @@ else
   [ -x "$PG_BIN/postgres" ] || die "postgresql-15 installed but $PG_BIN/postgres is missing"
   step "postgresql" "installed: $("$PG_BIN/postgres" --version)"
 fi
+# wal2json: the logical decoding plugin Supabase Realtime reads Postgres Changes with; the
+# realtime test decodes the stack's WAL with it the same way.
+WAL2JSON="$(dirname "$PG_BIN")/lib/wal2json.so"
+if [ -e "$WAL2JSON" ]; then
+  step "wal2json" "present"
+else
+  command -v apt-get >/dev/null || die "$WAL2JSON is missing and there is no apt-get (install wal2json for PostgreSQL 15)"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql-15-wal2json
+  [ -e "$WAL2JSON" ] || die "postgresql-15-wal2json installed but $WAL2JSON is missing"
+  step "wal2json" "installed"
+fi
 if [ "$(id -u)" -eq 0 ]; then
   # PostgreSQL refuses to run as root; the stack runs it as `postgres`.
   if id postgres >/dev/null 2>&1; then

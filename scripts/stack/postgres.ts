@@ -141,6 +141,8 @@ async function startOn(
       "fsync = off",
       "synchronous_commit = off",
       "full_page_writes = off",
+      // As on Supabase: Realtime reads changes through logical decoding (tests/realtime.test.ts).
+      "wal_level = logical",
       "shared_buffers = 64MB",
       "log_min_messages = warning",
       "timezone = 'UTC'",

@@ -1,0 +1,616 @@
+/**
+ * Supabase Realtime (migration 20261201000300_hms_realtime.sql), proven on the stack's real WAL.
+ *
+ * Realtime cannot run here, but it only reads the database: Postgres Changes through a logical
+ * replication slot decoded by wal2json with the tables of the `supabase_realtime` publication,
+ * Broadcast from the database through rows `realtime.send()` adds to `realtime.messages`. These
+ * tests open a real wal2json slot and read it with Realtime's own options (tests/helpers/
+ * realtime.ts), send real webhooks through the function URL, and check what Realtime would get:
+ * exactly one `rooms` change per applied webhook, none for a duplicate, an ignored event or a
+ * refused request, and never a row of hms_presence, hms_sessions or hms_events.
+ *
+ * The Broadcast test runs the migration's trigger SQL against a stand-in `realtime.send` /
+ * `realtime.messages` / `realtime.topic()` created only in the test database and removed
+ * afterwards; it follows Supabase's documented signature and behaviour (cited in
+ * tests/helpers/realtime.ts), and the "stand-in contract" test checks it does.
+ *
+ * The last test measures (and prints) what each mode costs per event in WAL bytes and what a
+ * subscriber of a very busy room receives. It asserts the counts, never a speed.
+ */
+
+import {
+  buildEvent,
+  type BuiltEvent,
+  nowNanos,
+  objectId,
+  SessionTimeline,
+} from "../scripts/lib/hms.ts";
+import { applySqlFile } from "../scripts/stack/postgres.ts";
+import { assert } from "./helpers/assert.ts";
+import { createRoom, roomRow } from "./helpers/db.ts";
+import {
+  createRealtimeStandIn,
+  dropRealtimeStandIn,
+  mayJoin,
+  PUBLICATION,
+  RealtimeSlot,
+  rowOf,
+  type W2jChange,
+} from "./helpers/realtime.ts";
+import { getStack, SHARED, type TestStack } from "./helpers/stack.ts";
+import { type Answer, deliver } from "./helpers/webhook.ts";
+
+const S = 1_000_000_000n;
+const MIGRATION = "supabase/migrations/20261201000300_hms_realtime.sql";
+/** The fields a Broadcast message carries (plus the `id` realtime.send adds). */
+const PAYLOAD_KEYS = [
+  "featured",
+  "hms_room_id",
+  "id",
+  "is_live",
+  "last_active_at",
+  "listener_count",
+  "speaker_count",
+  "trending_rank",
+  "trending_score",
+];
+
+type Mode = "postgres_changes" | "broadcast" | "off";
+
+async function setMode(
+  stack: TestStack,
+  mode: Mode,
+  intervalMs = 1000,
+): Promise<void> {
+  await stack.sql`update public.hms_settings
+    set realtime = ${mode}, realtime_interval_ms = ${intervalMs} where id`;
+}
+
+async function publishedTables(stack: TestStack): Promise<string[]> {
+  const rows = await stack.sql<{ t: string }[]>`
+    select schemaname || '.' || tablename as t from pg_publication_tables
+    where pubname = ${PUBLICATION} order by 1`;
+  return rows.map((r) => r.t);
+}
+
+function send(stack: TestStack, event: BuiltEvent | string): Promise<Answer> {
+  return deliver(stack.functionUrl, event, {
+    secret: stack.secret,
+    headerName: stack.secretHeader,
+  });
+}
+
+/** Sends every event with `concurrency` requests in flight; returns the answers. */
+async function fire(
+  stack: TestStack,
+  events: BuiltEvent[],
+  concurrency: number,
+): Promise<Answer[]> {
+  const answers: Answer[] = [];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < events.length) {
+        answers.push(await send(stack, events[next++]));
+      }
+    }),
+  );
+  return answers;
+}
+
+function roomOf(answer: Answer): Record<string, unknown> {
+  const room = answer.json?.room;
+  assert.ok(room && typeof room === "object", `no room in ${answer.text}`);
+  return room as Record<string, unknown>;
+}
+
+function describe(changes: W2jChange[]): string[] {
+  return changes.map((c) => `${c.action} ${c.schema}.${c.table}`);
+}
+
+/** Nothing of hms_* may ever be decoded for Realtime. */
+function assertNoHmsTable(changes: W2jChange[], where: string) {
+  const leaked = changes.filter((c) => c.table.startsWith("hms_"));
+  assert.deepEqual(describe(leaked), [], `${where}: hms_* in the stream`);
+}
+
+/** One story of a room: what each step is and whether it must be applied. */
+interface Step {
+  name: string;
+  body: BuiltEvent | string;
+  /** `applied`: 200 applied; otherwise the status and JSON status expected. */
+  expect: "applied" | { status: number; json?: string };
+  refuse?: boolean;
+}
+
+function story(roomId: string): Step[] {
+  const t0 = nowNanos() - 120n * S;
+  const tl = new SessionTimeline({ roomId, startedAt: t0 });
+  const listener = tl.join({ at: t0 + 2n * S, role: "listener" });
+  const listenerId = (listener.payload.data as { peer_id: string }).peer_id;
+  return [
+    { name: "session open", body: tl.open(), expect: "applied" },
+    { name: "listener joins", body: listener, expect: "applied" },
+    {
+      name: "speaker joins",
+      body: tl.join({ at: t0 + 3n * S, role: "speaker" }),
+      expect: "applied",
+    },
+    {
+      name: "duplicate of the listener's join",
+      body: listener.body,
+      expect: { status: 200, json: "duplicate" },
+    },
+    {
+      name: "event type not handled",
+      body: tl.event("recording.success", { at: t0 + 4n * S }),
+      expect: { status: 200, json: "ignored" },
+    },
+    {
+      name: "failure event",
+      body: tl.event("peer.join.failure", { at: t0 + 4n * S }),
+      expect: { status: 200, json: "ignored" },
+    },
+    {
+      name: "unknown room",
+      body: buildEvent("peer.join.success", {
+        roomId: objectId(),
+        at: t0 + 4n * S,
+      }),
+      expect: { status: 200, json: "ignored" },
+    },
+    {
+      name: "refused (no credentials)",
+      body: tl.join({ at: t0 + 5n * S }),
+      expect: { status: 401 },
+      refuse: true,
+    },
+    {
+      name: "listener leaves",
+      body: tl.leave(listenerId, { at: t0 + 6n * S }),
+      expect: "applied",
+    },
+    {
+      name: "session closes",
+      body: tl.close({ at: t0 + 7n * S }),
+      expect: "applied",
+    },
+  ];
+}
+
+async function deliverStep(stack: TestStack, step: Step): Promise<Answer> {
+  const answer = step.refuse
+    ? await deliver(stack.functionUrl, step.body, {
+      secret: stack.secret,
+      auth: "none",
+    })
+    : await send(stack, step.body);
+  if (step.expect === "applied") {
+    assert.equal(answer.status, 200, `${step.name}: ${answer.text}`);
+    assert.equal(
+      answer.json?.status,
+      "applied",
+      `${step.name}: ${answer.text}`,
+    );
+  } else {
+    assert.equal(
+      answer.status,
+      step.expect.status,
+      `${step.name}: ${answer.text}`,
+    );
+    if (step.expect.json) {
+      assert.equal(answer.json?.status, step.expect.json, step.name);
+    }
+  }
+  return answer;
+}
+
+Deno.test({
+  name:
+    "postgres_changes: every applied webhook is exactly one rooms UPDATE with the new counts; duplicates, ignored and refused requests stream nothing; no hms_* table ever",
+  ...SHARED,
+  async fn() {
+    const stack = await getStack();
+    await setMode(stack, "postgres_changes");
+    assert.deepEqual(await publishedTables(stack), ["public.rooms"]);
+    const slot = await RealtimeSlot.open(stack.sql);
+    try {
+      const roomId = await createRoom(stack.sql);
+      let drained = await slot.drain();
+      assert.deepEqual(describe(drained.realtime), ["I public.rooms"]);
+      assert.equal(rowOf(drained.realtime[0]).hms_room_id, roomId);
+
+      for (const step of story(roomId)) {
+        const answer = await deliverStep(stack, step);
+        drained = await slot.drain();
+        assertNoHmsTable(drained.realtime, step.name);
+        if (step.expect !== "applied") {
+          assert.deepEqual(describe(drained.realtime), [], step.name);
+          assert.deepEqual(
+            describe(drained.everything),
+            [],
+            `${step.name}: nothing may be written at all`,
+          );
+          continue;
+        }
+        // Exactly the rooms change, carrying what the webhook answered and the row holds.
+        assert.deepEqual(
+          describe(drained.realtime),
+          ["U public.rooms"],
+          step.name,
+        );
+        const row = rowOf(drained.realtime[0]);
+        const room = roomOf(answer);
+        const stored = await roomRow(stack.sql, roomId);
+        assert.equal(row.hms_room_id, roomId, step.name);
+        for (const field of ["is_live", "listener_count", "speaker_count"]) {
+          assert.equal(row[field], room[field], `${step.name}: ${field}`);
+        }
+        assert.equal(row.listener_count, stored?.listeners, step.name);
+        assert.equal(row.speaker_count, stored?.speakers, step.name);
+        assert.equal(row.is_live, stored?.isLive, step.name);
+        assert.equal(
+          Number(row.trending_score),
+          stored?.trendingScore,
+          `${step.name}: trending_score`,
+        );
+        // The control: the same WAL range did hold the ledger and presence writes.
+        assert.ok(
+          drained.everything.some((c) => c.table === "hms_events"),
+          `${step.name}: the slot saw no ledger insert (${
+            describe(drained.everything)
+          })`,
+        );
+      }
+    } finally {
+      await slot.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "the switch: off unpublishes rooms, re-running the migration keeps the app's choice, broadcast is refused without Supabase Realtime",
+  ...SHARED,
+  async fn() {
+    const stack = await getStack();
+    const slot = await RealtimeSlot.open(stack.sql);
+    try {
+      await setMode(stack, "off");
+      assert.deepEqual(await publishedTables(stack), []);
+      await applySqlFile(stack.databaseUrl, MIGRATION);
+      assert.deepEqual(await publishedTables(stack), [], "re-run keeps off");
+      const roomId = await createRoom(stack.sql);
+      const t0 = nowNanos() - 60n * S;
+      const tl = new SessionTimeline({ roomId, startedAt: t0 });
+      await slot.drain();
+      const answer = await send(stack, tl.join({ at: t0 + S }));
+      assert.equal(answer.json?.status, "applied", answer.text);
+      const drained = await slot.drain();
+      assert.deepEqual(describe(drained.realtime), [], "off streams nothing");
+      assert.ok(
+        describe(drained.everything).includes("U public.rooms"),
+        "the room was written",
+      );
+
+      await setMode(stack, "postgres_changes");
+      assert.deepEqual(await publishedTables(stack), ["public.rooms"]);
+      const settings = await stack.sql`select * from public.hms_settings`;
+      await applySqlFile(stack.databaseUrl, MIGRATION);
+      await applySqlFile(stack.databaseUrl, MIGRATION);
+      assert.deepEqual(await publishedTables(stack), ["public.rooms"]);
+      assert.deepEqual(
+        await stack.sql`select * from public.hms_settings`,
+        settings,
+        "re-running the migration changes no setting",
+      );
+
+      // No realtime schema here: broadcast is refused and the mode stays as it was.
+      let refused = "";
+      await setMode(stack, "broadcast").catch((e) => refused = String(e));
+      assert.match(refused, /realtime\.send/);
+      const [{ realtime }] = await stack
+        .sql`select realtime from public.hms_settings`;
+      assert.equal(realtime, "postgres_changes");
+      assert.deepEqual(await publishedTables(stack), ["public.rooms"]);
+    } finally {
+      await setMode(stack, "postgres_changes").catch(() => {});
+      await slot.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "stand-in contract: realtime.send adds one broadcast row (id added to the payload, topic set), realtime.topic() reads it",
+  ...SHARED,
+  async fn() {
+    const stack = await getStack();
+    await createRealtimeStandIn(stack.sql);
+    try {
+      const rows = await stack.sql.begin(async (tx) => {
+        await tx`select realtime.send('{"a":1}'::jsonb, 'ev', 'hms:test', true)`;
+        const [{ topic }] = await tx`select realtime.topic() as topic`;
+        const messages =
+          await tx`select topic, extension, event, private, payload
+          from realtime.messages where topic = 'hms:test'`;
+        return { topic, messages };
+      });
+      assert.equal(rows.topic, "hms:test");
+      assert.equal(rows.messages.length, 1);
+      const m = rows.messages[0];
+      assert.deepEqual(
+        [m.topic, m.extension, m.event, m.private],
+        ["hms:test", "broadcast", "ev", true],
+      );
+      assert.equal(m.payload.a, 1);
+      assert.equal(typeof m.payload.id, "string");
+    } finally {
+      await dropRealtimeStandIn(stack.sql);
+    }
+  },
+});
+
+async function messagesSince(
+  stack: TestStack,
+  since: Date,
+): Promise<
+  {
+    topic: string;
+    event: string;
+    private: boolean;
+    payload: Record<string, unknown>;
+  }[]
+> {
+  return await stack
+    .sql`select topic, event, private, payload from realtime.messages
+    where inserted_at > ${since} and event = 'room'
+    order by inserted_at, topic`;
+}
+
+Deno.test({
+  name:
+    "broadcast: the trigger's SQL against the documented realtime.send: one message per topic per applied webhook, none otherwise, only the payload fields; topic policies follow the rooms read policy",
+  ...SHARED,
+  async fn() {
+    const stack = await getStack();
+    await createRealtimeStandIn(stack.sql);
+    const slot = await RealtimeSlot.open(stack.sql);
+    const hidden = await createRoom(stack.sql);
+    try {
+      await setMode(stack, "broadcast", 0);
+      assert.deepEqual(await publishedTables(stack), [], "rooms unpublished");
+      const roomId = await createRoom(stack.sql);
+      await slot.drain();
+      let mark = (await stack.sql`select localtimestamp as t`)[0].t as Date;
+      for (const step of story(roomId)) {
+        const answer = await deliverStep(stack, step);
+        const messages = await messagesSince(stack, mark);
+        mark = (await stack.sql`select localtimestamp as t`)[0].t as Date;
+        const drained = await slot.drain();
+        assertNoHmsTable(drained.realtime, step.name);
+        assert.deepEqual(describe(drained.realtime), [], step.name);
+        if (step.expect !== "applied") {
+          assert.equal(
+            messages.length,
+            0,
+            `${step.name}: ${JSON.stringify(messages)}`,
+          );
+          continue;
+        }
+        assert.deepEqual(
+          messages.map((m) => m.topic).sort(),
+          [`hms:room:${roomId}`, "hms:rooms"],
+          step.name,
+        );
+        const room = roomOf(answer);
+        for (const m of messages) {
+          assert.equal(m.private, true);
+          assert.deepEqual(
+            Object.keys(m.payload).sort(),
+            PAYLOAD_KEYS,
+            step.name,
+          );
+          for (
+            const field of [
+              "hms_room_id",
+              "is_live",
+              "listener_count",
+              "speaker_count",
+            ]
+          ) {
+            assert.equal(
+              m.payload[field],
+              room[field],
+              `${step.name}: ${field}`,
+            );
+          }
+        }
+      }
+
+      // Join-time authorization, as Realtime checks it (tests/helpers/realtime.ts mayJoin).
+      assert.ok(await mayJoin(stack.sql, "anon", `hms:room:${roomId}`));
+      assert.ok(
+        await mayJoin(stack.sql, "authenticated", `hms:room:${roomId}`),
+      );
+      assert.ok(await mayJoin(stack.sql, "anon", "hms:rooms"));
+      assert.ok(!(await mayJoin(stack.sql, "anon", `hms:room:${objectId()}`)));
+      assert.ok(!(await mayJoin(stack.sql, "anon", "other:topic")));
+      // An app whose rooms read policy hides a room: its topic and the all-rooms topic close.
+      await stack.sql.unsafe(
+        `create policy hms_test_hide on public.rooms as restrictive for select to anon
+         using (hms_room_id <> '${hidden}')`,
+      );
+      try {
+        assert.ok(!(await mayJoin(stack.sql, "anon", `hms:room:${hidden}`)));
+        assert.ok(!(await mayJoin(stack.sql, "anon", "hms:rooms")));
+        assert.ok(await mayJoin(stack.sql, "anon", `hms:room:${roomId}`));
+        assert.ok(await mayJoin(stack.sql, "authenticated", "hms:rooms"));
+      } finally {
+        await stack.sql`drop policy hms_test_hide on public.rooms`;
+      }
+    } finally {
+      await setMode(stack, "postgres_changes").catch(() => {});
+      await slot.close();
+      await dropRealtimeStandIn(stack.sql);
+    }
+    // Back to the default: the trigger and its policies are gone, rooms is published again.
+    const [{ n }] = await stack.sql`select count(*)::int as n from pg_trigger
+      where tgrelid = 'public.rooms'::regclass and tgname = 'hms_rooms_zz_realtime'`;
+    assert.equal(n, 0);
+    assert.deepEqual(await publishedTables(stack), ["public.rooms"]);
+  },
+});
+
+/** A burst of joins to one fresh room, `n` joins at `concurrency` in flight. */
+function burst(roomId: string, n: number): BuiltEvent[] {
+  const t0 = nowNanos() - 100n * S;
+  const tl = new SessionTimeline({ roomId, startedAt: t0 });
+  const events = [tl.open()];
+  for (let i = 0; i < n; i++) {
+    events.push(
+      tl.join({
+        at: t0 + S + BigInt(i) * 1000n,
+        role: i % 10 === 0 ? "speaker" : "listener",
+      }),
+    );
+  }
+  return events;
+}
+
+async function walLsn(stack: TestStack): Promise<string> {
+  const [{ lsn }] = await stack
+    .sql`select pg_current_wal_insert_lsn()::text as lsn`;
+  return lsn;
+}
+
+async function walSince(stack: TestStack, lsn: string): Promise<number> {
+  const [{ d }] = await stack.sql`
+    select pg_wal_lsn_diff(pg_current_wal_insert_lsn(), ${lsn}::pg_lsn)::float8 as d`;
+  return d;
+}
+
+interface Run {
+  mode: string;
+  roomId: string;
+  events: number;
+  seconds: number;
+  walPerEvent: number;
+  changes: number;
+  roomTopicMessages: number;
+  allRoomsMessages: number;
+}
+
+async function runBurst(
+  stack: TestStack,
+  slot: RealtimeSlot,
+  label: string,
+  n: number,
+): Promise<Run> {
+  const roomId = await createRoom(stack.sql);
+  const events = burst(roomId, n);
+  await slot.drain();
+  const since = (await stack.sql`select localtimestamp as t`)[0].t as Date;
+  const lsn = await walLsn(stack);
+  const started = performance.now();
+  const answers = await fire(stack, events, 16);
+  const seconds = (performance.now() - started) / 1000;
+  const wal = await walSince(stack, lsn);
+  for (const a of answers) assert.equal(a.json?.status, "applied", a.text);
+  const drained = await slot.drain();
+  assertNoHmsTable(drained.realtime, label);
+  const changes =
+    drained.realtime.filter((c) =>
+      c.table === "rooms" && rowOf(c).hms_room_id === roomId
+    ).length;
+  const hasMessages =
+    (await stack.sql`select to_regclass('realtime.messages') as t`)[0].t;
+  const messages = hasMessages ? await messagesSince(stack, since) : [];
+  return {
+    mode: label,
+    roomId,
+    events: events.length,
+    seconds,
+    walPerEvent: wal / events.length,
+    changes,
+    roomTopicMessages:
+      messages.filter((m) => m.topic === `hms:room:${roomId}`).length,
+    allRoomsMessages: messages.filter((m) => m.topic === "hms:rooms").length,
+  };
+}
+
+Deno.test({
+  name:
+    "cost and a busy room: changes and messages per applied event, WAL per event by mode, what a subscriber of a hot room receives",
+  ...SHARED,
+  async fn() {
+    const stack = await getStack();
+    const n = Number(Deno.env.get("HMS_RT_BURST") ?? 500);
+    const slot = await RealtimeSlot.open(stack.sql);
+    const runs: Run[] = [];
+    try {
+      // Postgres Changes: every applied join is one change, so one subscriber gets them all.
+      await setMode(stack, "off");
+      runs.push(await runBurst(stack, slot, "off", n));
+      await setMode(stack, "postgres_changes");
+      const pc = await runBurst(stack, slot, "postgres_changes", n);
+      runs.push(pc);
+      assert.equal(pc.changes, pc.events, "one rooms change per applied event");
+      assert.equal(runs[0].changes, 0, "off streams nothing");
+
+      await createRealtimeStandIn(stack.sql);
+      await setMode(stack, "broadcast", 0);
+      const every = await runBurst(stack, slot, "broadcast, interval 0", n);
+      runs.push(every);
+      assert.equal(every.changes, 0);
+      assert.equal(every.roomTopicMessages, every.events);
+      assert.equal(every.allRoomsMessages, every.events);
+
+      // Coalesced: at most one message per topic per second, and the flush sends the last state.
+      await setMode(stack, "broadcast", 1000);
+      const hot = await runBurst(stack, slot, "broadcast, interval 1000 ms", n);
+      const hotRoom = hot.roomId;
+      await new Promise((r) => setTimeout(r, 1100));
+      const [{ flushed }] = await stack
+        .sql`select public.hms_realtime_flush() as flushed`;
+      const [last] = await stack.sql`select payload from realtime.messages
+        where topic = ${`hms:room:${hotRoom}`} order by inserted_at desc limit 1`;
+      const final = await roomRow(stack.sql, hotRoom);
+      assert.equal(
+        last.payload.listener_count,
+        final?.listeners,
+        "last message = final row",
+      );
+      assert.equal(last.payload.speaker_count, final?.speakers);
+      const sent = hot.roomTopicMessages + Number(flushed);
+      assert.ok(
+        sent <= Math.ceil(hot.seconds / 1.0) + 2,
+        `${sent} messages in ${
+          hot.seconds.toFixed(2)
+        } s is more than one per second`,
+      );
+      runs.push({ ...hot, roomTopicMessages: sent, allRoomsMessages: sent });
+    } finally {
+      await setMode(stack, "postgres_changes").catch(() => {});
+      await slot.close();
+      await dropRealtimeStandIn(stack.sql).catch(() => {});
+    }
+    const base = runs[0].walPerEvent;
+    console.log(
+      "\nrealtime cost (joins to one room, c=16, through the function URL):\n" +
+        runs.map((r) =>
+          `  ${r.mode.padEnd(28)} ${r.events} events in ${
+            r.seconds.toFixed(2)
+          } s ` +
+          `(${(r.events / r.seconds).toFixed(0)}/s): WAL ${
+            r.walPerEvent.toFixed(0)
+          } B/event ` +
+          `(${r.walPerEvent - base >= 0 ? "+" : ""}${
+            (r.walPerEvent - base).toFixed(0)
+          } vs off), ` +
+          `Postgres Changes ${r.changes}, room-topic messages ${r.roomTopicMessages}, ` +
+          `all-rooms messages ${r.allRoomsMessages}`
+        ).join("\n"),
+    );
+  },
+});
