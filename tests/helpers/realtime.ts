@@ -101,7 +101,9 @@ export class RealtimeSlot {
       const [{ flushed }] = await this.conn<{ flushed: boolean }[]>`
         select pg_current_wal_flush_lsn() >= ${upto}::pg_lsn as flushed`;
       if (flushed) break;
-      if (Date.now() > deadline) throw new Error(`WAL not flushed up to ${upto}`);
+      if (Date.now() > deadline) {
+        throw new Error(`WAL not flushed up to ${upto}`);
+      }
       await new Promise((r) => setTimeout(r, 20));
     }
     const everything = await this.conn<{ data: string }[]>`
