@@ -25,6 +25,7 @@ import {
   objectId,
   SessionTimeline,
 } from "../scripts/lib/hms.ts";
+import postgres from "postgres";
 import { applySqlFile } from "../scripts/stack/postgres.ts";
 import { assert } from "./helpers/assert.ts";
 import { createRoom, roomRow } from "./helpers/db.ts";
@@ -317,6 +318,69 @@ Deno.test({
       await setMode(stack, "postgres_changes").catch(() => {});
       await slot.close();
     }
+  },
+});
+
+Deno.test({
+  name:
+    "a supabase_realtime publication FOR ALL TABLES (which would publish hms_*) is reported, never silently accepted",
+  ...SHARED,
+  async fn() {
+    const stack = await getStack();
+    const notices: string[] = [];
+    const sql = postgres(stack.databaseUrl, {
+      max: 1,
+      onnotice: (n) => notices.push(`${n.severity}: ${n.message}`),
+    });
+    const rollback = new Error("rollback");
+    try {
+      // In a transaction that is rolled back: the stack's publication stays as it is.
+      await sql.begin(async (tx) => {
+        await tx.unsafe(`drop publication ${PUBLICATION}`);
+        await tx.unsafe(`create publication ${PUBLICATION} for all tables`);
+        await tx`select public.hms_realtime_apply()`;
+        throw rollback;
+      }).catch((e) => {
+        if (e !== rollback) throw e;
+      });
+    } finally {
+      await sql.end();
+    }
+    assert.ok(
+      notices.some((n) =>
+        /^WARNING: .*publishes every table of public, including hms_presence/
+          .test(n)
+      ),
+      `no warning in ${JSON.stringify(notices)}`,
+    );
+    assert.deepEqual(await publishedTables(stack), ["public.rooms"]);
+  },
+});
+
+Deno.test({
+  name: "the API roles can neither switch Realtime nor flush it",
+  ...SHARED,
+  async fn() {
+    const stack = await getStack();
+    for (const role of ["anon", "authenticated"]) {
+      for (
+        const statement of [
+          "select public.hms_realtime_apply()",
+          "select public.hms_realtime_flush()",
+          "update public.hms_settings set realtime = 'off'",
+        ]
+      ) {
+        let code = "";
+        await stack.sql.begin(async (tx) => {
+          await tx.unsafe(`set local role ${role}`);
+          await tx.unsafe(statement);
+        }).catch((e) => code = String(e?.code));
+        assert.equal(code, "42501", `${role}: ${statement}`);
+      }
+    }
+    const [{ realtime }] = await stack
+      .sql`select realtime from public.hms_settings`;
+    assert.equal(realtime, "postgres_changes");
   },
 });
 
