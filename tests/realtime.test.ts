@@ -358,6 +358,44 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "a rooms table without a replica identity is left unpublished (publishing it would make every rooms UPDATE fail)",
+  ...SHARED,
+  async fn() {
+    const stack = await getStack();
+    const notices: string[] = [];
+    const sql = postgres(stack.databaseUrl, {
+      max: 1,
+      onnotice: (n) => notices.push(`${n.severity}: ${n.message}`),
+    });
+    const rollback = new Error("rollback");
+    let published: string[] = ["unset"];
+    try {
+      await sql.begin(async (tx) => {
+        await tx`update public.hms_settings set realtime = 'off' where id`;
+        await tx`alter table public.rooms replica identity nothing`;
+        await tx`update public.hms_settings set realtime = 'postgres_changes' where id`;
+        published = (await tx`select tablename from pg_publication_tables
+          where pubname = ${PUBLICATION}`).map((r) => r.tablename);
+        // The webhook's write still works.
+        await tx`update public.rooms set featured = featured`;
+        throw rollback;
+      }).catch((e) => {
+        if (e !== rollback) throw e;
+      });
+    } finally {
+      await sql.end();
+    }
+    assert.deepEqual(published, []);
+    assert.ok(
+      notices.some((n) => /^WARNING: .*rooms has no replica identity/.test(n)),
+      JSON.stringify(notices),
+    );
+    assert.deepEqual(await publishedTables(stack), ["public.rooms"]);
+  },
+});
+
+Deno.test({
   name: "the API roles can neither switch Realtime nor flush it",
   ...SHARED,
   async fn() {

@@ -227,6 +227,18 @@ begin
       -- Cannot be narrowed from here (PostgreSQL 15 has no EXCEPT): say it loudly.
       raise warning 'hms_realtime: publication % publishes every table of public, including hms_presence, hms_sessions and hms_events', c_pub
         using hint = 'recreate it with explicit tables: drop publication supabase_realtime; create publication supabase_realtime; then select public.hms_realtime_apply()';
+    elsif v_mode = 'postgres_changes' and not v_published and not exists (
+        select 1 from pg_catalog.pg_class c where c.oid = 'public.rooms'::regclass
+          and (c.relreplident = 'f'
+            or (c.relreplident = 'i' and exists (select 1 from pg_catalog.pg_index i
+              where i.indrelid = c.oid and i.indisreplident))
+            or (c.relreplident = 'd' and exists (select 1 from pg_catalog.pg_index i
+              where i.indrelid = c.oid and i.indisprimary)))) then
+      -- A published table without a replica identity refuses every UPDATE (SQLSTATE 55000):
+      -- that would stop the webhook, so such a rooms table (an app's, without a primary key)
+      -- is left unpublished.
+      raise warning 'hms_realtime: public.rooms has no replica identity (no primary key): not published'
+        using hint = 'add a primary key to rooms (or alter table rooms replica identity full), then select public.hms_realtime_apply()';
     elsif v_mode = 'postgres_changes' and not v_published then
       begin
         execute format('alter publication %I add table public.rooms', c_pub);
