@@ -679,10 +679,11 @@ Deno.test({
         // Postgres Changes: every applied join is one change, so a subscriber gets them all.
         await setMode(stack, "postgres_changes");
         const pc = await runBurst(stack, slot, "postgres_changes", n);
-        assert.equal(
-          pc.changes,
-          pc.events,
-          "one rooms change per applied event",
+        // One change per rooms UPDATE: at least one per update a subscriber can see, at most one
+        // per applied event (an event that changes nothing need not write the row).
+        assert.ok(
+          pc.changes >= pc.visible && pc.changes <= pc.events,
+          `${pc.changes} changes for ${pc.events} events (${pc.visible} visible)`,
         );
         runs.push(pc);
 
