@@ -67,7 +67,7 @@ impl<'a> Object<'a> {
     }
 
     /// Members in document order (the bench entry point reads headers with it).
-    #[cfg(target_arch = "wasm32")]
+    #[cfg(all(target_arch = "wasm32", feature = "bench"))]
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value<'a>)> {
         self.members.iter().map(|(k, v)| (k.as_ref(), v))
     }

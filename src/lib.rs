@@ -27,7 +27,6 @@ mod rest;
 mod roles;
 mod signature;
 mod time;
-pub mod trending;
 #[cfg(target_arch = "wasm32")]
 mod wasm;
 
@@ -38,4 +37,4 @@ pub use handler::{
 };
 pub use reply::Reply;
 pub use rest::{RpcOutcome, RpcRequest};
-pub use signature::sign_hex;
+pub use time::Timestamp;

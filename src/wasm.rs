@@ -4,6 +4,7 @@
 use crate::config::{Config, Misconfig, VARIABLES};
 use crate::error::Error;
 use crate::handler::{self, Incoming, Step};
+#[cfg(feature = "bench")]
 use crate::json::{self, Value};
 use crate::reply::{Log, Outcome, Reply};
 use crate::rest::{RpcOutcome, RpcRequest};
@@ -78,7 +79,13 @@ impl WebhookHandler {
         web_sys::console::log_1(&JsValue::from_str(&reply.log));
         to_response(&reply)
     }
+}
 
+/// The benchmark's entry point, only in the bench build (`--features bench`, scripts/build.sh
+/// --bench): the deployed module has no `check_event`.
+#[cfg(feature = "bench")]
+#[wasm_bindgen]
+impl WebhookHandler {
     /// Runs `begin` on a POST without I/O and returns a JSON summary of the decision. Used to
     /// benchmark verify + parse + classify + plan inside Wasm; request headers (the service key)
     /// are never included.
@@ -126,24 +133,8 @@ impl WebhookHandler {
     }
 }
 
-/// Reads a plain object of strings (js_sys directly: serde-wasm-bindgen costs ~10 KB of Wasm).
-fn env_pairs(env: &JsValue) -> Option<Vec<(String, String)>> {
-    if !env.is_object() {
-        return None;
-    }
-    let entries = js_sys::Object::entries(env.unchecked_ref());
-    let mut pairs = Vec::with_capacity(entries.length() as usize);
-    for entry in entries.iter() {
-        let pair: js_sys::Array = entry.unchecked_into();
-        // Non-string values cannot come from Deno.env; skipping them leaves that variable unset.
-        if let (Some(name), Some(value)) = (pair.get(0).as_string(), pair.get(1).as_string()) {
-            pairs.push((name, value));
-        }
-    }
-    Some(pairs)
-}
-
 /// What `check_event` reports.
+#[cfg(feature = "bench")]
 #[derive(serde::Serialize)]
 struct Summary<'a> {
     step: &'static str,
@@ -163,6 +154,23 @@ fn internal(config: &Config, problem: &'static str, started_ms: i64) -> Reply {
         ..Log::new(config.debug(), started_ms)
     };
     log.reply(Outcome::Refused(&Error::Internal))
+}
+
+/// Reads a plain object of strings (js_sys directly: serde-wasm-bindgen costs ~10 KB of Wasm).
+fn env_pairs(env: &JsValue) -> Option<Vec<(String, String)>> {
+    if !env.is_object() {
+        return None;
+    }
+    let entries = js_sys::Object::entries(env.unchecked_ref());
+    let mut pairs = Vec::with_capacity(entries.length() as usize);
+    for entry in entries.iter() {
+        let pair: js_sys::Array = entry.unchecked_into();
+        // Non-string values cannot come from Deno.env; skipping them leaves that variable unset.
+        if let (Some(name), Some(value)) = (pair.get(0).as_string(), pair.get(1).as_string()) {
+            pairs.push((name, value));
+        }
+    }
+    Some(pairs)
 }
 
 async fn handle_request(config: &Config, request: &Request) -> Reply {

@@ -6,7 +6,7 @@
 
 import { buildEvent, headersFor } from "../scripts/lib/hms.ts";
 import { type Bytes, checkEvent, loadConfig } from "../bench/baseline.ts";
-import { loadPackage } from "../bench/lib/pkg.ts";
+import { loadBenchPackage } from "../bench/lib/pkg.ts";
 import { quantile, summarize } from "../bench/lib/stats.ts";
 import assert from "./helpers/assert.ts";
 
@@ -165,7 +165,7 @@ async function cases(): Promise<Case[]> {
 }
 
 Deno.test("baseline: decides exactly like the Rust core in Wasm (fair comparison)", async () => {
-  const { glue } = await loadPackage();
+  const { glue } = await loadBenchPackage();
   const handler = new glue.WebhookHandler(ENV);
   const config = await loadConfig(ENV);
   const all = await cases();

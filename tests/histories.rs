@@ -11,7 +11,6 @@ mod support;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use hms_webhook::trending::Weights;
 use support::behaviour::{
     auto_create, duplicate, featured_update, invalid_arguments, migrations_reapply, permissions,
     prune, refresh, unknown_room,
@@ -26,6 +25,7 @@ use support::model::{expected, Event, Initial, Micros, RoomState};
 use support::parity::phase_parity;
 use support::shrink::minimize;
 use support::time::rfc3339;
+use support::trending::Weights;
 
 const DEFAULT_SEED: u64 = 0x100D_5EED;
 const APPLY_SIGNATURE: &str = "public.hms_apply_event(text,text,text,text,text,timestamptz,text,text,text,timestamptz,timestamptz,boolean)";

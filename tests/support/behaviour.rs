@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::sync::Barrier;
 
-use hms_webhook::trending::{rank_key, score};
+use super::trending::{rank_key, score};
 use postgres::Client;
 
 use super::db::{apply_all, connect, create_room_sql, describe, read_state, text};

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use hms_webhook::trending::{rank_key, Weights};
+use super::trending::{rank_key, Weights};
 use postgres::Client;
 
 use super::db::{describe, DbState, Driver, ROOM_PREFIX};

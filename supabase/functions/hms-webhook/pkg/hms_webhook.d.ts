@@ -8,12 +8,6 @@ export class WebhookHandler {
     free(): void;
     [Symbol.dispose](): void;
     /**
-     * Runs `begin` on a POST without I/O and returns a JSON summary of the decision. Used to
-     * benchmark verify + parse + classify + plan inside Wasm; request headers (the service key)
-     * are never included.
-     */
-    check_event(headers_json: string, body: Uint8Array | number[], now_ms: number): string;
-    /**
      * Handles one request. Never rejects for request or upstream problems: they become JSON
      * replies (4xx/5xx) and exactly one log line.
      */
@@ -34,7 +28,6 @@ export type InitInput = RequestInfo | URL | Response | BufferSource | WebAssembl
 export interface InitOutput {
     readonly memory: WebAssembly.Memory;
     readonly __wbg_webhookhandler_free: (a: number, b: number) => void;
-    readonly webhookhandler_check_event: (a: number, b: number, c: number, d: number, e: number, f: number) => [number, number];
     readonly webhookhandler_handle: (a: number, b: any) => any;
     readonly webhookhandler_new: (a: any) => number;
     readonly webhookhandler_variables: () => [number, number];

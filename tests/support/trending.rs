@@ -1,5 +1,6 @@
-//! Trending score and rank key: the reference implementation the SQL trigger must agree with
-//! (design §8). Exponential decay, so the rank key can be stored and indexed.
+//! Trending score and rank key in plain Rust, for the tests: the SQL (`hms_trending_score`,
+//! `hms_trending_rank`, design §8) is the source of truth, and the parity phase of
+//! tests/histories.rs checks these numbers against it on thousands of inputs.
 
 /// Trending weights (the `hms_settings` row).
 #[derive(Debug, Clone, Copy, PartialEq)]
