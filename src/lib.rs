@@ -32,9 +32,11 @@ mod wasm;
 
 pub use config::{Config, Misconfig, VARIABLES};
 pub use error::Error;
+pub use event::{Action, EVENT_ACTIONS};
 pub use handler::{
     begin, finish, misconfigured, preflight, Call, CallContext, Incoming, Step, MAX_FUTURE_SECONDS,
 };
 pub use reply::Reply;
 pub use rest::{RpcOutcome, RpcRequest};
+pub use roles::{DEFAULT_IGNORED_ROLES, DEFAULT_SPEAKER_ROLES};
 pub use time::Timestamp;

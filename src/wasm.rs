@@ -86,6 +86,21 @@ impl WebhookHandler {
 #[cfg(feature = "bench")]
 #[wasm_bindgen]
 impl WebhookHandler {
+    /// The contract tables as the core states them (design §3, §5), for the test that checks
+    /// the TypeScript copies: `{"actions":{type: p_action}, "speaker_roles", "ignored_roles"}`.
+    pub fn contract() -> String {
+        let actions: serde_json::Map<String, serde_json::Value> = crate::event::EVENT_ACTIONS
+            .iter()
+            .map(|(name, action)| ((*name).to_owned(), action.as_str().into()))
+            .collect();
+        serde_json::json!({
+            "actions": actions,
+            "speaker_roles": crate::roles::DEFAULT_SPEAKER_ROLES,
+            "ignored_roles": crate::roles::DEFAULT_IGNORED_ROLES,
+        })
+        .to_string()
+    }
+
     /// Runs `begin` on a POST without I/O and returns a JSON summary of the decision. Used to
     /// benchmark verify + parse + classify + plan inside Wasm; request headers (the service key)
     /// are never included.

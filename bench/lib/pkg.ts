@@ -48,7 +48,11 @@ export interface BenchHandler {
 
 export interface BenchPackage {
   glue: {
-    WebhookHandler: new (env: Record<string, string>) => BenchHandler;
+    WebhookHandler: {
+      new (env: Record<string, string>): BenchHandler;
+      /** The core's contract tables as JSON (see `BenchContract`). */
+      contract(): string;
+    };
   };
 }
 
@@ -67,4 +71,11 @@ export async function loadBenchPackage(): Promise<BenchPackage> {
   ) as { wasmBase64: string };
   glue.initSync({ module: Uint8Array.fromBase64(inline.wasmBase64) });
   return { glue };
+}
+
+/** `WebhookHandler.contract()`: design §5's type -> action table and §3's default roles. */
+export interface BenchContract {
+  actions: Record<string, string>;
+  speaker_roles: string;
+  ignored_roles: string;
 }
