@@ -7,8 +7,8 @@ use std::sync::Barrier;
 use super::trending::{rank_key, score, Weights};
 use postgres::Client;
 
-use super::db::{apply_all, connect, create_room_sql, describe, read_state, text};
-use super::harness::{close_rel, db_now, event, join, q, room_name, Ctx};
+use super::db::{apply_all, connect, describe, read_state, text};
+use super::harness::{close_rel, db_now, event, join, new_room, q, room_name, Ctx};
 use super::model::{Action, Event, Micros, RoleClass};
 use super::time::rfc3339;
 
@@ -153,10 +153,7 @@ pub fn ledger_has(client: &mut Client, id: &str) -> Result<bool, String> {
 
 /// Malformed calls get 22023 with a message naming the problem, and write nothing.
 pub fn invalid_arguments(ctx: &mut Ctx) -> Result<String, String> {
-    let room = room_name(ctx, "invalid");
-    ctx.svc
-        .batch_execute(&create_room_sql(&room, 0))
-        .map_err(q)?;
+    let room = new_room(ctx, "invalid", 0)?;
     let at = rfc3339(1_728_064_800_000_000);
     let cases = [
         ("bogus action", format!("select public.hms_apply_event('inv-1', 'x', 'explode', {}, p_event_at => '{at}')", text(&room))),
@@ -334,11 +331,8 @@ pub fn snapshot(client: &mut Client, room: &str) -> Result<String, String> {
 
 /// A repeated event id (even with another payload) is `duplicate` and rewrites nothing.
 pub fn duplicate(ctx: &mut Ctx) -> Result<String, String> {
-    let room = room_name(ctx, "dup");
     let t = 1_728_064_800_000_000;
-    ctx.svc
-        .batch_execute(&create_room_sql(&room, t))
-        .map_err(q)?;
+    let room = new_room(ctx, "dup", t)?;
     let first = [
         event("dup-open", Action::SessionOpen, "s1", t),
         join("dup-join", "s1", "p1", RoleClass::Speaker, t + 5),
@@ -371,10 +365,7 @@ pub fn populated_room(
     speakers: usize,
     at: Micros,
 ) -> Result<String, String> {
-    let room = room_name(ctx, what);
-    ctx.svc
-        .batch_execute(&create_room_sql(&room, at))
-        .map_err(q)?;
+    let room = new_room(ctx, what, at)?;
     let mut events = vec![event(
         &format!("{room}-open"),
         Action::SessionOpen,
@@ -494,11 +485,8 @@ pub fn refresh(ctx: &mut Ctx) -> Result<String, String> {
 
 /// hms_prune_events deletes ledger rows past the retention, and only those.
 pub fn prune(ctx: &mut Ctx) -> Result<String, String> {
-    let room = room_name(ctx, "prune");
     let t = 1_728_064_800_000_000;
-    ctx.svc
-        .batch_execute(&create_room_sql(&room, t))
-        .map_err(q)?;
+    let room = new_room(ctx, "prune", t)?;
     let ids = ["prune-8d", "prune-6d", "prune-2h", "prune-now"];
     let events: Vec<Event> = ids
         .iter()
