@@ -66,9 +66,11 @@ export type Bytes = Uint8Array<ArrayBuffer>;
 const SIGNATURE_HEADER = "x-100ms-signature";
 const MAX_FIELD_BYTES = 256;
 const FUTURE_SKEW_MS = 120_000;
-const DEFAULT_SPEAKERS =
+// This independent baseline keeps its own copies of the contract tables (the defaults here and
+// ACTIONS below); tests/bench_smoke.test.ts checks them against the Rust core's.
+export const DEFAULT_SPEAKERS =
   "host,speaker,moderator,co-host,broadcaster,co-broadcaster";
-const DEFAULT_IGNORED = "__internal_recorder,beam";
+export const DEFAULT_IGNORED = "__internal_recorder,beam";
 const encoder = new TextEncoder();
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
@@ -327,7 +329,7 @@ function isObject(x: unknown): x is Json {
   return typeof x === "object" && x !== null && !Array.isArray(x);
 }
 
-const ACTIONS: Record<string, Action> = {
+export const ACTIONS: Record<string, Action> = {
   "session.open.success": "session_open",
   "room.started": "session_open",
   "session.close.success": "session_close",
@@ -401,16 +403,15 @@ async function parseBody(body: Bytes): Promise<Parsed> {
     : parseEnvelope(doc);
 }
 
-function parseEnvelope(obj: Json): Parsed {
-  const id = required(obj, "id", "id");
-  const type = required(obj, "type", "type");
-  const stampUs = time(obj, "timestamp", "timestamp");
-  if (stampUs === null) refuse(400, "missing_field", "timestamp is required");
-  const d = obj.data;
-  if (d === undefined) refuse(400, "missing_field", "data is required");
-  if (!isObject(d)) refuse(400, "invalid_field", "data must be an object");
-  const action = actionOf(type);
-  const ev: Parsed = {
+/** An event with only its envelope facts; the parsers fill in the rest. */
+function parsed(
+  id: string,
+  type: string,
+  action: Parsed["action"],
+  stampUs: number,
+  flat: boolean,
+): Parsed {
+  return {
     id,
     type,
     action,
@@ -424,8 +425,20 @@ function parseEnvelope(obj: Json): Parsed {
     changedUs: null,
     startedUs: null,
     stoppedUs: null,
-    flat: false,
+    flat,
   };
+}
+
+function parseEnvelope(obj: Json): Parsed {
+  const id = required(obj, "id", "id");
+  const type = required(obj, "type", "type");
+  const stampUs = time(obj, "timestamp", "timestamp");
+  if (stampUs === null) refuse(400, "missing_field", "timestamp is required");
+  const d = obj.data;
+  if (d === undefined) refuse(400, "missing_field", "data is required");
+  if (!isObject(d)) refuse(400, "invalid_field", "data must be an object");
+  const action = actionOf(type);
+  const ev = parsed(id, type, action, stampUs, false);
   // The envelope is valid; the payload of types we ignore is not our business.
   if (action === "failure" || action === "unhandled") return ev;
   ev.roomId = required(d, "room_id", "data.room_id");
@@ -479,22 +492,7 @@ async function parseFlat(obj: Json, body: Bytes): Promise<Parsed> {
   const id = "sha256:" +
     Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
   const action = actionOf(type);
-  const ev: Parsed = {
-    id,
-    type,
-    action,
-    stampUs,
-    roomId: "",
-    sessionId: "",
-    peerId: null,
-    role: null,
-    joinedUs: null,
-    leftUs: null,
-    changedUs: null,
-    startedUs: null,
-    stoppedUs: null,
-    flat: true,
-  };
+  const ev = parsed(id, type, action, stampUs, true);
   if (action === "failure" || action === "unhandled") return ev;
   ev.roomId = required(obj, "room_id", "room_id");
   if (PEER_ACTIONS.has(action)) {

@@ -6,6 +6,8 @@
 #
 # Usage: scripts/build.sh           build and write supabase/functions/hms-webhook/pkg/
 #        scripts/build.sh --check   exit 1 if the committed pkg/ was built from other inputs
+#        scripts/build.sh --bench   the same build with `--features bench` (adds the benchmark's
+#                                   check_event) into target/bench-pkg/; a no-op when up to date
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -44,7 +46,18 @@ if [[ "${1:-}" == "--check" ]]; then
   echo "build.sh: pkg/ is up to date ($want)"
   exit 0
 fi
-[[ $# -eq 0 ]] || die "unknown argument: $1 (usage: build.sh [--check])"
+FEATURES=()
+if [[ "${1:-}" == "--bench" ]]; then
+  shift
+  PKG="$ROOT/target/bench-pkg"
+  STAMP="$PKG/BUILD_STAMP.json"
+  WORK="$ROOT/target/wasm-pkg-bench"
+  FEATURES=(-- --features bench)
+  if [[ -f "$STAMP" ]] && grep -q "\"inputs_sha256\": \"$(inputs_sha256)\"" "$STAMP"; then
+    exit 0
+  fi
+fi
+[[ $# -eq 0 ]] || die "unknown argument: $1 (usage: build.sh [--check | --bench])"
 
 command -v wasm-pack >/dev/null || PATH="$HOME/.cargo/bin:$PATH"
 command -v wasm-pack >/dev/null || die "wasm-pack not found; run: npm run setup"
@@ -56,7 +69,7 @@ cd "$ROOT"
 CARGO_HOME_DIR="${CARGO_HOME:-$HOME/.cargo}"
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="--remap-path-prefix=$CARGO_HOME_DIR=/cargo --remap-path-prefix=$ROOT=/build"
 wasm-pack --quiet build --target web --release --no-pack --no-gitignore \
-  --out-dir target/wasm-pkg --out-name hms_webhook
+  --out-dir "$WORK" --out-name hms_webhook ${FEATURES[@]+"${FEATURES[@]}"}
 
 "$WASM_OPT" -Oz "${WASM_FEATURES[@]}" --strip-debug --strip-producers \
   "$WORK/hms_webhook_bg.wasm" -o "$WORK/hms_webhook.opt.wasm"

@@ -79,21 +79,35 @@ pub enum Kind {
     Unhandled,
 }
 
+/// The event types the function acts on (100ms names, then the spec / legacy flat names) and
+/// their action: the one copy of design §5's table. The fuzzer and the bench build read it;
+/// tests/bench_smoke.test.ts checks the TypeScript copies against it.
+pub const EVENT_ACTIONS: &[(&str, Action)] = &[
+    ("session.open.success", Action::SessionOpen),
+    ("session.close.success", Action::SessionClose),
+    ("room.end.success", Action::SessionClose),
+    ("peer.join.success", Action::PeerJoin),
+    ("peer.leave.success", Action::PeerLeave),
+    ("role.change.success", Action::RoleChange),
+    ("track.add.success", Action::Activity),
+    ("track.update.success", Action::Activity),
+    ("track.remove.success", Action::Activity),
+    ("room.started", Action::SessionOpen),
+    ("room.ended", Action::SessionClose),
+    ("peer.joined", Action::PeerJoin),
+    ("peer.left", Action::PeerLeave),
+    ("track.updated", Action::Activity),
+];
+
 /// Maps a received type name (100ms, spec or legacy name) to its kind.
 pub fn kind_of(event_type: &str) -> Kind {
-    let action = match event_type {
-        "session.open.success" | "room.started" => Action::SessionOpen,
-        "session.close.success" | "room.end.success" | "room.ended" => Action::SessionClose,
-        "peer.join.success" | "peer.joined" => Action::PeerJoin,
-        "peer.leave.success" | "peer.left" => Action::PeerLeave,
-        "role.change.success" => Action::RoleChange,
-        "track.add.success" | "track.update.success" | "track.remove.success" | "track.updated" => {
-            Action::Activity
+    match EVENT_ACTIONS.iter().find(|(name, _)| *name == event_type) {
+        Some(&(_, action)) => Kind::Handled(action),
+        None if event_type.ends_with(".failure") || event_type.ends_with(".failed") => {
+            Kind::Failure
         }
-        t if t.ends_with(".failure") || t.ends_with(".failed") => return Kind::Failure,
-        _ => return Kind::Unhandled,
-    };
-    Kind::Handled(action)
+        None => Kind::Unhandled,
+    }
 }
 
 /// The event's own times from `data` (absent when not sent or the Go zero time).
@@ -221,8 +235,8 @@ pub fn parse(body: &[u8]) -> Result<Event<'_>, Error> {
     if body.is_empty() {
         return Err(Error::EmptyBody);
     }
-    let text = std::str::from_utf8(body).map_err(|_| Error::InvalidUtf8)?;
-    let Value::Object(mut top) = json::parse(text).map_err(|e| Error::InvalidJson(e.0))? else {
+    let text = std::str::from_utf8(body)?;
+    let Value::Object(mut top) = json::parse(text)? else {
         return Err(Error::NotAnObject);
     };
     // The legacy flat format is recognised by its top-level `event` key.

@@ -1,11 +1,13 @@
 //! The Wasm boundary (wasm32 only): turns a web `Request` into the core's `Incoming`, reads the
 //! body with a cap, sends the one RPC with the global `fetch`, logs, and builds the `Response`.
 
-use crate::config::{Config, DEFAULT_MAX_BODY_BYTES};
+use crate::config::{Config, Misconfig, VARIABLES};
 use crate::error::Error;
-use crate::handler::{self, Incoming, RpcOutcome, RpcRequest, Step};
+use crate::handler::{self, Incoming, Step};
+#[cfg(feature = "bench")]
 use crate::json::{self, Value};
-use crate::reply::{self, Facts, Notes, Reply};
+use crate::reply::{Log, Outcome, Reply};
+use crate::rest::{RpcOutcome, RpcRequest};
 use js_sys::{Date, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -40,31 +42,63 @@ fn now_ms() -> i64 {
 /// One handler per isolate: configuration parsed once, then reused for every request.
 #[wasm_bindgen]
 pub struct WebhookHandler {
-    config: Config,
+    /// A usable configuration, or the 500 `misconfigured` reply every request gets.
+    config: Result<Config, Reply>,
 }
 
 #[wasm_bindgen]
 impl WebhookHandler {
-    /// Builds the handler from a plain object of environment strings (`Deno.env.toObject()`).
+    /// The names of the environment variables the core reads: the shim passes exactly these.
+    pub fn variables() -> Vec<String> {
+        VARIABLES.iter().map(|name| (*name).to_owned()).collect()
+    }
+
+    /// Builds the handler from a plain object of environment strings (see [`Self::variables`]).
     /// Never throws: an unusable object yields a handler that answers 500 `misconfigured`.
     #[wasm_bindgen(constructor)]
     pub fn new(env: JsValue) -> WebhookHandler {
-        let config = match env_pairs(&env) {
-            Some(pairs) => Config::from_env(pairs),
-            None => Config::misconfigured(
-                "environment",
-                "the handler was not given an object of strings",
-            ),
-        };
+        let config = env_pairs(&env)
+            .ok_or_else(|| {
+                Misconfig::new(
+                    "environment",
+                    "the handler was not given an object of strings",
+                )
+            })
+            .and_then(Config::from_env)
+            .map_err(|problem| handler::misconfigured(&problem));
         WebhookHandler { config }
     }
 
     /// Handles one request. Never rejects for request or upstream problems: they become JSON
     /// replies (4xx/5xx) and exactly one log line.
     pub async fn handle(&self, request: Request) -> Result<Response, JsValue> {
-        let reply = handle_request(&self.config, &request).await;
+        let reply = match &self.config {
+            Ok(config) => handle_request(config, &request).await,
+            Err(misconfigured) => misconfigured.clone(),
+        };
         web_sys::console::log_1(&JsValue::from_str(&reply.log));
         to_response(&reply)
+    }
+}
+
+/// The benchmark's entry point, only in the bench build (`--features bench`, scripts/build.sh
+/// --bench): the deployed module has no `check_event`.
+#[cfg(feature = "bench")]
+#[wasm_bindgen]
+impl WebhookHandler {
+    /// The contract tables as the core states them (design §3, §5), for the test that checks
+    /// the TypeScript copies: `{"actions":{type: p_action}, "speaker_roles", "ignored_roles"}`.
+    pub fn contract() -> String {
+        let actions: serde_json::Map<String, serde_json::Value> = crate::event::EVENT_ACTIONS
+            .iter()
+            .map(|(name, action)| ((*name).to_owned(), action.as_str().into()))
+            .collect();
+        serde_json::json!({
+            "actions": actions,
+            "speaker_roles": crate::roles::DEFAULT_SPEAKER_ROLES,
+            "ignored_roles": crate::roles::DEFAULT_IGNORED_ROLES,
+        })
+        .to_string()
     }
 
     /// Runs `begin` on a POST without I/O and returns a JSON summary of the decision. Used to
@@ -82,15 +116,18 @@ impl WebhookHandler {
                 .collect(),
             _ => Vec::new(),
         };
-        let step = handler::begin(
-            &self.config,
-            &Incoming {
-                method: "POST",
-                headers: &headers,
-                body,
-                now_ms: now_ms as i64,
-            },
-        );
+        let step = match &self.config {
+            Ok(config) => handler::begin(
+                config,
+                &Incoming {
+                    method: "POST",
+                    headers: &headers,
+                    body,
+                    now_ms: now_ms as i64,
+                },
+            ),
+            Err(misconfigured) => Step::Respond(misconfigured.clone()),
+        };
         let summary = match &step {
             Step::Respond(reply) => Summary {
                 step: "respond",
@@ -111,6 +148,29 @@ impl WebhookHandler {
     }
 }
 
+/// What `check_event` reports.
+#[cfg(feature = "bench")]
+#[derive(serde::Serialize)]
+struct Summary<'a> {
+    step: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    args: Option<&'a str>,
+}
+
+fn internal(config: &Config, problem: &'static str, started_ms: i64) -> Reply {
+    let log = Log {
+        problem: Some(problem.into()),
+        ..Log::new(config.debug(), started_ms)
+    };
+    log.reply(Outcome::Refused(&Error::Internal))
+}
+
 /// Reads a plain object of strings (js_sys directly: serde-wasm-bindgen costs ~10 KB of Wasm).
 fn env_pairs(env: &JsValue) -> Option<Vec<(String, String)>> {
     if !env.is_object() {
@@ -128,32 +188,6 @@ fn env_pairs(env: &JsValue) -> Option<Vec<(String, String)>> {
     Some(pairs)
 }
 
-/// What `check_event` reports.
-#[derive(serde::Serialize)]
-struct Summary<'a> {
-    step: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    body: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    url: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    args: Option<&'a str>,
-}
-
-fn internal(problem: &str) -> Reply {
-    reply::error(
-        &Error::Internal,
-        &Facts::default(),
-        &Notes {
-            problem: Some(problem),
-            ..Notes::default()
-        },
-        None,
-    )
-}
-
 async fn handle_request(config: &Config, request: &Request) -> Reply {
     let started = now_ms();
     let method = request.method();
@@ -165,13 +199,10 @@ async fn handle_request(config: &Config, request: &Request) -> Reply {
     if let Some(reply) = handler::preflight(config, &method, content_length) {
         return reply;
     }
-    let max = config
-        .settings()
-        .map(|s| s.max_body_bytes)
-        .unwrap_or(DEFAULT_MAX_BODY_BYTES);
     // One byte over the limit is enough for `begin` to answer 413.
-    let Ok(body) = read_body(request, max.saturating_add(1)).await else {
-        return internal("request body could not be read");
+    let cap = config.settings().max_body_bytes.saturating_add(1);
+    let Ok(body) = read_body(request, cap).await else {
+        return internal(config, "request body could not be read", started);
     };
     let incoming = Incoming {
         method: &method,
@@ -183,7 +214,7 @@ async fn handle_request(config: &Config, request: &Request) -> Reply {
         Step::Respond(reply) => reply,
         Step::Call(call) => {
             let outcome = send(&call.request).await;
-            handler::finish(config, &call.context, outcome, now_ms())
+            handler::finish(call.context, outcome, now_ms())
         }
     }
 }

@@ -4,9 +4,17 @@
  * sane, complete JSON. Timing values are never asserted against targets here.
  */
 
-import { buildEvent, headersFor } from "../scripts/lib/hms.ts";
-import { type Bytes, checkEvent, loadConfig } from "../bench/baseline.ts";
-import { loadPackage } from "../bench/lib/pkg.ts";
+import { buildEvent, EVENT_TYPES, headersFor } from "../scripts/lib/hms.ts";
+import {
+  ACTIONS,
+  type Bytes,
+  checkEvent,
+  DEFAULT_IGNORED,
+  DEFAULT_SPEAKERS,
+  loadConfig,
+} from "../bench/baseline.ts";
+import { type BenchContract, loadBenchPackage } from "../bench/lib/pkg.ts";
+import { classify, planOf } from "./helpers/model.ts";
 import { quantile, summarize } from "../bench/lib/stats.ts";
 import assert from "./helpers/assert.ts";
 
@@ -50,28 +58,7 @@ async function cases(): Promise<Case[]> {
       headers: await headersFor(body, { secret: SECRET, auth }),
     });
   const now = Date.now();
-  const types = [
-    "session.open.success",
-    "session.close.success",
-    "peer.join.success",
-    "peer.leave.success",
-    "role.change.success",
-    "room.end.success",
-    "track.add.success",
-    "track.update.success",
-    "track.remove.success",
-    "room.started",
-    "room.ended",
-    "peer.joined",
-    "peer.left",
-    "track.updated",
-    "peer.join.failure",
-    "peer.leave.failure",
-    "role.change.failure",
-    "recording.success",
-    "recording.failed",
-  ];
-  for (const type of types) {
+  for (const type of EVENT_TYPES) {
     await signed(
       `${type} (100ms)`,
       buildEvent(type, { at: new Date(now - 5_000) }).body,
@@ -164,8 +151,33 @@ async function cases(): Promise<Case[]> {
   return out;
 }
 
+Deno.test("contract tables: every copy agrees with the Rust core's (src/event.rs, src/roles.rs)", async () => {
+  const { glue } = await loadBenchPackage();
+  const core = JSON.parse(glue.WebhookHandler.contract()) as BenchContract;
+  // The independent TypeScript baseline keeps its own copies.
+  assert.deepEqual(ACTIONS, core.actions, "bench/baseline.ts ACTIONS");
+  assert.equal(DEFAULT_SPEAKERS, core.speaker_roles, "baseline speaker roles");
+  assert.equal(DEFAULT_IGNORED, core.ignored_roles, "baseline ignored roles");
+  // The event builder (and so every end-to-end test) knows every handled type.
+  for (const type of Object.keys(core.actions)) {
+    assert.ok(EVENT_TYPES.includes(type), `scripts/lib/hms.ts lacks ${type}`);
+  }
+  // The TypeScript model (tests/helpers/model.ts), through what it exports.
+  for (const type of EVENT_TYPES) {
+    const planned = planOf(buildEvent(type).payload);
+    const action = "action" in planned ? planned.action : undefined;
+    assert.equal(action, core.actions[type], `model.ts action of ${type}`);
+  }
+  for (const role of core.speaker_roles.split(",")) {
+    assert.equal(classify(role), "speaker", `model.ts class of ${role}`);
+  }
+  for (const role of core.ignored_roles.split(",")) {
+    assert.equal(classify(role), "ignored", `model.ts class of ${role}`);
+  }
+});
+
 Deno.test("baseline: decides exactly like the Rust core in Wasm (fair comparison)", async () => {
-  const { glue } = await loadPackage();
+  const { glue } = await loadBenchPackage();
   const handler = new glue.WebhookHandler(ENV);
   const config = await loadConfig(ENV);
   const all = await cases();

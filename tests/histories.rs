@@ -11,10 +11,9 @@ mod support;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use hms_webhook::trending::Weights;
 use support::behaviour::{
     auto_create, duplicate, featured_update, invalid_arguments, migrations_reapply, permissions,
-    prune, refresh, unknown_room,
+    prune, refresh, settings_weights, trending_defaults, unknown_room,
 };
 use support::db::{
     self, connect, describe, read_state, text, DbState, Driver, HistoryArgs, ROOM_PREFIX,
@@ -80,26 +79,20 @@ fn run() -> Result<Tally, String> {
             "{APPLY_SIGNATURE} is missing: apply scripts/stack/supabase_roles.sql and supabase/migrations/*.sql first"
         ));
     }
-    let removed = admin
-        .execute(
-            &format!(
-                "delete from public.rooms where hms_room_id like {}",
-                text(&format!("{ROOM_PREFIX}%"))
-            ),
-            &[],
-        )
-        .map_err(|e| describe(&e))?;
+    let removed = remove_test_rooms(&mut admin)?;
     if removed > 0 {
         println!("histories: removed {removed} rooms left by an earlier run");
     }
     let mut svc = connect(&url, Some("service_role"))?;
     let driver = Driver::install(&mut svc)?;
+    // The weights the database uses (its `hms_settings` row), not a copy of them.
+    let weights = settings_weights(&mut admin)?;
     let mut ctx = Ctx {
         url,
         admin,
         svc,
         seed,
-        weights: Weights::default(),
+        weights,
         driver,
         spent: [Duration::ZERO; 2],
     };
@@ -113,17 +106,18 @@ fn run() -> Result<Tally, String> {
     phase_behaviour(&mut ctx, &mut tally);
 
     if tally.failed == 0 {
-        ctx.admin
-            .execute(
-                &format!(
-                    "delete from public.rooms where hms_room_id like {}",
-                    text(&format!("{ROOM_PREFIX}%"))
-                ),
-                &[],
-            )
-            .map_err(|e| describe(&e))?;
+        remove_test_rooms(&mut ctx.admin)?;
     }
     Ok(tally)
+}
+
+/// Deletes every room this test made (their names start with `ROOM_PREFIX`).
+fn remove_test_rooms(admin: &mut postgres::Client) -> Result<u64, String> {
+    let sql = format!(
+        "delete from public.rooms where hms_room_id like {}",
+        text(&format!("{ROOM_PREFIX}%"))
+    );
+    admin.execute(&sql, &[]).map_err(|e| describe(&e))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -367,6 +361,10 @@ fn phase_behaviour(ctx: &mut Ctx, tally: &mut Tally) {
             auto_create,
         ),
         ("a duplicate event id changes nothing", duplicate),
+        (
+            "trending defaults: one place (hms_settings column defaults), every SQL copy agrees",
+            trending_defaults,
+        ),
         (
             "featured set by the app updates score and rank at once",
             featured_update,

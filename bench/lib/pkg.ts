@@ -34,3 +34,48 @@ export async function loadPackage(): Promise<LoadedPackage> {
   const bytes = await wasmBytes();
   return { glue, exports: glue.initSync({ module: bytes }), wasmBytes: bytes };
 }
+
+/** The bench build (scripts/build.sh --bench): the deployed module plus `check_event`. */
+export const BENCH_PKG_DIR = new URL(
+  "../../target/bench-pkg/",
+  import.meta.url,
+);
+
+/** The handler of the bench build: `begin` without I/O, a JSON summary of the decision. */
+export interface BenchHandler {
+  check_event(headersJson: string, body: Uint8Array, nowMs: number): string;
+}
+
+export interface BenchPackage {
+  glue: {
+    WebhookHandler: {
+      new (env: Record<string, string>): BenchHandler;
+      /** The core's contract tables as JSON (see `BenchContract`). */
+      contract(): string;
+    };
+  };
+}
+
+/** Builds the bench module when its sources changed (a no-op otherwise) and instantiates it. */
+export async function loadBenchPackage(): Promise<BenchPackage> {
+  const root = new URL("../../", import.meta.url).pathname;
+  const build = await new Deno.Command("bash", {
+    args: [`${root}scripts/build.sh`, "--bench"],
+    stdout: "null", // probes print their one JSON line on stdout
+    stderr: "inherit",
+  }).output();
+  if (!build.success) throw new Error("scripts/build.sh --bench failed");
+  const glue = await import(new URL("hms_webhook.js", BENCH_PKG_DIR).href);
+  const inline = await import(
+    new URL("hms_webhook_wasm.js", BENCH_PKG_DIR).href
+  ) as { wasmBase64: string };
+  glue.initSync({ module: Uint8Array.fromBase64(inline.wasmBase64) });
+  return { glue };
+}
+
+/** `WebhookHandler.contract()`: design §5's type -> action table and §3's default roles. */
+export interface BenchContract {
+  actions: Record<string, string>;
+  speaker_roles: string;
+  ignored_roles: string;
+}

@@ -8,7 +8,7 @@
 
 import { checkEvent, loadConfig } from "../baseline.ts";
 import { flags, need } from "../lib/flags.ts";
-import { loadPackage } from "../lib/pkg.ts";
+import { loadBenchPackage } from "../lib/pkg.ts";
 import { rounded, summarize } from "../lib/stats.ts";
 
 const f = flags(Deno.args);
@@ -38,7 +38,7 @@ interface Impl {
 }
 
 async function wasmImpl(): Promise<Impl> {
-  const { glue } = await loadPackage();
+  const { glue } = await loadBenchPackage();
   const handler = new glue.WebhookHandler(env);
   const json = Object.fromEntries(
     Object.entries(VARIANTS).map(([k, h]) => [k, JSON.stringify(h)]),

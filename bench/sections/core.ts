@@ -1,6 +1,6 @@
 /**
  * Section 1, the core per event in process: verify + parse + classify + plan of one signed ~1 KB
- * `peer.join.success`, timed per event after warm-up in (a) Rust native (examples/bench_core.rs),
+ * `peer.join.success`, timed per event after warm-up in (a) Rust native (bench/core.rs),
  * (b) the Wasm module under Deno, (c) the TypeScript baseline. Each runs in its own process, in
  * alternating rounds so load drift on a shared machine hits all three alike, on the same bytes;
  * their RPC bodies must agree (parity), or the race would not be between equivalent programs.

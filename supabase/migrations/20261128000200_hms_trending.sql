@@ -1,5 +1,5 @@
 -- hms-webhook trending (docs/design.md §8): the settings row, the score and rank functions (the
--- SQL twin of src/trending.rs), the rooms trigger that keeps score and rank current, the public
+-- SQL twin of tests/support/trending.rs), the rooms trigger that keeps score and rank current, the public
 -- feed trending_rooms(), the refresh and the pg_cron jobs. Idempotent: applying it twice is a no-op.
 
 -- ---------------------------------------------------------------------------------------------
@@ -28,7 +28,7 @@ grant select, update on public.hms_settings to service_role;
 
 -- ---------------------------------------------------------------------------------------------
 -- Score: base × 0.5^(max(0, hours) / half_life), computed in float8 and then cast to numeric and
--- rounded to 2 decimals (half away from zero), exactly what src/trending.rs `score` reproduces.
+-- rounded to 2 decimals (half away from zero), exactly what tests/support/trending.rs `score` reproduces.
 -- Ages past 1000 half-lives and bases below 1e-200 are answered 0 directly: the result rounds to
 -- 0.00 anyway, and PostgreSQL raises "value out of range: underflow" where Rust returns 0.
 -- These helpers are PL/pgSQL on purpose: the rooms trigger runs on every webhook, and PL/pgSQL

@@ -4,11 +4,11 @@
 use std::collections::HashSet;
 use std::sync::Barrier;
 
-use hms_webhook::trending::{rank_key, score};
+use super::trending::{rank_key, score, Weights};
 use postgres::Client;
 
-use super::db::{apply_all, connect, create_room_sql, describe, read_state, text};
-use super::harness::{close_rel, db_now, event, join, q, room_name, Ctx};
+use super::db::{apply_all, connect, describe, read_state, text};
+use super::harness::{close_rel, db_now, event, join, new_room, q, room_name, Ctx};
 use super::model::{Action, Event, Micros, RoleClass};
 use super::time::rfc3339;
 
@@ -153,10 +153,7 @@ pub fn ledger_has(client: &mut Client, id: &str) -> Result<bool, String> {
 
 /// Malformed calls get 22023 with a message naming the problem, and write nothing.
 pub fn invalid_arguments(ctx: &mut Ctx) -> Result<String, String> {
-    let room = room_name(ctx, "invalid");
-    ctx.svc
-        .batch_execute(&create_room_sql(&room, 0))
-        .map_err(q)?;
+    let room = new_room(ctx, "invalid", 0)?;
     let at = rfc3339(1_728_064_800_000_000);
     let cases = [
         ("bogus action", format!("select public.hms_apply_event('inv-1', 'x', 'explode', {}, p_event_at => '{at}')", text(&room))),
@@ -334,11 +331,8 @@ pub fn snapshot(client: &mut Client, room: &str) -> Result<String, String> {
 
 /// A repeated event id (even with another payload) is `duplicate` and rewrites nothing.
 pub fn duplicate(ctx: &mut Ctx) -> Result<String, String> {
-    let room = room_name(ctx, "dup");
     let t = 1_728_064_800_000_000;
-    ctx.svc
-        .batch_execute(&create_room_sql(&room, t))
-        .map_err(q)?;
+    let room = new_room(ctx, "dup", t)?;
     let first = [
         event("dup-open", Action::SessionOpen, "s1", t),
         join("dup-join", "s1", "p1", RoleClass::Speaker, t + 5),
@@ -371,10 +365,7 @@ pub fn populated_room(
     speakers: usize,
     at: Micros,
 ) -> Result<String, String> {
-    let room = room_name(ctx, what);
-    ctx.svc
-        .batch_execute(&create_room_sql(&room, at))
-        .map_err(q)?;
+    let room = new_room(ctx, what, at)?;
     let mut events = vec![event(
         &format!("{room}-open"),
         Action::SessionOpen,
@@ -494,11 +485,8 @@ pub fn refresh(ctx: &mut Ctx) -> Result<String, String> {
 
 /// hms_prune_events deletes ledger rows past the retention, and only those.
 pub fn prune(ctx: &mut Ctx) -> Result<String, String> {
-    let room = room_name(ctx, "prune");
     let t = 1_728_064_800_000_000;
-    ctx.svc
-        .batch_execute(&create_room_sql(&room, t))
-        .map_err(q)?;
+    let room = new_room(ctx, "prune", t)?;
     let ids = ["prune-8d", "prune-6d", "prune-2h", "prune-now"];
     let events: Vec<Event> = ids
         .iter()
@@ -604,4 +592,106 @@ pub fn permissions(ctx: &mut Ctx) -> Result<String, String> {
         return Err("an API role reached the ledger".into());
     }
     Ok(String::new())
+}
+
+/// The `hms_settings` row: the weights the trigger and the feed use.
+pub fn settings_weights(client: &mut Client) -> Result<Weights, String> {
+    settings_weights_from(client, "public.hms_settings where id")
+}
+
+/// The trending defaults are stated once, as the `hms_settings` column defaults (design §8);
+/// every SQL place that repeats them must agree: the parameter defaults of `hms_trending_score`
+/// and `hms_trending_rank`, and the fallbacks of `hms_half_life_hours()` and
+/// `hms_refresh_trending()` when the row is missing (checked in a rolled-back transaction).
+pub fn trending_defaults(ctx: &mut Ctx) -> Result<String, String> {
+    let now = db_now(&mut ctx.admin)?;
+    let room = populated_room(ctx, "defaults", 2, 1, now - 3600 * 1_000_000)?;
+    let mut tx = ctx.admin.transaction().map_err(q)?;
+    tx.batch_execute(
+        "create temp table hms_settings_defaults (like public.hms_settings including defaults) \
+         on commit drop; insert into hms_settings_defaults default values;",
+    )
+    .map_err(q)?;
+    let d = settings_weights_from(&mut tx, "hms_settings_defaults")?;
+    let args: [&(dyn postgres::types::ToSql + Sync); 4] = [
+        &d.listener,
+        &d.speaker,
+        &d.featured_bonus,
+        &d.half_life_hours,
+    ];
+    let row = tx
+        .query_one(
+            "select public.hms_trending_score(3, 1, true, 2.5)::text, \
+                    public.hms_trending_score(3, 1, true, 2.5, $1, $2, $3, $4)::text, \
+                    public.hms_trending_rank(3, 1, true, 1.7e9), \
+                    public.hms_trending_rank(3, 1, true, 1.7e9, $1, $2, $3, $4)",
+            &args,
+        )
+        .map_err(q)?;
+    let (score_default, score_given): (String, String) = (row.get(0), row.get(1));
+    let (rank_default, rank_given): (Option<f64>, Option<f64>) = (row.get(2), row.get(3));
+    if score_default != score_given || rank_default != rank_given {
+        return Err(format!(
+            "function defaults differ from the column defaults {d:?}: score {score_default} vs \
+             {score_given}, rank {rank_default:?} vs {rank_given:?}"
+        ));
+    }
+    // Without the row (and without the rooms trigger, which reads the row itself).
+    tx.batch_execute(&format!(
+        "delete from public.hms_settings; \
+         alter table public.rooms disable trigger hms_rooms_trending; \
+         update public.rooms set trending_score = 0 where hms_room_id = {};",
+        text(&room)
+    ))
+    .map_err(q)?;
+    let half_life: f64 = tx
+        .query_one("select public.hms_half_life_hours()", &[])
+        .map_err(q)?
+        .get(0);
+    tx.execute("select public.hms_refresh_trending()", &[])
+        .map_err(q)?;
+    let row = tx
+        .query_one(
+            &format!(
+                // The hours exactly as hms_room_score computes them.
+                "select trending_score::text, ((extract(epoch from now()) \
+                 - extract(epoch from last_active_at)) / 3600)::float8 \
+                 from public.rooms where hms_room_id = {}",
+                text(&room)
+            ),
+            &[],
+        )
+        .map_err(q)?;
+    let (refreshed, hours): (String, f64) = (row.get(0), row.get(1));
+    tx.rollback().map_err(q)?;
+    let want = score(2, 1, false, hours, &d);
+    if half_life != d.half_life_hours || refreshed.parse::<f64>().ok() != Some(want) {
+        return Err(format!(
+            "fallbacks without the row differ from the column defaults {d:?}: half-life \
+             {half_life}, refreshed score {refreshed} (want {want})"
+        ));
+    }
+    Ok(format!(
+        "column defaults {d:?}; function defaults and fallbacks agree"
+    ))
+}
+
+fn settings_weights_from(
+    client: &mut impl postgres::GenericClient,
+    table: &str,
+) -> Result<Weights, String> {
+    let row = client
+        .query_one(
+            &format!(
+                "select listener_weight, speaker_weight, featured_bonus, half_life_hours from {table}"
+            ),
+            &[],
+        )
+        .map_err(q)?;
+    Ok(Weights {
+        listener: row.get(0),
+        speaker: row.get(1),
+        featured_bonus: row.get(2),
+        half_life_hours: row.get(3),
+    })
 }

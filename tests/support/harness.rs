@@ -3,10 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use hms_webhook::trending::{rank_key, Weights};
+use super::trending::{rank_key, Weights};
 use postgres::Client;
 
-use super::db::{describe, DbState, Driver, ROOM_PREFIX};
+use super::db::{create_room_sql, describe, DbState, Driver, ROOM_PREFIX};
 use super::model::{Action, Event, Micros, RoleClass, RoomState};
 use super::time::rfc3339;
 
@@ -123,6 +123,15 @@ pub fn q(e: postgres::Error) -> String {
 /// A room id unique to this run and test (removed by the next run if left behind).
 pub fn room_name(ctx: &Ctx, what: &str) -> String {
     format!("{ROOM_PREFIX}{what}:{:x}", ctx.seed)
+}
+
+/// A fresh room named after `what`, created as the app would, last active at `at`.
+pub fn new_room(ctx: &mut Ctx, what: &str, at: Micros) -> Result<String, String> {
+    let room = room_name(ctx, what);
+    ctx.svc
+        .batch_execute(&create_room_sql(&room, at))
+        .map_err(q)?;
+    Ok(room)
 }
 
 /// An event without peer fields.

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::db::{self, apply_all, apply_sql, connect, create_room_sql, read_state, text};
 use super::generate::{history, Rng, Shape};
-use super::harness::{compare, event, join, q, room_name, Ctx};
+use super::harness::{compare, event, join, new_room, q, room_name, Ctx};
 use super::model::{expected, Action, Event, Initial, RoleClass};
 
 /// Every plan node (depth first) of an EXPLAIN (FORMAT JSON) plan.
@@ -236,11 +236,8 @@ pub fn concurrent_twenty_rooms(ctx: &mut Ctx) -> Result<String, String> {
 
 /// 5,000 joins to one room end with exactly 5,000 present (then 5,000 concurrent leaves, 0).
 pub fn hot_room(ctx: &mut Ctx) -> Result<String, String> {
-    let room = room_name(ctx, "hot");
     let t = 1_728_064_800_000_000;
-    ctx.svc
-        .batch_execute(&create_room_sql(&room, t))
-        .map_err(q)?;
+    let room = new_room(ctx, "hot", t)?;
     apply_all(
         &mut ctx.svc,
         &room,

@@ -1,5 +1,5 @@
 //! Shared test support: the counting model (the spec in code), the history generator, the
-//! shrinker, instant formatting and, with the `db-tests` feature, the PostgreSQL helpers and the
+//! shrinker, instant formatting, the trending reference numbers and, with the `db-tests` feature, the PostgreSQL helpers and the
 //! database test phases that tests/histories.rs runs.
 
 #[cfg(feature = "db-tests")]
@@ -16,3 +16,4 @@ pub mod model;
 pub mod parity;
 pub mod shrink;
 pub mod time;
+pub mod trending;

@@ -1,9 +1,9 @@
 //! Trending parity: SQL `hms_trending_score` / `hms_trending_rank` against Rust
-//! `hms_webhook::trending::{score, rank_key}` on thousands of generated inputs.
+//! `support::trending::{score, rank_key}` on thousands of generated inputs.
 
 use std::time::Instant;
 
-use hms_webhook::trending::{rank_key, score, Weights};
+use super::trending::{rank_key, score, Weights};
 use postgres::Client;
 
 use super::db::describe;

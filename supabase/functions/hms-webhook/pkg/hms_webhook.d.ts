@@ -8,21 +8,19 @@ export class WebhookHandler {
     free(): void;
     [Symbol.dispose](): void;
     /**
-     * Runs `begin` on a POST without I/O and returns a JSON summary of the decision. Used to
-     * benchmark verify + parse + classify + plan inside Wasm; request headers (the service key)
-     * are never included.
-     */
-    check_event(headers_json: string, body: Uint8Array | number[], now_ms: number): string;
-    /**
      * Handles one request. Never rejects for request or upstream problems: they become JSON
      * replies (4xx/5xx) and exactly one log line.
      */
     handle(request: Request): Promise<Response>;
     /**
-     * Builds the handler from a plain object of environment strings (`Deno.env.toObject()`).
+     * Builds the handler from a plain object of environment strings (see [`Self::variables`]).
      * Never throws: an unusable object yields a handler that answers 500 `misconfigured`.
      */
     constructor(env: any);
+    /**
+     * The names of the environment variables the core reads: the shim passes exactly these.
+     */
+    static variables(): string[];
 }
 
 export type InitInput = RequestInfo | URL | Response | BufferSource | WebAssembly.Module;
@@ -30,9 +28,9 @@ export type InitInput = RequestInfo | URL | Response | BufferSource | WebAssembl
 export interface InitOutput {
     readonly memory: WebAssembly.Memory;
     readonly __wbg_webhookhandler_free: (a: number, b: number) => void;
-    readonly webhookhandler_check_event: (a: number, b: number, c: number, d: number, e: number, f: number) => [number, number];
     readonly webhookhandler_handle: (a: number, b: any) => any;
     readonly webhookhandler_new: (a: any) => number;
+    readonly webhookhandler_variables: () => [number, number];
     readonly wasm_bindgen__convert__closures_____invoke__h60702a48838d1764: (a: number, b: number, c: any) => [number, number];
     readonly wasm_bindgen__convert__closures_____invoke__hb98d63cc49481475: (a: number, b: number, c: any, d: any) => void;
     readonly __wbindgen_malloc: (a: number, b: number) => number;
@@ -42,6 +40,7 @@ export interface InitOutput {
     readonly __externref_table_alloc: () => number;
     readonly __wbindgen_externrefs: WebAssembly.Table;
     readonly __wbindgen_destroy_closure: (a: number, b: number) => void;
+    readonly __externref_drop_slice: (a: number, b: number) => void;
     readonly __externref_table_dealloc: (a: number) => void;
     readonly __wbindgen_start: () => void;
 }

@@ -15,39 +15,6 @@ export class WebhookHandler {
         wasm.__wbg_webhookhandler_free(ptr, 0);
     }
     /**
-     * Runs `begin` on a POST without I/O and returns a JSON summary of the decision. Used to
-     * benchmark verify + parse + classify + plan inside Wasm; request headers (the service key)
-     * are never included.
-     * @param {string} headers_json
-     * @param {Uint8Array | number[]} body
-     * @param {number} now_ms
-     * @returns {string}
-     */
-    check_event(headers_json, body, now_ms) {
-        let deferred4_0;
-        let deferred4_1;
-        try {
-            const val3 = +now_ms;
-            let ptr0, len0, ptr1, len1;
-            try {
-                ptr0 = passStringToWasm0(headers_json, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
-                len0 = WASM_VECTOR_LEN;
-                ptr1 = passArray8ToWasm0(body, wasm.__wbindgen_malloc);
-                len1 = WASM_VECTOR_LEN;
-            } catch (e) {
-                if (ptr1) { wasm.__wbindgen_free(ptr1, len1 * 1, 1); }
-                if (ptr0) { wasm.__wbindgen_free(ptr0, len0 * 1, 1); }
-                throw e;
-            }
-            const ret = wasm.webhookhandler_check_event(this.__wbg_ptr, ptr0, len0, ptr1, len1, val3);
-            deferred4_0 = ret[0];
-            deferred4_1 = ret[1];
-            return getStringFromWasm0(ret[0], ret[1]);
-        } finally {
-            wasm.__wbindgen_free(deferred4_0, deferred4_1, 1);
-        }
-    }
-    /**
      * Handles one request. Never rejects for request or upstream problems: they become JSON
      * replies (4xx/5xx) and exactly one log line.
      * @param {Request} request
@@ -58,7 +25,7 @@ export class WebhookHandler {
         return ret;
     }
     /**
-     * Builds the handler from a plain object of environment strings (`Deno.env.toObject()`).
+     * Builds the handler from a plain object of environment strings (see [`Self::variables`]).
      * Never throws: an unusable object yields a handler that answers 500 `misconfigured`.
      * @param {any} env
      */
@@ -67,6 +34,16 @@ export class WebhookHandler {
         this.__wbg_ptr = ret;
         WebhookHandlerFinalization.register(this, this.__wbg_ptr, this);
         return this;
+    }
+    /**
+     * The names of the environment variables the core reads: the shim passes exactly these.
+     * @returns {string[]}
+     */
+    static variables() {
+        const ret = wasm.webhookhandler_variables();
+        var v1 = getArrayJsValueFromWasm0(ret[0], ret[1]);
+        wasm.__wbindgen_free(ret[0], ret[1] * 4, 4);
+        return v1;
     }
 }
 if (Symbol.dispose) WebhookHandler.prototype[Symbol.dispose] = WebhookHandler.prototype.free;
@@ -394,6 +371,17 @@ const CLOSURE_DTORS = (typeof FinalizationRegistry === 'undefined')
     ? { register: () => {}, unregister: () => {} }
     : new FinalizationRegistry(state => wasm.__wbindgen_destroy_closure(state.a, state.b));
 
+function getArrayJsValueFromWasm0(ptr, len) {
+    ptr = ptr >>> 0;
+    const mem = getDataViewMemory0();
+    const result = [];
+    for (let i = ptr; i < ptr + 4 * len; i += 4) {
+        result.push(wasm.__wbindgen_externrefs.get(mem.getUint32(i, true)));
+    }
+    wasm.__externref_drop_slice(ptr, len);
+    return result;
+}
+
 function getArrayU8FromWasm0(ptr, len) {
     ptr = ptr >>> 0;
     return getUint8ArrayMemory0().subarray(ptr / 1, ptr / 1 + len);
@@ -459,13 +447,6 @@ function makeMutClosure(arg0, arg1, f) {
     };
     CLOSURE_DTORS.register(real, state, state);
     return real;
-}
-
-function passArray8ToWasm0(arg, malloc) {
-    const ptr = malloc(arg.length * 1, 1) >>> 0;
-    getUint8ArrayMemory0().set(arg, ptr / 1);
-    WASM_VECTOR_LEN = arg.length;
-    return ptr;
 }
 
 function passStringToWasm0(arg, malloc, realloc) {
