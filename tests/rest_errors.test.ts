@@ -4,6 +4,7 @@
  * `RAISE SQLSTATE 'PGRST'` bodies, and lost connections. Pure: no stack needed.
  */
 
+import { DbUnavailable } from "../scripts/stack/rest_db.ts";
 import {
   errorResponse,
   statusForSqlState,
@@ -71,15 +72,42 @@ Deno.test("RAISE SQLSTATE 'PGRST' sets body, status and headers", async () => {
   assert.deepEqual(await response.json(), { code: "123", message: "custom" });
 });
 
-Deno.test("a refused or lost database connection is 503 PGRST000", async () => {
-  for (const code of ["ECONNREFUSED", "CONNECTION_CLOSED", "CONNECT_TIMEOUT"]) {
+Deno.test("an unreachable database is 503 PGRST000, a connection lost in use 503 PGRST001", async () => {
+  // PostgREST's bodies (src/PostgREST/Error.hs): ConnectionUsageError and ClientError.
+  const cases: [DbUnavailable["kind"], string, string][] = [
+    [
+      "connect",
+      "PGRST000",
+      "Database connection error. Retrying the connection.",
+    ],
+    ["lost", "PGRST001", "Database client error. Retrying the connection."],
+  ];
+  for (const [kind, code, message] of cases) {
     const response = errorResponse(
-      Object.assign(new Error("down"), { code }),
+      new DbUnavailable(kind, new Error("connect ECONNREFUSED 127.0.0.1:1")),
       "service_role",
     );
-    assert.equal(response.status, 503, code);
-    assert.equal((await response.json()).code, "PGRST000");
+    assert.equal(response.status, 503, kind);
+    assert.deepEqual(await response.json(), {
+      code,
+      details: "connect ECONNREFUSED 127.0.0.1:1",
+      hint: null,
+      message,
+    });
   }
+  // A server error stays a server error: 57P01 (fast shutdown) is 500 in PostgREST's table.
+  const shutdown = errorResponse(
+    Object.assign(
+      new Error("terminating connection due to administrator command"),
+      {
+        code: "57P01",
+        severity: "FATAL",
+      },
+    ),
+    "service_role",
+  );
+  assert.equal(shutdown.status, 500);
+  assert.equal((await shutdown.json()).code, "57P01");
   const other = errorResponse(new Error("bug"), "service_role");
   assert.equal(other.status, 500);
   await other.body?.cancel();
