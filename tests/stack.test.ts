@@ -221,6 +221,14 @@ Deno.test({
         "data dir removed",
       );
       assert.equal(
+        await Deno.stat(`${file.dataDir}.owner.json`).then(
+          () => true,
+          () => false,
+        ),
+        false,
+        "owner file removed",
+      );
+      assert.equal(
         await Deno.stat(stackFile).then(() => true, () => false),
         false,
         "stack file removed",
