@@ -3,7 +3,7 @@
  * own process — PostgreSQL, the REST stand-in in the stack process, the real Deno function with
  * the real Wasm — takes a steady stream of signed events on several connections while the
  * database is (a) restarted fast, (b) shut down immediately and started again, (c) loses one
- * backend to SIGKILL (crash recovery), (d) is paused and resumed. For each fault: every answer
+ * backend to SIGKILL (crash recovery), (d) is paused (SIGSTOP) for 4 s and resumed. For each fault: every answer
  * is 200 (applied or duplicate) or 503, never a dropped connection or another status; every
  * event answered 200 is in the ledger afterwards (checked before anything is sent again); the
  * same processes serve before and after; `npm start` logs the database stopping and coming
@@ -48,18 +48,33 @@ const EXPECTED_SETTINGS: Record<string, string> = {
   wal_level: "logical",
 };
 
-/** One query on a fresh connection (the test's own client must not care about earlier faults). */
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * One query on a fresh connection (the test's own client must not care about earlier faults),
+ * retried while the server cannot take connections yet (starting up, in crash recovery).
+ */
 async function query(url: string, text: string, values: unknown[] = []) {
-  const client = new pg.Client({
-    connectionString: url,
-    connectionTimeoutMillis: 10_000,
-  });
-  client.on("error", () => {});
-  await client.connect();
-  try {
-    return (await client.query(text, values)).rows;
-  } finally {
-    await client.end().catch(() => {});
+  const deadline = Date.now() + 30_000;
+  while (true) {
+    const client = new pg.Client({
+      connectionString: url,
+      connectionTimeoutMillis: 10_000,
+    });
+    client.on("error", () => {});
+    try {
+      await client.connect();
+    } catch (error) {
+      await client.end().catch(() => {});
+      if (Date.now() > deadline) throw error;
+      await sleep(200);
+      continue;
+    }
+    try {
+      return (await client.query(text, values)).rows;
+    } finally {
+      await client.end().catch(() => {});
+    }
   }
 }
 
@@ -92,8 +107,6 @@ function serverProcesses(dataDir: string): number[] {
   ).trim().split(/\s+/).filter((p) => p !== "").map(Number);
   return [postmaster, ...children];
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A tally of one phase: answers by status, acknowledged event ids, anything not allowed. */
 class Tally {
@@ -271,7 +284,8 @@ Deno.test({
             ? "200"
             : `${response.status} ${body.code}`;
           restAnswers[kind] = (restAnswers[kind] ?? 0) + 1;
-          // PostgREST's bodies (src/PostgREST/Error.hs); server errors keep their SQLSTATE.
+          // PostgREST's bodies and statuses (src/PostgREST/Error.hs); server errors keep their
+          // SQLSTATE: 57P01 (shutdown) is 503, 57P02 (another backend crashed) 500.
           const allowed = response.status === 200 ||
             (response.status === 503 &&
               ((body.code === "PGRST000" &&
@@ -281,7 +295,8 @@ Deno.test({
                   body.message ===
                     "Database client error. Retrying the connection.")) &&
               typeof body.details === "string" && body.hint === null) ||
-            (response.status === 500 && /^57P0[123]$/.test(body.code));
+            (response.status === 503 && body.code === "57P01") ||
+            (response.status === 500 && /^57P0[23]$/.test(body.code));
           if (!allowed && restBad.length < 10) {
             restBad.push(`${response.status} ${JSON.stringify(body)}`);
           }
@@ -362,10 +377,11 @@ Deno.test({
           assert.ok(backends.length === 1, "no stand-in backend to kill");
           Deno.kill(backends[0].pid, "SIGKILL");
         }],
-        ["(d) SIGSTOP of the server for 3 s, then SIGCONT", async () => {
+        ["(d) SIGSTOP of the server for 4 s, then SIGCONT", async () => {
           const processes = serverProcesses(stack.dataDir);
           for (const pid of processes) Deno.kill(pid, "SIGSTOP");
-          await sleep(3000);
+          // Longer than the watch's interval + timeout (1 s + 2 s), so npm start logs it.
+          await sleep(4000);
           for (const pid of processes) Deno.kill(pid, "SIGCONT");
         }],
       ];
@@ -378,11 +394,16 @@ Deno.test({
           const stop = stream(tally);
           await sleep(1500);
           await fault();
-          // Back when npm start's log says so (bounded), then a little more of the stream.
+          // Back when npm start's log says so (bounded): its latest database line, after the
+          // fault began, is "back after"; then a little more of the stream.
           const deadline = Date.now() + 30_000;
-          while (
-            !/\[database\][^\n]*back after/.test(output.slice(logBefore))
-          ) {
+          const backNow = () => {
+            const lines =
+              output.slice(logBefore).match(/\[database\][^\n]*/g) ??
+                [];
+            return /back after/.test(lines.at(-1) ?? "");
+          };
+          while (!backNow()) {
             assert.ok(
               Date.now() < deadline,
               `no "back after" in the log:\n${output.slice(logBefore)}`,

@@ -23,6 +23,9 @@ Deno.test("SQLSTATE -> HTTP status follows PostgREST", () => {
     ["08006", 503],
     ["53300", 503],
     ["57014", 500],
+    ["57P01", 503],
+    ["57P02", 500],
+    ["53400", 500],
     ["40001", 500],
     ["XX000", 500],
     ["22P02", 400],
@@ -95,19 +98,19 @@ Deno.test("an unreachable database is 503 PGRST000, a connection lost in use 503
       message,
     });
   }
-  // A server error stays a server error: 57P01 (fast shutdown) is 500 in PostgREST's table.
-  const shutdown = errorResponse(
-    Object.assign(
-      new Error("terminating connection due to administrator command"),
-      {
-        code: "57P01",
+  // A server error keeps its SQLSTATE, with PostgREST's status: 57P01 (a shutdown ended the
+  // query) is 503 in src/PostgREST/Error.hs, 57P02 (crash of another backend) 500 like all 57*.
+  for (const [code, status] of [["57P01", 503], ["57P02", 500]] as const) {
+    const response = errorResponse(
+      Object.assign(new Error("terminating connection"), {
+        code,
         severity: "FATAL",
-      },
-    ),
-    "service_role",
-  );
-  assert.equal(shutdown.status, 500);
-  assert.equal((await shutdown.json()).code, "57P01");
+      }),
+      "service_role",
+    );
+    assert.equal(response.status, status, code);
+    assert.equal((await response.json()).code, code);
+  }
   const other = errorResponse(new Error("bug"), "service_role");
   assert.equal(other.status, 500);
   await other.body?.cancel();

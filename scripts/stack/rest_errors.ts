@@ -59,6 +59,10 @@ export function statusForSqlState(code: string, role: DbRole): number {
     "42P01": 404,
     "42P17": 500,
     "42501": role === "anon" ? 401 : 403,
+    "53400": 500,
+    // Not in the docs' table but in PostgREST's code (src/PostgREST/Error.hs): a shutdown that
+    // ends a query is 503, like a lost connection.
+    "57P01": 503,
     "P0001": 400,
   };
   if (code in exact) return exact[code];
@@ -105,8 +109,9 @@ function isPgError(error: unknown): error is PgErrorLike {
 
 /**
  * Any error from running a request as a PostgREST response: server errors keep their SQLSTATE,
- * message, detail and hint (so a `57P01` "terminating connection due to administrator command"
- * is 500, as PostgREST's table says); `RAISE SQLSTATE 'PGRST'` uses its JSON message/detail as
+ * message, detail and hint (so `57P01` "terminating connection due to administrator command" is
+ * 503, `57P02` "… because of crash of another server process" 500, as in PostgREST); `RAISE
+ * SQLSTATE 'PGRST'` uses its JSON message/detail as
  * PostgREST does; a database that cannot be reached or a connection lost in use is 503 with
  * PostgREST's own body (see {@link unavailableError}).
  */
