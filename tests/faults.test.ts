@@ -342,6 +342,7 @@ Deno.test({
         function: stack.pids.function,
       });
 
+      // Each fault, and how npm start's log must tell its return: a new postmaster or the same.
       const faults: [string, () => Promise<void>][] = [
         ["(a) pg_ctl restart -m fast", async () => {
           await pgCtl(
@@ -387,7 +388,8 @@ Deno.test({
       ];
 
       const report: string[] = [];
-      for (const [name, fault] of faults) {
+      const restarted = [true, true, false, false];
+      for (const [index, [name, fault]] of faults.entries()) {
         await t.step(name, async () => {
           const tally = new Tally();
           const logBefore = output.length;
@@ -414,6 +416,12 @@ Deno.test({
           await stop();
           const log = output.slice(logBefore);
           assert.match(log, /\[database\][^\n]*stopped answering/);
+          assert.match(
+            log,
+            restarted[index]
+              ? /\[database\][^\n]*back after [\d.]+ s \(restarted: postmaster pid \d+ -> \d+\)/
+              : /\[database\][^\n]*back after [\d.]+ s \(same postmaster/,
+          );
 
           const acked = [...tally.acknowledged];
           const found = Number(
