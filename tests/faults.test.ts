@@ -380,10 +380,13 @@ Deno.test({
         }],
         ["(d) SIGSTOP of the server for 4 s, then SIGCONT", async () => {
           const processes = serverProcesses(stack.dataDir);
-          for (const pid of processes) Deno.kill(pid, "SIGSTOP");
-          // Longer than the watch's interval + timeout (1 s + 2 s), so npm start logs it.
-          await sleep(4000);
-          for (const pid of processes) Deno.kill(pid, "SIGCONT");
+          try {
+            for (const pid of processes) Deno.kill(pid, "SIGSTOP");
+            // Longer than the watch's interval + timeout (1 s + 2 s), so npm start logs it.
+            await sleep(4000);
+          } finally {
+            for (const pid of processes) Deno.kill(pid, "SIGCONT");
+          }
         }],
       ];
 
@@ -530,6 +533,18 @@ Deno.test({
       }
       await Promise.all(pumps).catch(() => {});
       if (file !== null) {
+        try {
+          // A failure mid-pause must not leave stopped processes that nothing can end.
+          for (const pid of serverProcesses(file.dataDir)) {
+            try {
+              Deno.kill(pid, "SIGCONT");
+            } catch {
+              // Gone.
+            }
+          }
+        } catch {
+          // Not running.
+        }
         if (processAlive(file.pids.function)) {
           Deno.kill(file.pids.function, "SIGKILL");
         }
