@@ -98,6 +98,8 @@ async function main(args: string[]): Promise<number> {
   const meta = await collectMeta(ROOT);
   const sections: Sections = {};
   const errors: Record<string, string> = {};
+  /** The e2e/ceiling stack's durability settings, as its server reported them. */
+  let databaseSettings: Record<string, string> | null = null;
   const attempt = async (name: Section, work: () => Promise<void>) => {
     if (!opts.only.includes(name)) return;
     try {
@@ -126,6 +128,14 @@ async function main(args: string[]): Promise<number> {
         timeoutMs: 180_000,
       });
       const s = stack;
+      databaseSettings = s.info.postgresSettings;
+      ctx.log(
+        `database settings: ${
+          Object.entries(databaseSettings).map(([k, v]) => `${k}=${v}`).join(
+            ", ",
+          )
+        }`,
+      );
       await attempt("e2e", async () => {
         sections.e2e = await runE2e(ctx, s);
       });
@@ -156,6 +166,7 @@ async function main(args: string[]): Promise<number> {
     schema: 1,
     ...meta,
     options: { quick: opts.quick, only: opts.only },
+    database_settings: databaseSettings,
     duration_s: Math.round((performance.now() - started) / 100) / 10,
     sections,
     comparisons,
@@ -165,6 +176,13 @@ async function main(args: string[]): Promise<number> {
   await writeAtomically(opts.out, JSON.stringify(result, null, 2) + "\n");
   await Deno.remove(tmp, { recursive: true }).catch(() => {});
   console.log(render(meta, sections, comparisons, checks, errors, opts.quick));
+  if (databaseSettings !== null) {
+    console.log(
+      `\ne2e/ceiling database: ${
+        Object.entries(databaseSettings).map(([k, v]) => `${k}=${v}`).join(", ")
+      }`,
+    );
+  }
   console.log(`\nwrote ${opts.out} in ${result.duration_s} s`);
   return Object.keys(errors).length === 0 ? 0 : 1;
 }

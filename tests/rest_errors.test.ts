@@ -4,6 +4,7 @@
  * `RAISE SQLSTATE 'PGRST'` bodies, and lost connections. Pure: no stack needed.
  */
 
+import { DbUnavailable } from "../scripts/stack/rest_db.ts";
 import {
   errorResponse,
   statusForSqlState,
@@ -22,6 +23,9 @@ Deno.test("SQLSTATE -> HTTP status follows PostgREST", () => {
     ["08006", 503],
     ["53300", 503],
     ["57014", 500],
+    ["57P01", 503],
+    ["57P02", 500],
+    ["53400", 500],
     ["40001", 500],
     ["XX000", 500],
     ["22P02", 400],
@@ -71,14 +75,41 @@ Deno.test("RAISE SQLSTATE 'PGRST' sets body, status and headers", async () => {
   assert.deepEqual(await response.json(), { code: "123", message: "custom" });
 });
 
-Deno.test("a refused or lost database connection is 503 PGRST000", async () => {
-  for (const code of ["ECONNREFUSED", "CONNECTION_CLOSED", "CONNECT_TIMEOUT"]) {
+Deno.test("an unreachable database is 503 PGRST000, a connection lost in use 503 PGRST001", async () => {
+  // PostgREST's bodies (src/PostgREST/Error.hs): ConnectionUsageError and ClientError.
+  const cases: [DbUnavailable["kind"], string, string][] = [
+    [
+      "connect",
+      "PGRST000",
+      "Database connection error. Retrying the connection.",
+    ],
+    ["lost", "PGRST001", "Database client error. Retrying the connection."],
+  ];
+  for (const [kind, code, message] of cases) {
     const response = errorResponse(
-      Object.assign(new Error("down"), { code }),
+      new DbUnavailable(kind, new Error("connect ECONNREFUSED 127.0.0.1:1")),
       "service_role",
     );
-    assert.equal(response.status, 503, code);
-    assert.equal((await response.json()).code, "PGRST000");
+    assert.equal(response.status, 503, kind);
+    assert.deepEqual(await response.json(), {
+      code,
+      details: "connect ECONNREFUSED 127.0.0.1:1",
+      hint: null,
+      message,
+    });
+  }
+  // A server error keeps its SQLSTATE, with PostgREST's status: 57P01 (a shutdown ended the
+  // query) is 503 in src/PostgREST/Error.hs, 57P02 (crash of another backend) 500 like all 57*.
+  for (const [code, status] of [["57P01", 503], ["57P02", 500]] as const) {
+    const response = errorResponse(
+      Object.assign(new Error("terminating connection"), {
+        code,
+        severity: "FATAL",
+      }),
+      "service_role",
+    );
+    assert.equal(response.status, status, code);
+    assert.equal((await response.json()).code, code);
   }
   const other = errorResponse(new Error("bug"), "service_role");
   assert.equal(other.status, 500);

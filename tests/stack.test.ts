@@ -221,6 +221,14 @@ Deno.test({
         "data dir removed",
       );
       assert.equal(
+        await Deno.stat(`${file.dataDir}.owner.json`).then(
+          () => true,
+          () => false,
+        ),
+        false,
+        "owner file removed",
+      );
+      assert.equal(
         await Deno.stat(stackFile).then(() => true, () => false),
         false,
         "stack file removed",
@@ -252,3 +260,100 @@ Deno.test({
     }
   },
 });
+
+/** The postmaster of a data dir and every process it forked (backends, checkpointer, …). */
+function serverProcesses(dataDir: string): number[] {
+  const postmaster = Number(
+    Deno.readTextFileSync(`${dataDir}/postmaster.pid`).split("\n")[0],
+  );
+  return [postmaster, ...descendants(postmaster)];
+}
+
+/** Waits until none of `pids` runs (bounded), and returns those still running. */
+async function waitGone(pids: number[], ms: number): Promise<string[]> {
+  const deadline = Date.now() + ms;
+  while (pids.some(processAlive) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return pids.filter(processAlive).map((p) => `${p}: ${commandLine(p)}`);
+}
+
+for (
+  const [first, kill] of [
+    [
+      "the function",
+      (file: StackFile) => Deno.kill(file.pids.function, "SIGKILL"),
+    ],
+    [
+      "PostgreSQL",
+      (file: StackFile) => Deno.kill(file.pids.postgres, "SIGKILL"),
+    ],
+  ] as const
+) {
+  Deno.test({
+    name: `npm start: ${first} killed first, then nothing is left behind`,
+    ...SHARED,
+    async fn() {
+      const shared = await getStack();
+      const root = shared.root;
+      const dir = await Deno.makeTempDir({ prefix: "hms-start-" });
+      const stackFile = `${dir}/stack.json`;
+      const child = new Deno.Command(denoBinary(root), {
+        args: ["run", "-A", `${root}/scripts/stack/main.ts`, "--skip-build"],
+        cwd: root,
+        env: { PORT: String(freePort()), HMS_STACK_FILE: stackFile },
+        stdin: "null",
+        stdout: "piped",
+        stderr: "inherit",
+      }).spawn();
+      const reader = child.stdout.pipeThrough(new TextDecoderStream())
+        .getReader();
+      let file: StackFile | null = null;
+      try {
+        await readUntil(reader, (t) => /Then look at the row/.test(t), 90_000);
+        file = JSON.parse(await Deno.readTextFile(stackFile)) as StackFile;
+        const owned = [
+          file.pids.function,
+          ...serverProcesses(file.dataDir),
+          ...descendants(child.pid),
+        ];
+        kill(file);
+        if (first === "PostgreSQL") {
+          // The stack keeps serving (503 while the database is away) until it is stopped.
+          await readUntil(reader, (t) => /stopped answering/.test(t), 10_000);
+          child.kill("SIGINT");
+        }
+        // A dead function stops the whole stack by itself.
+        const status = await Promise.race([
+          child.status,
+          new Promise<null>((r) => setTimeout(() => r(null), 60_000)),
+        ]);
+        assert.ok(status !== null, "npm start did not exit");
+        assert.deepEqual(await waitGone(owned, 10_000), [], "left running");
+        assert.equal(
+          await Deno.stat(file.dataDir).then(() => true, () => false),
+          false,
+          "data dir removed",
+        );
+        assert.equal(
+          await Deno.stat(`${file.dataDir}.owner.json`).then(
+            () => true,
+            () => false,
+          ),
+          false,
+          "owner file removed",
+        );
+      } finally {
+        try {
+          child.kill("SIGKILL");
+        } catch {
+          // Exited.
+        }
+        await child.status;
+        if (file !== null) stopDataDirSync(file.dataDir);
+        await reader.cancel().catch(() => {});
+        await Deno.remove(dir, { recursive: true }).catch(() => {});
+      }
+    },
+  });
+}

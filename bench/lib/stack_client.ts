@@ -7,6 +7,8 @@ export interface StackInfo {
   databaseUrl: string;
   secret: string;
   serviceKey: string;
+  /** fsync, synchronous_commit, full_page_writes, wal_level as the server reports them. */
+  postgresSettings: Record<string, string>;
   pids: {
     host: number;
     function: number;
@@ -28,6 +30,8 @@ export async function hostStack(opts: {
   root: string;
   baseline: boolean;
   timeoutMs: number;
+  /** postgresql.conf overrides (default none: a Supabase database's durability). */
+  postgresSettings?: Record<string, string>;
 }): Promise<HostedStack> {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
@@ -35,6 +39,9 @@ export async function hostStack(opts: {
       "-A",
       "bench/probes/stack_host.ts",
       ...(opts.baseline ? ["--baseline"] : []),
+      ...Object.entries(opts.postgresSettings ?? {}).flatMap((
+        [name, value],
+      ) => ["--pg-setting", `${name}=${value}`]),
     ],
     cwd: opts.root,
     stdin: "piped",

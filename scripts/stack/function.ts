@@ -50,6 +50,15 @@ export interface FunctionProcess {
 
 const MAX_LOG_LINES = 5000;
 
+const SETPRIV = (() => {
+  try {
+    Deno.statSync("/usr/bin/setpriv");
+    return "/usr/bin/setpriv";
+  } catch {
+    return null;
+  }
+})();
+
 /** The Deno binary the stack runs the function with. */
 export function denoBinary(root: string): string {
   const local = `${root}/node_modules/.bin/deno`;
@@ -122,8 +131,14 @@ export async function startFunction(
     }
     options.onLog?.(line);
   };
-  const child = new Deno.Command(denoBinary(options.root), {
-    args: ["run", "--allow-net", "--allow-env", entry],
+  const deno = [denoBinary(options.root), "run", "--allow-net", "--allow-env"];
+  // setpriv (util-linux) asks the kernel to kill the function when the stack process dies, even
+  // by SIGKILL, which no exit handler sees; the next start's sweep covers machines without it.
+  const command = SETPRIV === null
+    ? [...deno, entry]
+    : [SETPRIV, "--pdeathsig", "KILL", "--", ...deno, entry];
+  const child = new Deno.Command(command[0], {
+    args: command.slice(1),
     cwd: options.cwd ?? options.root,
     env: functionEnv(options, port),
     clearEnv: true,

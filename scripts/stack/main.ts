@@ -9,6 +9,7 @@
 import { FUNCTION_NAME, type Gateway, startGateway } from "./gateway.ts";
 import { type FunctionProcess, startFunction } from "./function.ts";
 import { migrate, type Postgres, startPostgres } from "./postgres.ts";
+import { type DatabaseWatch, watchDatabase } from "./db_watch.ts";
 import { HOST } from "./net.ts";
 import { createRest, type Rest } from "./rest.ts";
 import { run, settleWithin } from "./proc.ts";
@@ -37,6 +38,14 @@ export interface StackOptions {
   onFunctionLog?: (line: string) => void;
   /** The function's entry module (default: the shim); e.g. the TypeScript baseline. */
   functionEntry?: string;
+  /**
+   * postgresql.conf settings over the stack's own (postgres.ts `STACK_SETTINGS`: a Supabase
+   * database's durability). For benchmarks that measure a setting; never used by `npm start`
+   * or the tests.
+   */
+  postgresSettings?: Record<string, string>;
+  /** Receives a line when the database stops answering and when it is back (db_watch.ts). */
+  onDatabaseEvent?: (line: string) => void;
 }
 
 /** Per-instance options of {@link Stack.startFunction}. */
@@ -65,6 +74,9 @@ export interface StackFile {
   functionEntry: string;
   root: string;
   dataDir: string;
+  /** postgresql.conf settings the stack wrote (durability, wal_level, …). */
+  postgresSettings: Record<string, string>;
+  /** At start; the stand-in runs in the stack process. PostgreSQL's changes when it restarts. */
   pids: { stack: number; postgres: number; function: number };
   startedAt: string;
 }
@@ -120,11 +132,13 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   let rest: Rest | undefined;
   let gateway: Gateway | undefined;
   let fn: FunctionProcess | undefined;
+  let watch: DatabaseWatch | undefined;
   let stopping: Promise<void> | null = null;
 
   // Every step is bounded, so PostgreSQL is always stopped and its directory removed.
   const stop = () => {
     stopping ??= (async () => {
+      await settleWithin(watch?.stop() ?? Promise.resolve(), 5_000);
       await settleWithin(
         Promise.all([fn, ...extra].map((f) => f?.stop())),
         10_000,
@@ -150,8 +164,17 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     if (options.port) {
       Deno.listen({ hostname: HOST, port: options.port }).close();
     }
-    postgres = await startPostgres({ root });
+    postgres = await startPostgres({
+      root,
+      settings: options.postgresSettings,
+    });
     await migrate(postgres.url, root);
+    const server = postgres;
+    watch = watchDatabase({
+      url: server.url,
+      postmasterPid: () => server.pid,
+      onEvent: options.onDatabaseEvent ?? (() => {}),
+    });
     rest = createRest({ databaseUrl: postgres.url, serviceKey, anonKey });
     gateway = await startGateway({ port: options.port ?? 0, rest });
     const supabaseUrl = gateway.url;
@@ -164,6 +187,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       entry,
       onLog: options.onFunctionLog,
     });
+    await postgres.adopt(fn.pid);
     gateway.setFunctionTarget(fn.url);
     const pg = postgres;
     const gw = gateway;
@@ -194,6 +218,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         functionEntry: entry,
         root,
         dataDir: pg.dataDir,
+        postgresSettings: pg.settings,
         pids: { stack: Deno.pid, postgres: pg.pid, function: main.pid },
         startedAt,
       }),
@@ -209,6 +234,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
           onLog: extraOptions.onLog,
         });
         extra.push(started);
+        await pg.adopt(started.pid);
         return started;
       },
       stop,
@@ -381,6 +407,8 @@ async function main(args: string[]): Promise<number> {
     secret: envSecret || undefined,
     functionEntry,
     onFunctionLog: (line) => console.log(`[function] ${line}`),
+    onDatabaseEvent: (line) =>
+      console.log(`[database] ${new Date().toISOString()} ${line}`),
   });
   stack = started;
   if (signalled !== null) await shutdown(signalled, 0);

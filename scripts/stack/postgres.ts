@@ -1,7 +1,9 @@
 /**
  * An ephemeral PostgreSQL 15 for the local stack: initdb into `.stack/pg-<port>/`, start on a
- * free 127.0.0.1 port (socket in the data dir), apply the Supabase roles and the migrations,
- * and on stop shut it down and delete the directory.
+ * free 127.0.0.1 port (socket in the data dir) with a Supabase database's durability settings,
+ * apply the Supabase roles and the migrations, and on stop shut it down and delete the directory.
+ * `.stack/pg-<port>.owner.json` names the process that owns it (and the processes it started),
+ * so the next start cleans up after an owner that was killed.
  */
 
 import { freePort, HOST } from "./net.ts";
@@ -18,8 +20,12 @@ export interface Postgres {
   dataDir: string;
   /** Superuser URL (`postgres`, trust auth, TCP). */
   url: string;
-  /** The postmaster's pid (from postmaster.pid). */
-  pid: number;
+  /** The postmaster's pid now (postmaster.pid; it changes when the server is restarted). */
+  readonly pid: number;
+  /** The settings written to postgresql.conf (name -> value). */
+  settings: Record<string, string>;
+  /** Records a process this stack started (a function), for the clean-up after a killed owner. */
+  adopt(pid: number): Promise<void>;
   /** Stops the server (fast, then immediate) and removes the data dir; safe to call twice. */
   stop(): Promise<void>;
   /** The same without awaiting anything, for exit handlers that cannot wait. */
@@ -34,15 +40,89 @@ export interface PostgresOptions {
   port?: number;
   /** Default 250: the end-to-end tests open a few hundred concurrent requests. */
   maxConnections?: number;
+  /**
+   * postgresql.conf settings over {@link STACK_SETTINGS}, e.g. `{full_page_writes: "off"}` for a
+   * benchmark that measures what the setting costs. `npm start` and the tests never pass any:
+   * they run with a Supabase database's durability.
+   */
+  settings?: Record<string, string>;
 }
 
-/** A dir without a server is only left alone this long (it may be in initdb right now). */
-const STALE_AFTER_MS = 10 * 60 * 1000;
+/**
+ * What a commit survives, as on a Supabase database (PostgreSQL's defaults; Supabase changes
+ * none of them): a commit is flushed to the WAL on disk before the server says it committed, and
+ * full pages are logged so a crash mid-write cannot tear one. With `synchronous_commit = off`
+ * (as this stack once ran), killing one backend lost 6 of 986 events answered 200 (issue #11).
+ */
+export const SUPABASE_DURABILITY: Readonly<Record<string, string>> = {
+  fsync: "on",
+  synchronous_commit: "on",
+  full_page_writes: "on",
+};
 
 /**
- * Removes `.stack/pg-*` dirs that no server uses any more: their postmaster is dead (the owner
- * was killed), or they never got one and are old (startup was interrupted). Live stacks,
- * including other users' of this checkout, are left alone. Returns the dirs removed.
+ * Everything the stack sets besides connection settings: the durability above, and logical
+ * decoding as Supabase runs it (`wal_level = logical`; Realtime reads changes through a
+ * replication slot).
+ */
+export const STACK_SETTINGS: Readonly<Record<string, string>> = {
+  ...SUPABASE_DURABILITY,
+  wal_level: "logical",
+  max_replication_slots: "10",
+  max_wal_senders: "10",
+  shared_buffers: "64MB",
+  log_min_messages: "warning",
+  timezone: "'UTC'",
+};
+
+/** A dir without a server or owner is only left alone this long (it may be in initdb right now). */
+const STALE_AFTER_MS = 10 * 60 * 1000;
+
+/** A process, told apart from a later one with the same pid by its start time. */
+interface ProcessRef {
+  pid: number;
+  /** Field 22 of /proc/<pid>/stat (clock ticks after boot). */
+  start: string;
+}
+
+/** Who owns a data dir: the stack process and the processes it started. */
+interface OwnerFile {
+  owner: ProcessRef;
+  children: ProcessRef[];
+}
+
+function processRef(pid: number): ProcessRef | null {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return { pid, start: fields[19] };
+  } catch {
+    return null;
+  }
+}
+
+/** True while the very process `ref` names still runs (not a later one that reused its pid). */
+function stillRuns(ref: ProcessRef): boolean {
+  return processAlive(ref.pid) && processRef(ref.pid)?.start === ref.start;
+}
+
+function ownerPath(dataDir: string): string {
+  return `${dataDir}.owner.json`;
+}
+
+async function readOwner(dataDir: string): Promise<OwnerFile | null> {
+  try {
+    return JSON.parse(await Deno.readTextFile(ownerPath(dataDir)));
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Removes `.stack/pg-*` dirs that no live stack owns: their owner process is gone (killed, even
+ * by SIGKILL: its functions are killed and its server stopped here), or, without an owner file,
+ * their postmaster is dead or they never got one and are old. Live stacks, including other
+ * users' of this checkout, are left alone. Returns the dirs removed.
  */
 export async function sweepStale(stackDir: string): Promise<string[]> {
   const removed: string[] = [];
@@ -53,24 +133,50 @@ export async function sweepStale(stackDir: string): Promise<string[]> {
     return removed;
   }
   for (const entry of entries) {
+    const owned = /^(pg-\d+)\.owner\.json$/.exec(entry.name);
+    if (owned !== null && !entries.some((e) => e.name === owned[1])) {
+      // The dir went first (a stop interrupted between the two removals).
+      const owner = await readOwner(`${stackDir}/${owned[1]}`);
+      if (owner === null || !stillRuns(owner.owner)) {
+        await Deno.remove(`${stackDir}/${entry.name}`).catch(() => {});
+      }
+      continue;
+    }
     if (!entry.isDirectory || !/^pg-\d+$/.test(entry.name)) continue;
     const dir = `${stackDir}/${entry.name}`;
-    const pidText = await Deno.readTextFile(`${dir}/postmaster.pid`).catch(() =>
-      null
-    );
+    const owner = await readOwner(dir);
     let stale: boolean;
-    if (pidText !== null) {
-      stale = !processAlive(Number(pidText.split("\n")[0]));
+    if (owner !== null) {
+      stale = !stillRuns(owner.owner);
+      if (stale) {
+        for (const child of owner.children) {
+          if (stillRuns(child)) {
+            try {
+              Deno.kill(child.pid, "SIGKILL");
+            } catch {
+              // Gone meanwhile.
+            }
+          }
+        }
+      }
     } else {
-      const modified = (await Deno.stat(dir).catch(() => null))?.mtime
-        ?.getTime();
-      stale = modified !== undefined && Date.now() - modified > STALE_AFTER_MS;
+      const pidText = await Deno.readTextFile(`${dir}/postmaster.pid`).catch(
+        () => null,
+      );
+      if (pidText !== null) {
+        stale = !processAlive(Number(pidText.split("\n")[0]));
+      } else {
+        const modified = (await Deno.stat(dir).catch(() => null))?.mtime
+          ?.getTime();
+        stale = modified !== undefined &&
+          Date.now() - modified > STALE_AFTER_MS;
+      }
     }
     if (stale) {
-      await Deno.remove(dir, { recursive: true }).then(
-        () => removed.push(dir),
-        () => {},
-      );
+      // Stops a server still running there (the owner was killed), then removes the dir.
+      stopDataDirSync(dir);
+      await Deno.remove(ownerPath(dir)).catch(() => {});
+      if (await Deno.stat(dir).then(() => false, () => true)) removed.push(dir);
     }
   }
   return removed;
@@ -112,8 +218,21 @@ async function startOn(
     }
     throw error;
   }
-  const removeDir = () =>
-    Deno.remove(dataDir, { recursive: true }).catch(() => {});
+  const owner: OwnerFile = {
+    owner: processRef(Deno.pid) ?? { pid: Deno.pid, start: "" },
+    children: [],
+  };
+  const writeOwner = () =>
+    Deno.writeTextFile(ownerPath(dataDir), JSON.stringify(owner) + "\n");
+  await writeOwner();
+  const removeDir = async () => {
+    await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    await Deno.remove(ownerPath(dataDir)).catch(() => {});
+  };
+  const settings: Record<string, string> = {
+    ...STACK_SETTINGS,
+    ...options.settings,
+  };
   try {
     if (isRoot()) await run(["chown", "postgres:postgres", dataDir]);
     await run(
@@ -132,24 +251,16 @@ async function startOn(
       ]),
       { timeoutMs: 120_000 },
     );
-    // Durability is pointless for a throwaway database; speed is what tests need.
-    const settings = [
+    const lines = [
       `port = ${port}`,
       `listen_addresses = '${HOST}'`,
       `unix_socket_directories = '${dataDir.replaceAll("'", "''")}'`,
       `max_connections = ${options.maxConnections ?? 250}`,
-      "fsync = off",
-      "synchronous_commit = off",
-      "full_page_writes = off",
-      // As on Supabase: Realtime reads changes through logical decoding (tests/realtime.test.ts).
-      "wal_level = logical",
-      "shared_buffers = 64MB",
-      "log_min_messages = warning",
-      "timezone = 'UTC'",
+      ...Object.entries(settings).map(([name, value]) => `${name} = ${value}`),
     ];
     await Deno.writeTextFile(
       `${dataDir}/postgresql.conf`,
-      `\n# hms-webhook local stack\n${settings.join("\n")}\n`,
+      `\n# hms-webhook local stack\n${lines.join("\n")}\n`,
       { append: true },
     );
     const logFile = `${dataDir}/server.log`;
@@ -180,23 +291,39 @@ async function startOn(
     await removeDir();
     throw error;
   }
-  const pid = Number(
+  let pid = Number(
     (await Deno.readTextFile(`${dataDir}/postmaster.pid`)).split("\n")[0],
   );
   let stopping: Promise<void> | null = null;
   let gone = false;
-  return {
+  const server: Postgres = {
     port,
     dataDir,
-    pid,
+    get pid() {
+      try {
+        pid = Number(
+          Deno.readTextFileSync(`${dataDir}/postmaster.pid`).split("\n")[0],
+        );
+      } catch {
+        // Stopped right now: the last known pid.
+      }
+      return pid;
+    },
+    settings,
     url: `postgres://postgres@${HOST}:${port}/postgres`,
+    async adopt(child: number) {
+      const ref = processRef(child);
+      if (ref === null) return;
+      owner.children.push(ref);
+      await writeOwner();
+    },
     stop() {
       stopping ??= (async () => {
         const fast = await run(pgCtlStop(dataDir, "fast"), {
           check: false,
           timeoutMs: 30_000,
         });
-        if (fast.code !== 0 && processAlive(pid)) {
+        if (fast.code !== 0 && processAlive(server.pid)) {
           await run(pgCtlStop(dataDir, "immediate"), {
             check: false,
             timeoutMs: 30_000,
@@ -212,8 +339,14 @@ async function startOn(
       if (gone) return;
       gone = true;
       stopDataDirSync(dataDir);
+      try {
+        Deno.removeSync(ownerPath(dataDir));
+      } catch {
+        // Already gone.
+      }
     },
   };
+  return server;
 }
 
 function pgCtlStop(dataDir: string, mode: string): string[] {

@@ -1,11 +1,12 @@
 /**
- * A stand-in for PostgREST (Supabase's `/rest/v1`) over a pooled `npm:postgres` connection: API
- * key check, one transaction per request as `service_role` or `anon`, and routing to the RPC and
- * table handlers. It follows PostgREST's contract for what this project and supabase-js use;
+ * A stand-in for PostgREST (Supabase's `/rest/v1`) over a connection pool (rest_db.ts): API key
+ * check, one transaction per request as `service_role` or `anon`, and routing to the RPC and
+ * table handlers. While the database is away it answers as PostgREST does (503 PGRST000 /
+ * PGRST001, see rest_errors.ts) and the pool reconnects by itself. It follows PostgREST's contract for what this project and supabase-js use;
  * see rest_query.ts for the supported URL grammar.
  */
 
-import postgres from "postgres";
+import { createDb, type Queryable } from "./rest_db.ts";
 import { type DbRole, errorResponse, RestError } from "./rest_errors.ts";
 import {
   negotiate,
@@ -38,13 +39,15 @@ export interface Rest {
 
 const STATEMENT_TIMEOUT = "30s";
 
+/** The stand-in's `application_name` (PostgREST sets `PostgREST <version>`); tests find its backends by it. */
+export const REST_APPLICATION_NAME = "hms-rest-stand-in";
+
 /** Builds the handler; the pool connects lazily on the first request. */
 export function createRest(options: RestOptions): Rest {
-  const sql = postgres(options.databaseUrl, {
+  const sql = createDb({
+    url: options.databaseUrl,
     max: options.poolSize ?? 20,
-    idle_timeout: 30,
-    connect_timeout: 10,
-    onnotice: () => {},
+    applicationName: REST_APPLICATION_NAME,
   });
   const schema = new SchemaCache(sql);
 
@@ -167,13 +170,13 @@ export function createRest(options: RestOptions): Rest {
     role: DbRole,
     readOnly: boolean,
     rollback: boolean,
-    body: (tx: postgres.TransactionSql) => Promise<Response>,
+    body: (tx: Queryable) => Promise<Response>,
   ): Promise<Response> {
     try {
-      return await sql.begin(
+      return await sql.transaction(
         readOnly ? "read only" : "read write",
         async (tx) => {
-          await tx.unsafe(
+          await tx.query(
             "select set_config('role', $1, true), set_config('request.jwt.claims', $2, true), " +
               "set_config('search_path', 'public, extensions', true), " +
               "set_config('statement_timeout', $3, true)",
@@ -183,7 +186,7 @@ export function createRest(options: RestOptions): Rest {
           if (rollback) throw new Rollback(response);
           return response;
         },
-      ) as Response;
+      );
     } catch (error) {
       if (error instanceof Rollback) return error.response;
       throw error;
@@ -193,7 +196,7 @@ export function createRest(options: RestOptions): Rest {
   return {
     handle,
     async close() {
-      await sql.end({ timeout: 5 });
+      await sql.end();
     },
   };
 }

@@ -3,6 +3,8 @@
  * PostgREST's SQLSTATE -> HTTP status table (docs.postgrest.org, references/errors.rst).
  */
 
+import { DbUnavailable } from "./rest_db.ts";
+
 /** The role a request runs as; 42501 maps to 401 for anon and 403 for the service role. */
 export type DbRole = "anon" | "service_role";
 
@@ -57,6 +59,10 @@ export function statusForSqlState(code: string, role: DbRole): number {
     "42P01": 404,
     "42P17": 500,
     "42501": role === "anon" ? 401 : 403,
+    "53400": 500,
+    // Not in the docs' table but in PostgREST's code (src/PostgREST/Error.hs): a shutdown that
+    // ends a query is 503, like a lost connection.
+    "57P01": 503,
     "P0001": 400,
   };
   if (code in exact) return exact[code];
@@ -103,11 +109,17 @@ function isPgError(error: unknown): error is PgErrorLike {
 
 /**
  * Any error from running a request as a PostgREST response: server errors keep their SQLSTATE,
- * message, detail and hint; `RAISE SQLSTATE 'PGRST'` uses its JSON message/detail as PostgREST
- * does; a lost or refused database connection is 503 PGRST000.
+ * message, detail and hint (so `57P01` "terminating connection due to administrator command" is
+ * 503, `57P02` "… because of crash of another server process" 500, as in PostgREST); `RAISE
+ * SQLSTATE 'PGRST'` uses its JSON message/detail as
+ * PostgREST does; a database that cannot be reached or a connection lost in use is 503 with
+ * PostgREST's own body (see {@link unavailableError}).
  */
 export function errorResponse(error: unknown, role: DbRole): Response {
   if (error instanceof RestError) return error.toResponse();
+  if (error instanceof DbUnavailable) {
+    return unavailableError(error).toResponse();
+  }
   if (isPgError(error)) {
     if (error.code === "PGRST") return customError(error);
     return new RestError(
@@ -119,15 +131,6 @@ export function errorResponse(error: unknown, role: DbRole): Response {
     ).toResponse();
   }
   const message = error instanceof Error ? error.message : String(error);
-  if (isConnectionError(error)) {
-    return new RestError(
-      503,
-      "PGRST000",
-      "Could not connect with the database due to an incorrect db-uri or due to the " +
-        "PostgreSQL service not running.",
-      message,
-    ).toResponse();
-  }
   if (error instanceof URIError) {
     return new RestError(
       400,
@@ -145,11 +148,27 @@ export function errorResponse(error: unknown, role: DbRole): Response {
     .toResponse();
 }
 
-/** postgres.js signals a refused, lost or timed-out connection with these codes. */
-function isConnectionError(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === "string" &&
-    (/^E[A-Z]+$/.test(code) || code.startsWith("CONNECT"));
+/**
+ * PostgREST's answers while the database is away (docs.postgrest.org, references/errors.rst,
+ * "Group 0 - Connection"; the bodies as its src/PostgREST/Error.hs builds them): no connection
+ * could be made (hasql's `ConnectionUsageError`) is 503 `PGRST000` "Database connection error.
+ * Retrying the connection."; a connection that broke in use (`ClientError`) is 503 `PGRST001`
+ * "Database client error. Retrying the connection."; `details` is the client library's text.
+ */
+export function unavailableError(error: DbUnavailable): RestError {
+  return error.kind === "connect"
+    ? new RestError(
+      503,
+      "PGRST000",
+      "Database connection error. Retrying the connection.",
+      error.message,
+    )
+    : new RestError(
+      503,
+      "PGRST001",
+      "Database client error. Retrying the connection.",
+      error.message,
+    );
 }
 
 /** `RAISE SQLSTATE 'PGRST' USING message = '{json body}', detail = '{"status":..,"headers":..}'`. */

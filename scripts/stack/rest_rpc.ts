@@ -6,7 +6,7 @@
  * select/filters/order/limit/offset.
  */
 
-import type postgres from "postgres";
+import type { Queryable } from "./rest_db.ts";
 import { RestError } from "./rest_errors.ts";
 import {
   ident,
@@ -132,7 +132,7 @@ export async function prepareRpc(
 
 /** Runs a prepared call inside the caller's transaction and shapes its result. */
 export async function runRpc(
-  tx: postgres.TransactionSql,
+  tx: Queryable,
   { fn, used, args }: PreparedRpc,
   request: RestRequest,
 ): Promise<Response> {
@@ -161,11 +161,11 @@ export async function runRpc(
   const fromClause = from === "" ? "" : ` from ${from}`;
 
   if (fn.returns === "void" && !fn.returnsSet) {
-    await tx.unsafe(`select ${call}${fromClause}`, params.values);
+    await tx.query(`select ${call}${fromClause}`, params.values);
     return emptyResponse(204);
   }
   if (!fn.returnsSet) {
-    const [row] = await tx.unsafe(
+    const [row] = await tx.query(
       `select to_json(${call})::text as j${fromClause}`,
       params.values,
     );
@@ -206,6 +206,6 @@ export async function runRpc(
   const sql = fn.returns === "composite"
     ? `select to_json(_s)::text as j from (${inner}) _s`
     : `select to_json(_s.j)::text as j from (${inner}) _s`;
-  const rows = (await tx.unsafe(sql, params.values)).map((r) => r.j as string);
+  const rows = (await tx.query(sql, params.values)).map((r) => r.j as string);
   return rowsResponse(request, rows, 200);
 }

@@ -4,7 +4,7 @@
  * PostgREST reloads its cache), so every identifier in generated SQL comes from the catalog.
  */
 
-import type postgres from "postgres";
+import type { Queryable } from "./rest_db.ts";
 
 /** A column of a table, view or function result. */
 export interface Column {
@@ -99,7 +99,7 @@ export class SchemaCache {
   #loading: Promise<void> | null = null;
   #loaded = false;
 
-  constructor(private readonly sql: postgres.Sql) {}
+  constructor(private readonly sql: Queryable) {}
 
   /** Re-reads the catalogs (one load at a time; concurrent callers share it). */
   reload(): Promise<void> {
@@ -111,8 +111,8 @@ export class SchemaCache {
 
   async #load(): Promise<void> {
     const [tables, functions] = await Promise.all([
-      this.sql.unsafe(TABLES_SQL),
-      this.sql.unsafe(FUNCTIONS_SQL),
+      this.sql.query(TABLES_SQL),
+      this.sql.query(FUNCTIONS_SQL),
     ]);
     const tableMap = new Map<string, Table>();
     for (const row of tables) {

@@ -4,7 +4,7 @@
  * deletes with filters; `Prefer: return=representation` returns the rows.
  */
 
-import type postgres from "postgres";
+import type { Queryable } from "./rest_db.ts";
 import { RestError } from "./rest_errors.ts";
 import {
   columnOf,
@@ -26,7 +26,7 @@ import type { Column, Table } from "./rest_schema.ts";
 
 /** Answers one table request inside the caller's transaction. */
 export async function handleTable(
-  tx: postgres.TransactionSql,
+  tx: Queryable,
   table: Table,
   request: RestRequest,
 ): Promise<Response> {
@@ -52,16 +52,16 @@ export async function handleTable(
 }
 
 async function rowsOf(
-  tx: postgres.TransactionSql,
+  tx: Queryable,
   sql: string,
   params: Params,
 ): Promise<string[]> {
-  const result = await tx.unsafe(sql, params.values);
+  const result = await tx.query(sql, params.values);
   return result.map((row) => row.j as string);
 }
 
 async function read(
-  tx: postgres.TransactionSql,
+  tx: Queryable,
   table: Table,
   request: RestRequest,
   query: Query,
@@ -116,7 +116,7 @@ function recordDefinition(columns: Column[]): string {
 }
 
 async function insert(
-  tx: postgres.TransactionSql,
+  tx: Queryable,
   table: Table,
   request: RestRequest,
   query: Query,
@@ -178,7 +178,7 @@ function written(statement: string, query: Query): string {
 }
 
 async function update(
-  tx: postgres.TransactionSql,
+  tx: Queryable,
   table: Table,
   request: RestRequest,
   query: Query,
@@ -208,7 +208,7 @@ async function update(
 }
 
 async function remove(
-  tx: postgres.TransactionSql,
+  tx: Queryable,
   table: Table,
   request: RestRequest,
   query: Query,

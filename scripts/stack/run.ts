@@ -60,6 +60,9 @@ async function main(args: string[]): Promise<number> {
       logLines.push(line);
       if (logLines.length > 2000) logLines.shift();
     },
+    // A database that stops answering during a run is worth knowing when a test fails.
+    onDatabaseEvent: (line) =>
+      console.error(`[database] ${new Date().toISOString()} ${line}`),
   });
   if (signalled !== null) {
     await stopAll();
