@@ -16,3 +16,4 @@ pub mod model;
 pub mod parity;
 pub mod shrink;
 pub mod time;
+pub mod wire;
