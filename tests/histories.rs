@@ -28,8 +28,12 @@ use support::harness::{compare, Ctx, Tally};
 use support::load::{concurrent_one_room, concurrent_twenty_rooms, feed_plan, hot_room};
 use support::model::{expected_after, Delivery, Event, Initial, Micros, RoomState};
 use support::parity::phase_parity;
+use support::rules::{
+    duplicate_writes_no_room, facts_batch, received_bound, rules_permissions, twelve_hour_rule,
+};
 use support::shrink::minimize;
 use support::time::rfc3339;
+use support::upgrade::upgrade_from_first_build;
 use support::wire;
 
 const DEFAULT_SEED: u64 = 0x100D_5EED;
@@ -422,6 +426,10 @@ fn phase_behaviour(ctx: &mut Ctx, tally: &mut Tally) {
     let tests: &[(&str, Test)] = &[
         ("migrations applied again are a no-op", migrations_reapply),
         (
+            "a database of the first build upgrades to these rules with its data",
+            upgrade_from_first_build,
+        ),
+        (
             "invalid arguments are refused with 22023 and write nothing",
             invalid_arguments,
         ),
@@ -434,6 +442,26 @@ fn phase_behaviour(ctx: &mut Ctx, tally: &mut Tally) {
             auto_create,
         ),
         ("a duplicate event id changes nothing", duplicate),
+        (
+            "a duplicate id for an unknown room under auto-create creates no room",
+            duplicate_writes_no_room,
+        ),
+        (
+            "last_active_at never passes received + 120 s; activity makes no session",
+            received_bound,
+        ),
+        (
+            "hms_apply_facts: answer, idempotence, refusals, unknown room",
+            facts_batch,
+        ),
+        (
+            "hms_close_expired_sessions closes at start + 12 h",
+            twelve_hour_rule,
+        ),
+        (
+            "anon/authenticated cannot call the facts RPC, the 12-hour rule or a step",
+            rules_permissions,
+        ),
         (
             "featured set by the app updates score and rank at once",
             featured_update,

@@ -20,8 +20,16 @@
 -- or a snapshot touches every peer of its session, once.
 
 -- ---------------------------------------------------------------------------------------------
--- New facts the rules need (nullable columns: adding them rewrites nothing).
+-- New facts the rules need (nullable columns: adding them rewrites nothing). Whether they are new
+-- says whether the data below still has to be upgraded (once, at the end of this file).
 -- ---------------------------------------------------------------------------------------------
+drop table if exists pg_temp.hms_rules_v2_upgrade;
+create temporary table hms_rules_v2_upgrade as
+select not exists (
+  select 1 from information_schema.columns
+  where table_schema = 'public' and table_name = 'hms_sessions' and column_name = 'last_snapshot_at'
+) as needed;
+
 alter table public.hms_sessions add column if not exists last_join_at timestamptz;
 alter table public.hms_sessions add column if not exists last_snapshot_at timestamptz;
 comment on column public.hms_sessions.last_join_at is
@@ -857,61 +865,88 @@ revoke all on function public.hms_prune_events(interval) from public, anon, auth
 grant execute on function public.hms_prune_events(interval) to service_role;
 
 -- ---------------------------------------------------------------------------------------------
--- Upgrade of data written under the first rules (a no-op on a fresh or already upgraded database).
+-- Upgrade of data written under the first rules: once, when this migration added its columns (a
+-- no-op on a fresh database, skipped when the migration runs again).
 -- ---------------------------------------------------------------------------------------------
--- A peer's latest join: the first rules kept the role of its latest join or role change, and every
--- join and role change sets a role, so role_at is that time.
-update public.hms_presence
-set last_join_at = role_at
-where last_join_at is null and seen and role_at is not null and role_kind in (0, 1);
+do $upgrade$
+begin
+  if not (select needed from pg_temp.hms_rules_v2_upgrade) then
+    return;
+  end if;
+  -- Activity used to create its session; under these rules it creates none. A session that only
+  -- activity made (no peers, and only activity in the ledger) goes; where the ledger was pruned,
+  -- there is no telling, and the session stays.
+  delete from public.hms_sessions as s
+  where not exists (select 1 from public.hms_presence as p
+                    where p.room_id = s.room_id and p.session_id = s.session_id)
+    and exists (select 1 from public.hms_events as e
+                where e.room_id = s.room_id and e.session_id = s.session_id and e.action = 'activity')
+    and not exists (select 1 from public.hms_events as e
+                    where e.room_id = s.room_id and e.session_id = s.session_id and e.action <> 'activity');
 
-update public.hms_sessions as s
-set last_join_at = greatest(s.last_join_at, j.latest)
-from (
-  select room_id, session_id, max(last_join_at) as latest
-  from public.hms_presence where session_id = '' and seen group by room_id, session_id
-) as j
-where s.room_id = j.room_id and s.session_id = j.session_id
-  and s.last_join_at is distinct from greatest(s.last_join_at, j.latest);
+  -- A room left without any session is as it was before its first session: not live, no counts.
+  update public.rooms as r
+  set is_live = false, listener_count = 0, speaker_count = 0, current_session_id = null, updated_at = now()
+  where r.current_session_id is not null
+    and not exists (select 1 from public.hms_sessions as s where s.room_id = r.id);
 
--- present(P) under these rules, then the counts that follow from it.
-update public.hms_presence as p
-set present = public.hms_peer_present(p, s), updated_at = now()
-from public.hms_sessions as s
-where s.room_id = p.room_id and s.session_id = p.session_id
-  and p.present is distinct from public.hms_peer_present(p, s);
+  -- A peer's latest join: the first rules kept the role of its latest join or role change, and every
+  -- join and role change sets a role, so role_at is that time.
+  update public.hms_presence
+  set last_join_at = role_at
+  where last_join_at is null and seen and role_at is not null and role_kind in (0, 1);
 
-update public.hms_sessions as s
-set listener_count = c.listeners, speaker_count = c.speakers, updated_at = now()
-from (
-  select s2.room_id, s2.session_id,
-    count(p.peer_id) filter (where p.present and p.role_class = 'listener')::integer as listeners,
-    count(p.peer_id) filter (where p.present and p.role_class = 'speaker')::integer as speakers
-  from public.hms_sessions as s2
-  left join public.hms_presence as p on p.room_id = s2.room_id and p.session_id = s2.session_id
-  group by s2.room_id, s2.session_id
-) as c
-where s.room_id = c.room_id and s.session_id = c.session_id
-  and (s.listener_count, s.speaker_count) is distinct from (c.listeners, c.speakers);
+  update public.hms_sessions as s
+  set last_join_at = greatest(s.last_join_at, j.latest)
+  from (
+    select room_id, session_id, max(last_join_at) as latest
+    from public.hms_presence where session_id = '' and seen group by room_id, session_id
+  ) as j
+  where s.room_id = j.room_id and s.session_id = j.session_id
+    and s.last_join_at is distinct from greatest(s.last_join_at, j.latest);
 
--- Rooms follow their current session; a last_active_at pinned in the future comes back to the
--- latest time the rules allow (now + 120 s).
-update public.rooms as r
-set listener_count = (c.current).listener_count,
-    speaker_count = (c.current).speaker_count,
-    is_live = public.hms_session_live(c.current),
-    current_session_id = (c.current).session_id,
-    updated_at = now()
-from (
-  select distinct on (s.room_id) s.room_id, s as current
+  -- present(P) under these rules, then the counts that follow from it.
+  update public.hms_presence as p
+  set present = public.hms_peer_present(p, s), updated_at = now()
   from public.hms_sessions as s
-  order by s.room_id, s.started_at desc nulls last, s.session_id desc
-) as c
-where r.id = c.room_id
-  and (r.listener_count, r.speaker_count, r.is_live, r.current_session_id)
-      is distinct from ((c.current).listener_count, (c.current).speaker_count,
-                        public.hms_session_live(c.current), (c.current).session_id);
+  where s.room_id = p.room_id and s.session_id = p.session_id
+    and p.present is distinct from public.hms_peer_present(p, s);
 
-update public.rooms
-set last_active_at = now() + interval '120 seconds', updated_at = now()
-where last_active_at > now() + interval '120 seconds';
+  update public.hms_sessions as s
+  set listener_count = c.listeners, speaker_count = c.speakers, updated_at = now()
+  from (
+    select s2.room_id, s2.session_id,
+      count(p.peer_id) filter (where p.present and p.role_class = 'listener')::integer as listeners,
+      count(p.peer_id) filter (where p.present and p.role_class = 'speaker')::integer as speakers
+    from public.hms_sessions as s2
+    left join public.hms_presence as p on p.room_id = s2.room_id and p.session_id = s2.session_id
+    group by s2.room_id, s2.session_id
+  ) as c
+  where s.room_id = c.room_id and s.session_id = c.session_id
+    and (s.listener_count, s.speaker_count) is distinct from (c.listeners, c.speakers);
+
+  -- Rooms follow their current session; a last_active_at pinned in the future comes back to the
+  -- latest time the rules allow (now + 120 s).
+  update public.rooms as r
+  set listener_count = (c.current).listener_count,
+      speaker_count = (c.current).speaker_count,
+      is_live = public.hms_session_live(c.current),
+      current_session_id = (c.current).session_id,
+      updated_at = now()
+  from (
+    select distinct on (s.room_id) s.room_id, s as current
+    from public.hms_sessions as s
+    order by s.room_id, s.started_at desc nulls last, s.session_id desc
+  ) as c
+  where r.id = c.room_id
+    and (r.listener_count, r.speaker_count, r.is_live, r.current_session_id)
+        is distinct from ((c.current).listener_count, (c.current).speaker_count,
+                          public.hms_session_live(c.current), (c.current).session_id);
+
+  update public.rooms
+  set last_active_at = now() + interval '120 seconds', updated_at = now()
+  where last_active_at > now() + interval '120 seconds';
+end
+$upgrade$;
+
+drop table pg_temp.hms_rules_v2_upgrade;
