@@ -259,6 +259,39 @@ pub fn duplicate_writes_no_room(ctx: &mut Ctx) -> Result<String, String> {
     if table_counts(&mut ctx.admin)? != before {
         return Err("the duplicate created a room".into());
     }
+
+    // The same while the first delivery is still in flight: the second one creates room Z,
+    // then finds the id taken once the first commits, and takes Z back.
+    let e = join("dup-auto-2", "s1", "p2", RoleClass::Listener, T0 + 2 * S);
+    let mut first = connect(&ctx.url, Some("service_role"))?;
+    first.batch_execute("begin").map_err(q)?;
+    apply_all(&mut first, &room, std::slice::from_ref(&e), true)?;
+    let late = room_name(ctx, "dup-z-never-created");
+    let url = ctx.url.clone();
+    let (late_room, event) = (late.clone(), e.clone());
+    let second = std::thread::spawn(move || -> Result<Value, String> {
+        let mut c = connect(&url, Some("service_role"))?;
+        Ok(apply_all(&mut c, &late_room, &[event], true)?.remove(0))
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    first.batch_execute("commit").map_err(q)?;
+    let answer = second
+        .join()
+        .map_err(|_| "the second delivery panicked".to_string())??;
+    if answer["status"] != "duplicate" || answer["room"] != Value::Null {
+        return Err(format!("the in-flight duplicate answered {answer}"));
+    }
+    let exists: bool = ctx
+        .admin
+        .query_one(
+            "select exists (select 1 from public.rooms where hms_room_id = $1)",
+            &[&late],
+        )
+        .map_err(q)?
+        .get(0);
+    if exists {
+        return Err("the in-flight duplicate left its auto-created room".into());
+    }
     Ok(String::new())
 }
 
