@@ -32,6 +32,7 @@ export interface ApplyArgs {
   p_event_at: string;
   p_joined_at: string | null;
   p_auto_create: boolean;
+  p_received_at: string;
 }
 
 export interface BaselineConfig {
@@ -364,6 +365,8 @@ interface Parsed {
   type: string;
   action: Action | "failure" | "unhandled";
   stampUs: number;
+  /** What the envelope timestamp means as an event time: +999,999 µs without fraction digits. */
+  standInUs: number;
   roomId: string;
   sessionId: string;
   peerId: string | null;
@@ -409,6 +412,7 @@ function parsed(
   type: string,
   action: Parsed["action"],
   stampUs: number,
+  standInUs: number,
   flat: boolean,
 ): Parsed {
   return {
@@ -416,6 +420,7 @@ function parsed(
     type,
     action,
     stampUs,
+    standInUs,
     roomId: "",
     sessionId: "",
     peerId: null,
@@ -437,12 +442,16 @@ function parseEnvelope(obj: Json): Parsed {
   const d = obj.data;
   if (d === undefined) refuse(400, "missing_field", "data is required");
   if (!isObject(d)) refuse(400, "invalid_field", "data must be an object");
+  const whole = String(obj.timestamp).charAt(19) !== ".";
+  const standInUs = whole
+    ? Math.floor(stampUs / 1_000_000) * 1_000_000 + 999_999
+    : stampUs;
   const action = actionOf(type);
-  const ev = parsed(id, type, action, stampUs, false);
+  const ev = parsed(id, type, action, stampUs, standInUs, false);
   // The envelope is valid; the payload of types we ignore is not our business.
   if (action === "failure" || action === "unhandled") return ev;
   ev.roomId = required(d, "room_id", "data.room_id");
-  ev.sessionId = text(d, "session_id", "data.session_id", true) ?? "";
+  ev.sessionId = required(d, "session_id", "data.session_id");
   if (PEER_ACTIONS.has(action)) {
     ev.peerId = required(d, "peer_id", "data.peer_id");
     ev.role = action === "role_change"
@@ -459,6 +468,24 @@ function parseEnvelope(obj: Json): Parsed {
   }
   if (action === "session_close") {
     ev.stoppedUs = time(d, "session_stopped_at", "data.session_stopped_at");
+  }
+  // Data times at most 24 h before and 120 s after the envelope timestamp.
+  for (
+    const [us, field] of [
+      [ev.startedUs, "data.session_started_at"],
+      [ev.leftUs, "data.left_at"],
+      [ev.changedUs, "data.role_changed_at"],
+      [ev.joinedUs, "data.joined_at"],
+      [ev.stoppedUs, "data.session_stopped_at"],
+    ] as const
+  ) {
+    if (us !== null && (us < stampUs - 86_400e6 || us > stampUs + 120e6)) {
+      refuse(
+        400,
+        "invalid_timestamp",
+        `${field} is too far from the envelope timestamp`,
+      );
+    }
   }
   return ev;
 }
@@ -492,7 +519,7 @@ async function parseFlat(obj: Json, body: Bytes): Promise<Parsed> {
   const id = "sha256:" +
     Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
   const action = actionOf(type);
-  const ev = parsed(id, type, action, stampUs, true);
+  const ev = parsed(id, type, action, stampUs, stampUs, true);
   if (action === "failure" || action === "unhandled") return ev;
   ev.roomId = required(obj, "room_id", "room_id");
   if (PEER_ACTIONS.has(action)) {
@@ -516,9 +543,9 @@ function ignored(reason: string, id: string, type: string): Decision {
 }
 
 function checkFreshness(cfg: BaselineConfig, eventUs: number, nowMs: number) {
-  if (cfg.toleranceMs === 0) return;
   const ageUs = nowMs * 1000 - eventUs;
-  if (ageUs > cfg.toleranceMs * 1000 || ageUs < -FUTURE_SKEW_MS * 1000) {
+  const tooOld = cfg.toleranceMs > 0 && ageUs > cfg.toleranceMs * 1000;
+  if (tooOld || ageUs < -FUTURE_SKEW_MS * 1000) {
     refuse(
       401,
       "stale_timestamp",
@@ -530,11 +557,6 @@ function checkFreshness(cfg: BaselineConfig, eventUs: number, nowMs: number) {
 /** The event's own time (design §5), falling back to the envelope timestamp. */
 function eventTime(ev: Parsed, action: Action): number {
   if (ev.flat) return ev.stampUs;
-  // room.end.success carries no stop time and its whole-second envelope time is truncated,
-  // while every join of that session happened before the end: round up.
-  if (action === "session_close" && ev.type === "room.end.success") {
-    return Math.floor(ev.stampUs / 1_000_000) * 1_000_000 + 999_999;
-  }
   const own = action === "peer_join"
     ? ev.joinedUs
     : action === "peer_leave"
@@ -546,10 +568,15 @@ function eventTime(ev: Parsed, action: Action): number {
     : action === "session_close"
     ? ev.stoppedUs
     : null;
-  return own ?? ev.stampUs;
+  return own ?? ev.standInUs;
 }
 
-function plan(cfg: BaselineConfig, ev: Parsed, action: Action): ApplyArgs {
+function plan(
+  cfg: BaselineConfig,
+  ev: Parsed,
+  action: Action,
+  nowMs: number,
+): ApplyArgs {
   const peerEvent = PEER_ACTIONS.has(action);
   const joined = action === "peer_leave" || action === "role_change"
     ? ev.joinedUs
@@ -569,6 +596,7 @@ function plan(cfg: BaselineConfig, ev: Parsed, action: Action): ApplyArgs {
     p_event_at: formatTime(eventTime(ev, action)),
     p_joined_at: joined === null ? null : formatTime(joined),
     p_auto_create: cfg.autoCreate,
+    p_received_at: formatTime(nowMs * 1000),
   };
 }
 
@@ -598,7 +626,7 @@ export async function checkEvent(
     if (action === "unhandled") {
       return ignored("event type not handled", ev.id, ev.type);
     }
-    const args = plan(cfg, ev, action);
+    const args = plan(cfg, ev, action, nowMs);
     return {
       kind: "call",
       args,

@@ -40,3 +40,12 @@ pub use reply::Reply;
 pub use rest::{RpcOutcome, RpcRequest};
 pub use roles::{DEFAULT_IGNORED_ROLES, DEFAULT_SPEAKER_ROLES};
 pub use time::Timestamp;
+
+/// What tests/support/wire.rs checks generated bodies with: the parse and the plan of a webhook.
+#[doc(hidden)]
+pub mod wire {
+    pub use crate::event::parse;
+    pub use crate::plan::{plan, Plan};
+    pub use crate::roles::Roles;
+    pub use crate::time::Timestamp;
+}

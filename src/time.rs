@@ -52,6 +52,11 @@ impl Timestamp {
         self.0.div_euclid(1000)
     }
 
+    /// The boundary's clock (Unix milliseconds) as an instant; saturates instead of overflowing.
+    pub fn from_unix_ms(ms: i64) -> Self {
+        Timestamp(ms.saturating_mul(1000))
+    }
+
     /// The last microsecond of the second this instant falls in.
     pub fn end_of_second(self) -> Self {
         let second_start = self.0.div_euclid(MICROS_PER_SECOND) * MICROS_PER_SECOND;

@@ -14,7 +14,6 @@ import {
   loadConfig,
 } from "../bench/baseline.ts";
 import { type BenchContract, loadBenchPackage } from "../bench/lib/pkg.ts";
-import { classify, planOf } from "./helpers/model.ts";
 import { quantile, summarize } from "../bench/lib/stats.ts";
 import assert from "./helpers/assert.ts";
 
@@ -161,18 +160,6 @@ Deno.test("contract tables: every copy agrees with the Rust core's (src/event.rs
   // The event builder (and so every end-to-end test) knows every handled type.
   for (const type of Object.keys(core.actions)) {
     assert.ok(EVENT_TYPES.includes(type), `scripts/lib/hms.ts lacks ${type}`);
-  }
-  // The TypeScript model (tests/helpers/model.ts), through what it exports.
-  for (const type of EVENT_TYPES) {
-    const planned = planOf(buildEvent(type).payload);
-    const action = "action" in planned ? planned.action : undefined;
-    assert.equal(action, core.actions[type], `model.ts action of ${type}`);
-  }
-  for (const role of core.speaker_roles.split(",")) {
-    assert.equal(classify(role), "speaker", `model.ts class of ${role}`);
-  }
-  for (const role of core.ignored_roles.split(",")) {
-    assert.equal(classify(role), "ignored", `model.ts class of ${role}`);
   }
 });
 

@@ -37,6 +37,7 @@ const ARG_TYPES = [
   "p_event_at timestamptz",
   "p_joined_at timestamptz",
   "p_auto_create boolean",
+  "p_received_at timestamptz",
 ];
 const REST_CALL = `select to_json(public.hms_apply_event(${
   ARG_TYPES.map((a) => a.split(" ")[0]).map((n) => `${n} := _a.${n}`).join(", ")
@@ -112,7 +113,8 @@ export async function runCeiling(
       p_role_class => ${a.p_role_class}::text,
       p_event_at => ${a.p_event_at}::text::timestamptz,
       p_joined_at => ${a.p_joined_at}::text::timestamptz,
-      p_auto_create => ${a.p_auto_create}::boolean
+      p_auto_create => ${a.p_auto_create}::boolean,
+      p_received_at => ${a.p_received_at}::text::timestamptz
     ) as result`;
     accepted(row.result);
   };

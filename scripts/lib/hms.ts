@@ -681,9 +681,17 @@ export async function headersFor(
   }
   if (auth === "header" || auth === "both") {
     headers[(options.headerName ?? DEFAULT_SECRET_HEADER).toLowerCase()] =
-      options.secret;
+      headerValue(options.secret);
   }
   return headers;
+}
+
+/**
+ * A header value that goes out as the UTF-8 bytes of `text`: header values are byte strings
+ * (Fetch), one character per byte, so a non-ASCII secret is sent the way 100ms sends it.
+ */
+export function headerValue(text: string): string {
+  return String.fromCharCode(...new TextEncoder().encode(text));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,7 +5,16 @@
  */
 
 import type postgres from "postgres";
-import { objectId } from "../../scripts/lib/hms.ts";
+import { GO_ZERO_TIME, objectId, parseTime } from "../../scripts/lib/hms.ts";
+
+/** RFC 3339 to microseconds, truncating nanoseconds; absent or Go zero time is null. */
+export function micros(text: unknown): bigint | null {
+  if (typeof text !== "string" || text === "" || text === GO_ZERO_TIME) {
+    return null;
+  }
+  const ns = parseTime(text);
+  return ns >= 0n ? ns / 1000n : -((-ns + 999n) / 1000n);
+}
 
 /** Per table: row count and an md5 over its rows' text, in a stable order. */
 export type Snapshot = Record<string, { rows: number; hash: string }>;

@@ -14,6 +14,11 @@ pub mod load;
 pub mod model;
 #[cfg(feature = "db-tests")]
 pub mod parity;
+#[cfg(feature = "db-tests")]
+pub mod rules;
 pub mod shrink;
 pub mod time;
 pub mod trending;
+#[cfg(feature = "db-tests")]
+pub mod upgrade;
+pub mod wire;
