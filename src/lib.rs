@@ -17,14 +17,19 @@
 pub mod config;
 pub mod error;
 pub mod event;
+pub mod facts;
 pub mod handler;
+pub mod hms_api;
+pub mod http;
 pub mod json;
 pub mod plan;
+pub mod reconcile;
 pub mod reply;
 pub mod rest;
 pub mod roles;
 pub mod signature;
 pub mod time;
+pub mod token;
 pub mod trending;
 #[cfg(target_arch = "wasm32")]
 mod wasm;
