@@ -160,9 +160,29 @@ pub fn live_rooms(target: &RestTarget) -> Request {
     }
 }
 
+#[derive(Serialize)]
+struct CloseArgs {
+    p_now: String,
+}
+
+#[derive(Serialize)]
+struct FactsArgs<'a> {
+    p_room_id: &'a str,
+    p_observed_at: String,
+    p_received_at: String,
+    p_facts: &'a [Fact],
+}
+
+/// Serialising these structs of strings cannot fail; the fallback keeps it total.
+fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
 /// `hms_close_expired_sessions(p_now)`.
 pub fn close_expired(target: &RestTarget, now: Timestamp) -> Request {
-    let body = serde_json::json!({ "p_now": now.to_rfc3339() }).to_string();
+    let body = to_json(&CloseArgs {
+        p_now: now.to_rfc3339(),
+    });
     rpc(target, "hms_close_expired_sessions", body)
 }
 
@@ -174,13 +194,12 @@ pub fn apply_facts(
     received_at: Timestamp,
     facts: &[Fact],
 ) -> Request {
-    let body = serde_json::json!({
-        "p_room_id": room_id,
-        "p_observed_at": observed_at.to_rfc3339(),
-        "p_received_at": received_at.to_rfc3339(),
-        "p_facts": facts,
-    })
-    .to_string();
+    let body = to_json(&FactsArgs {
+        p_room_id: room_id,
+        p_observed_at: observed_at.to_rfc3339(),
+        p_received_at: received_at.to_rfc3339(),
+        p_facts: facts,
+    });
     rpc(target, "hms_apply_facts", body)
 }
 

@@ -13,11 +13,15 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::Serialize;
 
-use crate::config::RestTarget;
+use crate::config::Config;
+use crate::config::{RestTarget, Settings};
+use crate::error::Error;
 use crate::facts::{self, Applied, Correction, DbRoom, Fact};
+use crate::handler::{self, Incoming};
 use crate::hms_api::{self, ActivePeer, ActiveRoom, Api, ApiError, Session};
 use crate::http::{join_all, Http};
-use crate::reply::Reply;
+use crate::json::{self, Value};
+use crate::reply::{self as replies, Facts as ReplyFacts, Notes, Reply};
 use crate::roles::Roles;
 use crate::time::Timestamp;
 
@@ -639,26 +643,79 @@ pub async fn run<H: Http>(http: &H, pass: &Pass<'_>, received_at_ms: i64) -> Sum
     finish(summary)
 }
 
+/// Whether a request path is the reconcile route (`…/reconcile`, e.g.
+/// `/functions/v1/hms-webhook/reconcile` or, behind the platform, `/hms-webhook/reconcile`).
+pub fn is_route(path: &str) -> bool {
+    path.trim_end_matches('/').ends_with("/reconcile")
+}
+
+/// Admits a reconcile request exactly like a webhook: method and size first, then the secret
+/// header or the signature over the raw body; the body, if any, must be a JSON object (its
+/// members are ignored). Any refusal is the webhook's own reply for that fault.
+pub fn admit<'c>(config: &'c Config, incoming: &Incoming<'_>) -> Result<&'c Settings, Reply> {
+    let body_len = u64::try_from(incoming.body.len()).unwrap_or(u64::MAX);
+    if let Some(reply) = handler::preflight(config, incoming.method, Some(body_len)) {
+        return Err(reply);
+    }
+    let refuse = |err: &Error| replies::error(err, &ReplyFacts::default(), &Notes::default(), None);
+    let settings = config.settings().map_err(|_| refuse(&Error::Internal))?;
+    settings
+        .verifier
+        .check(incoming.headers, incoming.body)
+        .map_err(|err| refuse(&err))?;
+    if !incoming.body.is_empty() {
+        let text = std::str::from_utf8(incoming.body).map_err(|_| refuse(&Error::InvalidUtf8))?;
+        match json::parse(text) {
+            Ok(Value::Object(_)) => {}
+            Ok(_) => return Err(refuse(&Error::NotAnObject)),
+            Err(e) => return Err(refuse(&Error::InvalidJson(e.0))),
+        }
+    }
+    Ok(settings)
+}
+
+/// The one log line of a pass: counts only (room ids and errors are in the answer).
+#[derive(Serialize)]
+struct LogLine {
+    level: &'static str,
+    msg: &'static str,
+    status: u16,
+    outcome: &'static str,
+    api: &'static str,
+    rooms_checked: u64,
+    rooms_corrected: usize,
+    sessions_closed: u64,
+    api_errors: usize,
+    db_errors: usize,
+    not_reached: usize,
+    stopped: Option<&'static str>,
+    ms: i64,
+}
+
 /// The HTTP reply and its one log line. 503 only when the database could not be used at all.
 pub fn reply(summary: &Summary) -> Reply {
     let status = if summary.status == "failed" { 503 } else { 200 };
     let body = serde_json::to_string(summary).unwrap_or_default();
-    let log = serde_json::json!({
-        "level": if summary.status == "completed" { "info" } else { "warn" },
-        "msg": "reconcile",
-        "status": status,
-        "outcome": summary.status,
-        "api": summary.api,
-        "rooms_checked": summary.rooms_checked,
-        "rooms_corrected": summary.rooms_corrected.len(),
-        "sessions_closed": summary.sessions_closed,
-        "api_errors": summary.api_errors.len(),
-        "db_errors": summary.db_errors.len(),
-        "not_reached": summary.not_reached.len(),
-        "stopped": summary.stopped,
-        "ms": summary.ms,
+    let log = serde_json::to_string(&LogLine {
+        level: if summary.status == "completed" {
+            "info"
+        } else {
+            "warn"
+        },
+        msg: "reconcile",
+        status,
+        outcome: summary.status,
+        api: summary.api,
+        rooms_checked: summary.rooms_checked,
+        rooms_corrected: summary.rooms_corrected.len(),
+        sessions_closed: summary.sessions_closed,
+        api_errors: summary.api_errors.len(),
+        db_errors: summary.db_errors.len(),
+        not_reached: summary.not_reached.len(),
+        stopped: summary.stopped,
+        ms: summary.ms,
     })
-    .to_string();
+    .unwrap_or_default();
     Reply {
         status,
         headers: vec![("content-type".into(), "application/json".into())],
@@ -1047,6 +1104,61 @@ mod tests {
                 .collect();
             assert_eq!(listed.len(), 250, "inclusive={inclusive}");
         }
+    }
+
+    #[test]
+    fn the_route_is_admitted_exactly_like_a_webhook() {
+        let secret = "hms_test_secret_0123456789";
+        let config = Config::from_env([
+            ("HMS_WEBHOOK_SECRET", secret),
+            ("SUPABASE_URL", "http://db"),
+            ("SUPABASE_SECRET_KEYS", r#"{"default":"sb_secret_k"}"#),
+        ]);
+        let admit_with = |method: &str, headers: &[(String, String)], body: &[u8]| {
+            admit(
+                &config,
+                &Incoming {
+                    method,
+                    headers,
+                    body,
+                    now_ms: NOW_MS,
+                },
+            )
+        };
+        let signature = |body: &[u8]| {
+            vec![(
+                "x-100ms-signature".to_string(),
+                crate::signature::sign_hex(secret, body),
+            )]
+        };
+        let header = vec![("x-webhook-secret".to_string(), secret.to_string())];
+        assert!(admit_with("POST", &header, b"").is_ok());
+        assert!(admit_with("POST", &signature(b"{}"), b"{}").is_ok());
+        let forged = admit_with("POST", &[], b"{}").unwrap_err();
+        let webhook = handler::begin(
+            &config,
+            &Incoming {
+                method: "POST",
+                headers: &[],
+                body: b"{}",
+                now_ms: NOW_MS,
+            },
+        );
+        assert_eq!(forged.status, 401);
+        assert_eq!(handler::Step::Respond(forged.clone()), webhook);
+        assert_eq!(
+            admit_with("POST", &signature(b"{}"), b"{} ")
+                .unwrap_err()
+                .status,
+            401
+        );
+        assert_eq!(admit_with("GET", &header, b"").unwrap_err().status, 405);
+        assert_eq!(admit_with("POST", &header, b"[1]").unwrap_err().status, 400);
+        assert_eq!(admit_with("POST", &header, b"{").unwrap_err().status, 400);
+        assert!(is_route("/hms-webhook/reconcile"));
+        assert!(is_route("/functions/v1/hms-webhook/reconcile/"));
+        assert!(!is_route("/hms-webhook"));
+        assert!(!is_route("/hms-webhook/reconciled"));
     }
 
     #[test]
