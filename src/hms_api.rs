@@ -255,14 +255,14 @@ fn session_object(mut object: Object<'_>) -> Parsed<Session> {
         // A session nobody joined may come without peers.
         None => Vec::new(),
         Some(Value::Object(peers)) => {
-            let mut out = Vec::with_capacity(peers.len());
-            for (key, value) in peers.iter() {
-                let Value::Object(peer) = value else {
+            let members = peers.into_members();
+            let mut out: Vec<SessionPeer> = Vec::with_capacity(members.len());
+            for (key, value) in members {
+                let Value::Object(mut peer) = value else {
                     return Err(ApiError::Malformed("session.peers entry"));
                 };
-                let mut peer = peer.clone();
                 let id = string(&mut peer, "id", "session.peers[].id")?;
-                if id != key {
+                if id != key || out.iter().any(|p| p.id == id) {
                     return Err(ApiError::Malformed("session.peers key differs from its id"));
                 }
                 // A peer filed under another session would be a fact about the wrong session.
@@ -359,14 +359,14 @@ pub fn parse_active_peers(body: &[u8]) -> Parsed<Vec<ActivePeer>> {
         Some(Value::Object(peers)) => peers,
         Some(_) => return Err(ApiError::Malformed("peers")),
     };
-    let mut out = Vec::with_capacity(peers.len());
-    for (key, value) in peers.iter() {
-        let Value::Object(peer) = value else {
+    let members = peers.into_members();
+    let mut out: Vec<ActivePeer> = Vec::with_capacity(members.len());
+    for (key, value) in members {
+        let Value::Object(mut peer) = value else {
             return Err(ApiError::Malformed("peers entry"));
         };
-        let mut peer = peer.clone();
         let id = string(&mut peer, "id", "peers[].id")?;
-        if id != key {
+        if id != key || out.iter().any(|p| p.id == id) {
             return Err(ApiError::Malformed("peers key differs from its id"));
         }
         out.push(ActivePeer {

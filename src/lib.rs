@@ -1,7 +1,7 @@
 //! hms-webhook: 100ms webhooks -> exact live-room counts and trending in Supabase Postgres.
 //!
 //! The crate is a sans-IO core (everything but `wasm`) plus a thin `wasm-bindgen` boundary.
-//! One request flows `handler::preflight` -> `handler::begin` -> (one RPC) -> `handler::finish`;
+//! One request flows [`preflight`] -> [`begin`] -> (one RPC) -> [`finish`];
 //! see `docs/design.md` for the contracts between the parts.
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -14,26 +14,42 @@
     )
 )]
 
-pub mod config;
-pub mod error;
-pub mod event;
-pub mod facts;
-pub mod handler;
-pub mod hms_api;
-pub mod http;
-pub mod json;
-pub mod plan;
-pub mod reconcile;
-pub mod reply;
-pub mod rest;
-pub mod roles;
-pub mod signature;
-pub mod time;
-pub mod token;
+// Private modules behind one flat API (the boundary, the fuzzer, the bench and the tests need
+// no more than this); a new route adds its step function to `handler` and re-exports it here.
+mod config;
+mod error;
+mod event;
+mod facts;
+mod handler;
+mod hms_api;
+mod http;
+mod json;
+mod plan;
+mod reconcile;
+mod reply;
+mod rest;
+mod roles;
+mod signature;
+mod time;
+mod token;
 pub mod trending;
 #[cfg(target_arch = "wasm32")]
 mod wasm;
 
-pub use config::Config;
-pub use handler::{begin, finish, preflight, Call, CallContext, Incoming, RpcOutcome, Step};
+pub use config::{Config, Misconfig, VARIABLES};
+pub use error::Error;
+pub use handler::{
+    begin, finish, misconfigured, preflight, Call, CallContext, Incoming, Step, MAX_FUTURE_SECONDS,
+};
 pub use reply::Reply;
+pub use rest::{RpcOutcome, RpcRequest};
+pub use signature::sign_hex;
+
+/// Reconcile: the pass, its I/O seam and its answer (the boundary runs it on `fetch`).
+pub mod reconciliation {
+    pub use crate::facts::{Correction, Counts, Fact};
+    pub use crate::hms_api::Api;
+    pub use crate::http::{Http, Method, Outcome, Request};
+    pub use crate::reconcile::{admit, build_facts, is_route, reply, run, Pass, Summary};
+    pub use crate::token::{mint, TokenCache};
+}

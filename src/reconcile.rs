@@ -21,7 +21,7 @@ use crate::handler::{self, Incoming};
 use crate::hms_api::{self, ActivePeer, ActiveRoom, Api, ApiError, Session};
 use crate::http::{join_all, Http};
 use crate::json::{self, Value};
-use crate::reply::{self as replies, Facts as ReplyFacts, Notes, Reply};
+use crate::reply::{Log, Outcome as Answer, Reply};
 use crate::roles::Roles;
 use crate::time::Timestamp;
 
@@ -657,8 +657,9 @@ pub fn admit<'c>(config: &'c Config, incoming: &Incoming<'_>) -> Result<&'c Sett
     if let Some(reply) = handler::preflight(config, incoming.method, Some(body_len)) {
         return Err(reply);
     }
-    let refuse = |err: &Error| replies::error(err, &ReplyFacts::default(), &Notes::default(), None);
-    let settings = config.settings().map_err(|_| refuse(&Error::Internal))?;
+    let refuse =
+        |err: &Error| Log::new(config.debug(), incoming.now_ms).reply(Answer::Refused(err));
+    let settings = config.settings();
     settings
         .verifier
         .check(incoming.headers, incoming.body)
@@ -1113,7 +1114,8 @@ mod tests {
             ("HMS_WEBHOOK_SECRET", secret),
             ("SUPABASE_URL", "http://db"),
             ("SUPABASE_SECRET_KEYS", r#"{"default":"sb_secret_k"}"#),
-        ]);
+        ])
+        .unwrap();
         let admit_with = |method: &str, headers: &[(String, String)], body: &[u8]| {
             admit(
                 &config,

@@ -37,6 +37,7 @@ impl std::fmt::Display for TimeError {
 
 impl Timestamp {
     /// From microseconds since the epoch.
+    #[cfg(test)]
     pub const fn from_micros(micros: i64) -> Self {
         Timestamp(micros)
     }
@@ -47,6 +48,7 @@ impl Timestamp {
     }
 
     /// Milliseconds since the epoch, rounded towards negative infinity.
+    #[cfg(test)]
     pub fn unix_ms(self) -> i64 {
         self.0.div_euclid(1000)
     }

@@ -1,14 +1,15 @@
 //! The Wasm boundary (wasm32 only): turns a web `Request` into the core's `Incoming`, reads the
 //! body with a cap, sends the one RPC with the global `fetch`, logs, and builds the `Response`.
 
-use crate::config::{Config, DEFAULT_MAX_BODY_BYTES};
+use crate::config::{Config, Misconfig, VARIABLES};
 use crate::error::Error;
-use crate::handler::{self, Incoming, RpcOutcome, RpcRequest, Step};
+use crate::handler::{self, Incoming, Step};
 use crate::hms_api::Api;
-use crate::http::{self, Http, Outcome};
+use crate::http::{self, Http, Outcome as HttpOutcome};
 use crate::json::{self, Value};
 use crate::reconcile;
-use crate::reply::{self, Facts, Notes, Reply};
+use crate::reply::{Log, Outcome, Reply};
+use crate::rest::{RpcOutcome, RpcRequest};
 use crate::token::TokenCache;
 use js_sys::{Date, Uint8Array};
 use std::cell::RefCell;
@@ -49,24 +50,32 @@ fn now_ms() -> i64 {
 /// One handler per isolate: configuration parsed once, then reused for every request.
 #[wasm_bindgen]
 pub struct WebhookHandler {
-    config: Config,
+    /// A usable configuration, or the 500 `misconfigured` reply every request gets.
+    config: Result<Config, Reply>,
     /// The 100ms management token, reused across requests until shortly before it expires.
     tokens: RefCell<TokenCache>,
 }
 
 #[wasm_bindgen]
 impl WebhookHandler {
-    /// Builds the handler from a plain object of environment strings (`Deno.env.toObject()`).
+    /// The names of the environment variables the core reads: the shim passes exactly these.
+    pub fn variables() -> Vec<String> {
+        VARIABLES.iter().map(|name| (*name).to_owned()).collect()
+    }
+
+    /// Builds the handler from a plain object of environment strings (see [`Self::variables`]).
     /// Never throws: an unusable object yields a handler that answers 500 `misconfigured`.
     #[wasm_bindgen(constructor)]
     pub fn new(env: JsValue) -> WebhookHandler {
-        let config = match env_pairs(&env) {
-            Some(pairs) => Config::from_env(pairs),
-            None => Config::misconfigured(
-                "environment",
-                "the handler was not given an object of strings",
-            ),
-        };
+        let config = env_pairs(&env)
+            .ok_or_else(|| {
+                Misconfig::new(
+                    "environment",
+                    "the handler was not given an object of strings",
+                )
+            })
+            .and_then(Config::from_env)
+            .map_err(|problem| handler::misconfigured(&problem));
         WebhookHandler {
             config,
             tokens: RefCell::new(TokenCache::default()),
@@ -76,10 +85,12 @@ impl WebhookHandler {
     /// Handles one request. Never rejects for request or upstream problems: they become JSON
     /// replies (4xx/5xx) and exactly one log line.
     pub async fn handle(&self, request: Request) -> Result<Response, JsValue> {
-        let reply = if reconcile::is_route(&path_of(&request.url())) {
-            self.reconcile(&request).await
-        } else {
-            handle_request(&self.config, &request).await
+        let reply = match &self.config {
+            Ok(config) if reconcile::is_route(&path_of(&request.url())) => {
+                self.reconcile(config, &request).await
+            }
+            Ok(config) => handle_request(config, &request).await,
+            Err(misconfigured) => misconfigured.clone(),
         };
         web_sys::console::log_1(&JsValue::from_str(&reply.log));
         to_response(&reply)
@@ -100,15 +111,18 @@ impl WebhookHandler {
                 .collect(),
             _ => Vec::new(),
         };
-        let step = handler::begin(
-            &self.config,
-            &Incoming {
-                method: "POST",
-                headers: &headers,
-                body,
-                now_ms: now_ms as i64,
-            },
-        );
+        let step = match &self.config {
+            Ok(config) => handler::begin(
+                config,
+                &Incoming {
+                    method: "POST",
+                    headers: &headers,
+                    body,
+                    now_ms: now_ms as i64,
+                },
+            ),
+            Err(misconfigured) => Step::Respond(misconfigured.clone()),
+        };
         let summary = match &step {
             Step::Respond(reply) => Summary {
                 step: "respond",
@@ -131,20 +145,16 @@ impl WebhookHandler {
 
 impl WebhookHandler {
     /// `POST …/reconcile`: admitted like a webhook, then one pass with `fetch` as its I/O.
-    async fn reconcile(&self, request: &Request) -> Reply {
-        let config = &self.config;
+    async fn reconcile(&self, config: &Config, request: &Request) -> Reply {
         let received = now_ms();
         let method = request.method();
         let headers = read_headers(&request.headers());
-        let max = config
-            .settings()
-            .map(|s| s.max_body_bytes)
-            .unwrap_or(DEFAULT_MAX_BODY_BYTES);
         if let Some(reply) = handler::preflight(config, &method, None) {
             return reply;
         }
-        let Ok(body) = read_body(request, max.saturating_add(1)).await else {
-            return internal("request body could not be read");
+        let cap = config.settings().max_body_bytes.saturating_add(1);
+        let Ok(body) = read_body(request, cap).await else {
+            return internal(config, "request body could not be read", received);
         };
         let incoming = Incoming {
             method: &method,
@@ -206,13 +216,13 @@ fn path_of(url: &str) -> String {
 struct Fetch;
 
 impl Http for Fetch {
-    async fn send(&self, request: http::Request) -> Outcome {
+    async fn send(&self, request: http::Request) -> HttpOutcome {
         let started = now_ms();
         match fetch_any(&request).await {
             Ok(outcome) => outcome,
             // An abort by our timer is a timeout; anything else never reached an answer.
-            Err(_) if now_ms() - started >= i64::from(UPSTREAM_TIMEOUT_MS) => Outcome::TimedOut,
-            Err(_) => Outcome::Unreachable,
+            Err(_) if now_ms() - started >= i64::from(UPSTREAM_TIMEOUT_MS) => HttpOutcome::TimedOut,
+            Err(_) => HttpOutcome::Unreachable,
         }
     }
 
@@ -221,7 +231,7 @@ impl Http for Fetch {
     }
 }
 
-async fn fetch_any(request: &http::Request) -> Result<Outcome, JsValue> {
+async fn fetch_any(request: &http::Request) -> Result<HttpOutcome, JsValue> {
     let headers = Headers::new()?;
     for (name, value) in &request.headers {
         headers.set(name, value)?;
@@ -241,8 +251,8 @@ async fn fetch_any(request: &http::Request) -> Result<Outcome, JsValue> {
     let answer = fetch_answer(&request.url, &init).await;
     clear_timeout(&timer);
     answer.map(|outcome| match outcome {
-        RpcOutcome::Response { status, body } => Outcome::Response { status, body },
-        RpcOutcome::Unreachable => Outcome::Unreachable,
+        RpcOutcome::Response { status, body } => HttpOutcome::Response { status, body },
+        RpcOutcome::Unreachable => HttpOutcome::Unreachable,
     })
 }
 
@@ -277,16 +287,12 @@ struct Summary<'a> {
     args: Option<&'a str>,
 }
 
-fn internal(problem: &str) -> Reply {
-    reply::error(
-        &Error::Internal,
-        &Facts::default(),
-        &Notes {
-            problem: Some(problem),
-            ..Notes::default()
-        },
-        None,
-    )
+fn internal(config: &Config, problem: &'static str, started_ms: i64) -> Reply {
+    let log = Log {
+        problem: Some(problem.into()),
+        ..Log::new(config.debug(), started_ms)
+    };
+    log.reply(Outcome::Refused(&Error::Internal))
 }
 
 async fn handle_request(config: &Config, request: &Request) -> Reply {
@@ -300,13 +306,10 @@ async fn handle_request(config: &Config, request: &Request) -> Reply {
     if let Some(reply) = handler::preflight(config, &method, content_length) {
         return reply;
     }
-    let max = config
-        .settings()
-        .map(|s| s.max_body_bytes)
-        .unwrap_or(DEFAULT_MAX_BODY_BYTES);
     // One byte over the limit is enough for `begin` to answer 413.
-    let Ok(body) = read_body(request, max.saturating_add(1)).await else {
-        return internal("request body could not be read");
+    let cap = config.settings().max_body_bytes.saturating_add(1);
+    let Ok(body) = read_body(request, cap).await else {
+        return internal(config, "request body could not be read", started);
     };
     let incoming = Incoming {
         method: &method,
@@ -318,7 +321,7 @@ async fn handle_request(config: &Config, request: &Request) -> Reply {
         Step::Respond(reply) => reply,
         Step::Call(call) => {
             let outcome = send(&call.request).await;
-            handler::finish(config, &call.context, outcome, now_ms())
+            handler::finish(call.context, outcome, now_ms())
         }
     }
 }
