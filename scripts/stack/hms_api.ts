@@ -156,6 +156,8 @@ export interface HmsApi {
   sessions(): TrueSession[];
   /** Resolves when every running replay has sent everything. */
   replaysDone(): Promise<void>;
+  /** Where replays go, once the function's URL is known. */
+  setWebhook(url: string, secret: string, header?: string): void;
   stop(): Promise<void>;
 }
 
@@ -754,6 +756,11 @@ export function startHmsApi(options: HmsApiOptions): Promise<HmsApi> {
             deliveries: () => [...log],
             workflows: () => [...workflows],
             sessions: truth,
+            setWebhook(url, secret, header) {
+              options.webhookUrl = url;
+              options.webhookSecret = secret;
+              options.webhookHeader = header;
+            },
             async replaysDone() {
               while (running.size > 0) await Promise.all([...running]);
             },
