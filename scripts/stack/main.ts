@@ -261,7 +261,8 @@ function passLine(
   }: ` +
     `api ${summary.api}, ${summary.rooms_checked} checked, ${summary.rooms_corrected.length} ` +
     `corrected, ${summary.sessions_closed} sessions closed, ${summary.api_errors.length} API ` +
-    `errors, ${summary.not_reached.length} not reached (${summary.ms} ms)`;
+    `errors, ${summary.db_errors.length} database errors, ${summary.not_reached.length} not ` +
+    `reached (${summary.ms} ms)`;
 }
 
 /** `bash scripts/build.sh` only when `--check` says the committed module is stale or missing. */
