@@ -9,7 +9,7 @@
 //! that room succeeded, so a failure never writes half a picture.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
 use serde::Serialize;
 
@@ -176,13 +176,14 @@ pub fn build_facts(
     roles: &Roles,
 ) -> Vec<Fact> {
     let mut out = Vec::new();
-    let mut seen_sessions = BTreeSet::new();
+    let mut seen_sessions: Vec<&str> = Vec::new();
     let current_role = |id: &str| active_peers.iter().find(|p| p.id == id).map(|p| &p.role);
     let class = |role: &str| roles.classify(role).as_str();
     for session in sessions {
-        if !seen_sessions.insert(session.id.as_str()) {
+        if seen_sessions.contains(&session.id.as_str()) {
             continue;
         }
+        seen_sessions.push(&session.id);
         // 100ms reports it over: a close no earlier than anything it reports of the session.
         let closed_at = (!session.active).then(|| {
             session
@@ -445,14 +446,13 @@ impl<H: Http> Shared<'_, H> {
     }
 }
 
-/// Reads every page of active sessions; groups them by room.
+/// Reads every page of active sessions (each session once).
 async fn discover<H: Http>(
     http: &H,
     api: Api<'_>,
     deadline_ms: i64,
-) -> Result<BTreeMap<String, Vec<Session>>, (ApiFailure, Option<Stop>)> {
-    let mut rooms: BTreeMap<String, Vec<Session>> = BTreeMap::new();
-    let mut seen = BTreeSet::new();
+) -> Result<Vec<Session>, (ApiFailure, Option<Stop>)> {
+    let mut sessions: Vec<Session> = Vec::new();
     let mut start: Option<String> = None;
     for _ in 0..MAX_PAGES {
         if http.now_ms() >= deadline_ms {
@@ -477,25 +477,20 @@ async fn discover<H: Http>(
             }
         };
         let full = page.sessions.len() >= hms_api::PAGE_LIMIT as usize;
-        let mut new = 0;
-        for session in page.sessions {
-            // Whether `start` is inclusive is not documented: a repeated session is skipped.
-            if session.active && seen.insert(session.id.clone()) {
-                new += 1;
-                rooms
-                    .entry(session.room_id.clone())
-                    .or_default()
-                    .push(session);
-            }
-        }
+        let before = sessions.len();
+        sessions.extend(page.sessions.into_iter().filter(|s| s.active));
+        // Whether `start` is inclusive is not documented: a repeated session counts once.
+        sessions.sort_by(|a, b| a.id.cmp(&b.id));
+        sessions.dedup_by(|a, b| a.id == b.id);
+        let new = sessions.len() > before;
         match page.last {
-            Some(last) if full && new > 0 && start.as_deref() != Some(last.as_str()) => {
+            Some(last) if full && new && start.as_deref() != Some(last.as_str()) => {
                 start = Some(last)
             }
-            _ => return Ok(rooms),
+            _ => return Ok(sessions),
         }
     }
-    Ok(rooms)
+    Ok(sessions)
 }
 
 /// Runs one pass. `received_at_ms` is when the request arrived (the function's clock).
@@ -582,27 +577,33 @@ pub async fn run<H: Http>(http: &H, pass: &Pass<'_>, received_at_ms: i64) -> Sum
     };
 
     // 4. One job per room: the database's live rooms, then rooms only 100ms knows are live.
-    let mut jobs: BTreeMap<String, Job> = BTreeMap::new();
-    for db in db_rooms {
-        jobs.insert(
-            db.room_id.clone(),
-            Job {
-                room_id: db.room_id.clone(),
-                db: Some(db),
-                listed: Vec::new(),
-                listed_at_ms,
-            },
-        );
-    }
-    for (room_id, sessions) in active {
-        jobs.entry(room_id.clone())
-            .or_insert_with(|| Job {
-                room_id,
-                db: None,
-                listed: Vec::new(),
-                listed_at_ms,
-            })
-            .listed = sessions;
+    let mut jobs: Vec<Job> = db_rooms
+        .into_iter()
+        .map(|db| Job {
+            room_id: db.room_id.clone(),
+            db: Some(db),
+            listed: Vec::new(),
+            listed_at_ms,
+        })
+        .collect();
+    jobs.sort_by(|a, b| a.room_id.cmp(&b.room_id));
+    for session in active {
+        match jobs.binary_search_by(|j| j.room_id.as_str().cmp(&session.room_id)) {
+            Ok(at) => {
+                if let Some(job) = jobs.get_mut(at) {
+                    job.listed.push(session);
+                }
+            }
+            Err(at) => jobs.insert(
+                at,
+                Job {
+                    room_id: session.room_id.clone(),
+                    db: None,
+                    listed: vec![session],
+                    listed_at_ms,
+                },
+            ),
+        }
     }
     let shared = Shared {
         http,
@@ -611,7 +612,7 @@ pub async fn run<H: Http>(http: &H, pass: &Pass<'_>, received_at_ms: i64) -> Sum
         deadline_ms,
         received_at,
         stop: Cell::new(None),
-        queue: RefCell::new(jobs.into_values().collect()),
+        queue: RefCell::new(jobs.into()),
         results: RefCell::new(Vec::new()),
     };
     join_all((0..CONCURRENCY).map(|_| shared.worker()).collect()).await;
@@ -1096,7 +1097,7 @@ mod tests {
             });
             let summary = run_pass(&http, true);
             assert_eq!(summary.rooms_unknown, 0);
-            let listed: BTreeSet<String> = http
+            let listed: std::collections::BTreeSet<String> = http
                 .sent
                 .borrow()
                 .iter()
