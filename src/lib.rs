@@ -45,6 +45,15 @@ pub use reply::Reply;
 pub use rest::{RpcOutcome, RpcRequest};
 pub use signature::sign_hex;
 
+/// What tests/support/wire.rs checks generated bodies with: the parse and the plan of a webhook.
+#[doc(hidden)]
+pub mod wire {
+    pub use crate::event::parse;
+    pub use crate::plan::{plan, Plan};
+    pub use crate::roles::Roles;
+    pub use crate::time::Timestamp;
+}
+
 /// Reconcile: the pass, its I/O seam and its answer (the boundary runs it on `fetch`).
 pub mod reconciliation {
     pub use crate::facts::{Correction, Counts, Fact};

@@ -37,7 +37,6 @@ impl std::fmt::Display for TimeError {
 
 impl Timestamp {
     /// From microseconds since the epoch.
-    #[cfg(test)]
     pub const fn from_micros(micros: i64) -> Self {
         Timestamp(micros)
     }
