@@ -572,3 +572,92 @@ Deno.test("figure: one pass over 100 live rooms", SHARED, async () => {
     await close(w);
   }
 });
+
+Deno.test(
+  "npm start's 100ms stand-in: a --lost join comes back with npm run replay; npm run reconcile prints the pass",
+  SHARED,
+  async () => {
+    const { root } = await getStack();
+    const dir = await Deno.makeTempDir({ prefix: "hms-recon-start-" });
+    const stackFile = `${dir}/stack.json`;
+    const deno = `${root}/node_modules/.bin/deno`;
+    const env = { HMS_STACK_FILE: stackFile, PORT: "0" };
+    const child = new Deno.Command(deno, {
+      args: [
+        "run",
+        "-A",
+        `${root}/scripts/stack/main.ts`,
+        "--skip-build",
+        "--no-reconcile",
+      ],
+      cwd: root,
+      env,
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    const tool = async (name: string, ...args: string[]) => {
+      const out = await new Deno.Command(deno, {
+        args: ["run", "-A", `${root}/scripts/tools/${name}.ts`, ...args],
+        env,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const text = new TextDecoder().decode(out.stdout) +
+        new TextDecoder().decode(out.stderr);
+      assert.equal(out.code, 0, `${name} ${args.join(" ")}: ${text}`);
+      return text;
+    };
+    try {
+      for (let i = 0; i < 120; i++) {
+        if (await Deno.stat(stackFile).then(() => true, () => false)) break;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      const file = JSON.parse(await Deno.readTextFile(stackFile));
+      assert.ok(
+        file.hmsApi?.url,
+        "npm start runs the stand-in without real keys",
+      );
+      await tool("send", "session.open.success", "--session", "s-local");
+      assert.match(
+        await tool(
+          "send",
+          "peer.join.success",
+          "--session",
+          "s-local",
+          "--peer",
+          "p-lost",
+          "--lost",
+        ),
+        /recorded as a failed delivery/,
+      );
+      const sql = (await import("postgres")).default(file.databaseUrl, {
+        max: 1,
+      });
+      try {
+        const count = async () =>
+          (await sql`select listener_count from rooms where hms_room_id = '6501c1d2e3f4a5b6c7d8e9f0'`)[
+            0
+          ]
+            .listener_count;
+        assert.equal(await count(), 0, "the join was lost");
+        assert.match(
+          await tool("replay", "--since", "10m", "--wait"),
+          /workflow completed/,
+        );
+        assert.equal(await count(), 1, "the replay brought it back");
+        assert.match(
+          await tool("reconcile"),
+          /completed\s+on\s+1\s+0\s+0\s+0\s+0/,
+          "one room checked, nothing left to correct",
+        );
+      } finally {
+        await sql.end();
+      }
+    } finally {
+      child.kill("SIGINT");
+      await child.status;
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+);

@@ -23,6 +23,8 @@
  *   (analytics/replay-webhook-events.mdx). Where the mark sits is undocumented: `replayMark`
  *   chooses. `GET …/replay/<workflow_id>` reports progress (its shape is this stand-in's own).
  * - 429 `{"code":429,"message":"rate limit exceeded, retry after 45 seconds"}` (same doc).
+ * - Not 100ms's: `POST /_local/record {body, delivered}` (no token) lets the local stack's
+ *   `npm run send` tell the stand-in what happened (`--lost`: a failed delivery).
  *
  * Where the docs are silent the stand-in picks one documented-compatible behaviour and lets tests
  * pick the other (`cursorInclusive`). The truth it serves is derived from the events by the
@@ -437,6 +439,8 @@ export function startHmsApi(options: HmsApiOptions): Promise<HmsApi> {
   const running = new Set<Promise<void>>();
   const controller = new AbortController();
   const hangs = new Set<ReturnType<typeof setTimeout>>();
+  // Assigned once listening; the local record endpoint uses it.
+  let api!: HmsApi;
 
   const truth = () =>
     deriveSessions(events.map((e) => e.body), BigInt(now()) * NS_PER_MS);
@@ -668,6 +672,18 @@ export function startHmsApi(options: HmsApiOptions): Promise<HmsApi> {
 
   async function handler(request: Request): Promise<Response> {
     const url = new URL(request.url);
+    if (request.method === "POST" && url.pathname === "/_local/record") {
+      try {
+        const { body, delivered } = await request.json();
+        if (typeof body !== "string" || typeof delivered !== "boolean") {
+          throw new Error();
+        }
+        api.record(body, delivered);
+        return json(200, { recorded: true });
+      } catch {
+        return json(400, { code: 400, message: "expected {body, delivered}" });
+      }
+    }
     const entry: Served = {
       method: request.method,
       path: url.pathname + url.search,
@@ -733,46 +749,48 @@ export function startHmsApi(options: HmsApiOptions): Promise<HmsApi> {
         port: 0,
         signal: controller.signal,
         onListen: ({ port }) => {
-          resolve({
-            url: `http://${HOST}:${port}`,
-            record(body, delivered, attemptedAt) {
-              const at = attemptedAt ?? now();
-              events.push({ body, at });
-              const parsed = parseBody(body);
-              if (parsed === null) return;
-              log.push({
-                body,
-                type: parsed.type,
-                roomId: String(parsed.data.room_id ?? ""),
-                attemptedAt: at,
-                status: delivered ? "success" : "failed",
-                replays: 0,
-              });
+          resolve(
+            api = {
+              url: `http://${HOST}:${port}`,
+              record(body, delivered, attemptedAt) {
+                const at = attemptedAt ?? now();
+                events.push({ body, at });
+                const parsed = parseBody(body);
+                if (parsed === null) return;
+                log.push({
+                  body,
+                  type: parsed.type,
+                  roomId: String(parsed.data.room_id ?? ""),
+                  attemptedAt: at,
+                  status: delivered ? "success" : "failed",
+                  replays: 0,
+                });
+              },
+              fault(fault) {
+                faults.push({ ...fault, left: fault.times ?? 1 });
+              },
+              served: () => [...served],
+              deliveries: () => [...log],
+              workflows: () => [...workflows],
+              sessions: truth,
+              setWebhook(url, secret, header) {
+                options.webhookUrl = url;
+                options.webhookSecret = secret;
+                options.webhookHeader = header;
+              },
+              async replaysDone() {
+                while (running.size > 0) await Promise.all([...running]);
+              },
+              async stop() {
+                for (const timer of hangs) clearTimeout(timer);
+                controller.abort();
+                await Promise.race([
+                  server.finished,
+                  new Promise((r) => setTimeout(r, 2000)),
+                ]);
+              },
             },
-            fault(fault) {
-              faults.push({ ...fault, left: fault.times ?? 1 });
-            },
-            served: () => [...served],
-            deliveries: () => [...log],
-            workflows: () => [...workflows],
-            sessions: truth,
-            setWebhook(url, secret, header) {
-              options.webhookUrl = url;
-              options.webhookSecret = secret;
-              options.webhookHeader = header;
-            },
-            async replaysDone() {
-              while (running.size > 0) await Promise.all([...running]);
-            },
-            async stop() {
-              for (const timer of hangs) clearTimeout(timer);
-              controller.abort();
-              await Promise.race([
-                server.finished,
-                new Promise((r) => setTimeout(r, 2000)),
-              ]);
-            },
-          });
+          );
         },
       }, handler);
     } catch (error) {
