@@ -605,6 +605,13 @@ pub async fn run<H: Http>(http: &H, pass: &Pass<'_>, received_at_ms: i64) -> Sum
             ),
         }
     }
+    // Passes that run out of budget must not always leave the same rooms for later: each pass
+    // starts at another point of the (sorted) list, scattered by the minute it runs in.
+    if !jobs.is_empty() {
+        let minute = u64::try_from(received_at_ms.div_euclid(60_000)).unwrap_or(0);
+        let start = minute.wrapping_mul(0x9E37_79B9) % jobs.len() as u64;
+        jobs.rotate_left(usize::try_from(start).unwrap_or(0));
+    }
     let shared = Shared {
         http,
         pass,
@@ -731,6 +738,7 @@ mod tests {
     use super::*;
     use crate::http::{Method, Outcome, Request};
     use serde_json::{json, Value};
+    use std::collections::BTreeSet;
     use std::future::Future;
     use std::task::{Context, Poll, Waker};
 
@@ -1063,6 +1071,46 @@ mod tests {
     }
 
     #[test]
+    fn passes_cut_short_start_at_different_rooms() {
+        let first_applied = |at_ms: i64| {
+            let http = world();
+            http.clock.set(at_ms);
+            // Enough time for the reads and one room's calls, then the budget is gone.
+            let http = Fake {
+                tick_ms: 14_000,
+                ..http
+            };
+            let rest = target();
+            let roles = Roles::default();
+            let pass = Pass {
+                rest: &rest,
+                api: Some(Api {
+                    base_url: "https://api.test",
+                    token: "t",
+                }),
+                roles: &roles,
+            };
+            let summary = block_on(run(&http, &pass, at_ms));
+            assert_eq!(summary.stopped, Some("time_budget"));
+            let reached: Vec<String> = http
+                .sent
+                .borrow()
+                .iter()
+                .filter_map(|r| r.url.strip_prefix("https://api.test/v2/"))
+                .filter(|p| !p.starts_with("sessions?"))
+                .map(str::to_owned)
+                .collect();
+            reached
+        };
+        let starts: BTreeSet<Vec<String>> =
+            (0..8).map(|m| first_applied(NOW_MS + m * 60_000)).collect();
+        assert!(
+            starts.len() > 1,
+            "every pass began with the same room: {starts:?}"
+        );
+    }
+
+    #[test]
     fn a_database_that_is_down_fails_the_pass_with_503() {
         let http = fake(|_| Outcome::Unreachable);
         let summary = run_pass(&http, true);
@@ -1097,7 +1145,7 @@ mod tests {
             });
             let summary = run_pass(&http, true);
             assert_eq!(summary.rooms_unknown, 0);
-            let listed: std::collections::BTreeSet<String> = http
+            let listed: BTreeSet<String> = http
                 .sent
                 .borrow()
                 .iter()
