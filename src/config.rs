@@ -15,6 +15,8 @@ pub const MAX_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
 pub const MAX_TOLERANCE_SECONDS: u64 = 315_360_000;
 /// Path of the RPC below `SUPABASE_URL`.
 pub const RPC_PATH: &str = "/rest/v1/rpc/hms_apply_event";
+/// Default `HMS_API_URL`: 100ms's server API (100ms-api.md).
+pub const DEFAULT_API_URL: &str = "https://api.100ms.live";
 
 /// Every environment variable the core reads, and the only ones the shim passes in (design §3).
 /// A new variable is added here; [`Config::from_env`] drops every other name, so a read of an
@@ -29,6 +31,9 @@ pub const VARIABLES: &[&str] = &[
     "HMS_SPEAKER_ROLES",
     "HMS_IGNORED_ROLES",
     "HMS_AUTO_CREATE_ROOMS",
+    "HMS_APP_ACCESS_KEY",
+    "HMS_APP_SECRET",
+    "HMS_API_URL",
     "SUPABASE_URL",
     "SUPABASE_SECRET_KEYS",
     "SUPABASE_SERVICE_ROLE_KEY",
@@ -49,6 +54,8 @@ pub struct Misconfig {
 pub struct RestTarget {
     /// Full URL of `hms_apply_event`.
     pub rpc_url: String,
+    /// `SUPABASE_URL` without trailing slashes (reconcile's other REST calls live below it).
+    pub base_url: String,
     /// The service key sent as `apikey` and bearer token.
     pub api_key: String,
 }
@@ -58,6 +65,27 @@ impl std::fmt::Debug for RestTarget {
         f.debug_struct("RestTarget")
             .field("rpc_url", &self.rpc_url)
             .field("api_key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// 100ms's server API: where it is and the workspace keys that mint management tokens.
+#[derive(Clone)]
+pub struct ApiTarget {
+    /// `HMS_API_URL` without trailing slashes.
+    pub base_url: String,
+    /// `HMS_APP_ACCESS_KEY` (the token's `access_key` claim; not secret, but not logged).
+    pub access_key: String,
+    /// `HMS_APP_SECRET`, the HS256 key. Never logged, never in a response.
+    pub app_secret: String,
+}
+
+impl std::fmt::Debug for ApiTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiTarget")
+            .field("base_url", &self.base_url)
+            .field("access_key", &"<redacted>")
+            .field("app_secret", &"<redacted>")
             .finish()
     }
 }
@@ -77,6 +105,8 @@ pub struct Settings {
     pub auto_create_rooms: bool,
     /// The REST endpoint.
     pub rest: RestTarget,
+    /// 100ms's API for reconcile; `None` when no workspace keys are configured (API part off).
+    pub api: Option<ApiTarget>,
 }
 
 /// A usable configuration of one isolate. Only [`Config::from_env`] makes one, so holding a
@@ -181,25 +211,52 @@ fn secret_var(env: &Env, name: &'static str) -> Result<Option<Secret>, Misconfig
     }
 }
 
-fn supabase_url(env: &Env) -> Result<String, Misconfig> {
-    const NAME: &str = "SUPABASE_URL";
-    let value = optional(env, NAME).ok_or_else(|| misconfig(NAME, "is not set"))?;
-    check_secret_text(NAME, value)?;
+/// A plain `http(s)://host[/path]` base URL, returned without trailing slashes.
+fn base_url(name: &'static str, value: &str) -> Result<String, Misconfig> {
+    check_secret_text(name, value)?;
     let lower = value.to_ascii_lowercase();
     let rest = lower
         .strip_prefix("https://")
         .or_else(|| lower.strip_prefix("http://"))
-        .ok_or_else(|| misconfig(NAME, "must start with http:// or https://"))?;
+        .ok_or_else(|| misconfig(name, "must start with http:// or https://"))?;
     if rest.trim_end_matches('/').is_empty() {
-        return Err(misconfig(NAME, "has no host"));
+        return Err(misconfig(name, "has no host"));
     }
     if value.contains(['?', '#', ' ']) {
         return Err(misconfig(
-            NAME,
+            name,
             "must be a plain base URL (no query or fragment)",
         ));
     }
-    Ok(format!("{}{RPC_PATH}", value.trim_end_matches('/')))
+    Ok(value.trim_end_matches('/').to_owned())
+}
+
+fn supabase_url(env: &Env) -> Result<String, Misconfig> {
+    const NAME: &str = "SUPABASE_URL";
+    let value = optional(env, NAME).ok_or_else(|| misconfig(NAME, "is not set"))?;
+    base_url(NAME, value)
+}
+
+/// `HMS_APP_ACCESS_KEY` + `HMS_APP_SECRET` (both or neither) and `HMS_API_URL`.
+fn api_target(env: &Env) -> Result<Option<ApiTarget>, Misconfig> {
+    const KEY: &str = "HMS_APP_ACCESS_KEY";
+    const SECRET: &str = "HMS_APP_SECRET";
+    const URL: &str = "HMS_API_URL";
+    let url = base_url(URL, optional(env, URL).unwrap_or(DEFAULT_API_URL))?;
+    match (optional(env, KEY), optional(env, SECRET)) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(misconfig(SECRET, "is not set but HMS_APP_ACCESS_KEY is")),
+        (None, Some(_)) => Err(misconfig(KEY, "is not set but HMS_APP_SECRET is")),
+        (Some(access_key), Some(app_secret)) => {
+            check_secret_text(KEY, access_key)?;
+            check_secret_text(SECRET, app_secret)?;
+            Ok(Some(ApiTarget {
+                base_url: url,
+                access_key: access_key.to_owned(),
+                app_secret: app_secret.to_owned(),
+            }))
+        }
+    }
 }
 
 /// `SUPABASE_SECRET_KEYS` (`{"default": "..."}`) first, else `SUPABASE_SERVICE_ROLE_KEY`.
@@ -277,8 +334,9 @@ fn settings(env: &Env) -> Result<Settings, Misconfig> {
     );
     let auto_create_rooms = bool_var(env, "HMS_AUTO_CREATE_ROOMS", false)?;
 
-    let rpc_url = supabase_url(env)?;
+    let base_url = supabase_url(env)?;
     let api_key = api_key(env)?;
+    let api = api_target(env)?;
 
     let mut secrets = vec![current];
     secrets.extend(previous);
@@ -288,7 +346,12 @@ fn settings(env: &Env) -> Result<Settings, Misconfig> {
         max_body_bytes,
         roles,
         auto_create_rooms,
-        rest: RestTarget { rpc_url, api_key },
+        rest: RestTarget {
+            rpc_url: format!("{base_url}{RPC_PATH}"),
+            base_url,
+            api_key,
+        },
+        api,
     })
 }
 
@@ -567,8 +630,68 @@ mod tests {
 
     #[test]
     fn debug_format_hides_secrets_and_keys() {
-        let text = format!("{:?}", with(&[]));
+        let text = format!(
+            "{:?}",
+            with(&[
+                ("HMS_APP_ACCESS_KEY", "access-key-abc"),
+                ("HMS_APP_SECRET", "app-secret-xyz")
+            ])
+        );
         assert!(!text.contains("s3cret-value"));
         assert!(!text.contains("sb_secret_xyz"));
+        assert!(!text.contains("access-key-abc"));
+        assert!(!text.contains("app-secret-xyz"));
+    }
+
+    #[test]
+    fn api_credentials_come_in_pairs() {
+        assert!(with(&[]).settings().unwrap().api.is_none());
+        let both = with(&[
+            ("HMS_APP_ACCESS_KEY", "ak"),
+            ("HMS_APP_SECRET", "as"),
+            ("HMS_API_URL", "http://127.0.0.1:9999/"),
+        ]);
+        let api = both.settings().unwrap().api.clone().unwrap();
+        assert_eq!(api.base_url, "http://127.0.0.1:9999");
+        assert_eq!(
+            (api.access_key.as_str(), api.app_secret.as_str()),
+            ("ak", "as")
+        );
+        let default_url = with(&[("HMS_APP_ACCESS_KEY", "ak"), ("HMS_APP_SECRET", "as")]);
+        assert_eq!(
+            default_url
+                .settings()
+                .unwrap()
+                .api
+                .as_ref()
+                .unwrap()
+                .base_url,
+            DEFAULT_API_URL
+        );
+        assert_eq!(
+            problem(&with(&[("HMS_APP_ACCESS_KEY", "ak")])).variable,
+            "HMS_APP_SECRET"
+        );
+        assert_eq!(
+            problem(&with(&[("HMS_APP_SECRET", "as")])).variable,
+            "HMS_APP_ACCESS_KEY"
+        );
+        assert_eq!(
+            problem(&with(&[
+                ("HMS_APP_ACCESS_KEY", "ak"),
+                ("HMS_APP_SECRET", "as\n")
+            ]))
+            .variable,
+            "HMS_APP_SECRET"
+        );
+        // A bad URL is refused even before the keys are set: it is validated once, up front.
+        assert_eq!(
+            problem(&with(&[("HMS_API_URL", "api.100ms.live")])).variable,
+            "HMS_API_URL"
+        );
+        assert_eq!(
+            with(&[]).settings().unwrap().rest.base_url,
+            "https://abc.supabase.co"
+        );
     }
 }

@@ -160,6 +160,9 @@ pub struct Event<'a> {
     pub role: Option<Cow<'a, str>>,
     /// Times from `data` (all absent in the flat format).
     pub times: Times,
+    /// `is_replay: true`, at the top level or in `data` (100ms's replay API marks re-sent
+    /// deliveries so; where is not documented). Never set in the flat format.
+    pub replay: bool,
 }
 
 /// Takes a member out of an object; `null` counts as absent, a repeated key is refused.
@@ -279,6 +282,20 @@ fn unhandled<'a>(
         peer_id: None,
         role: None,
         times: Times::default(),
+        replay: false,
+    }
+}
+
+/// `is_replay` in `object`: absent, null or false is not a replay; anything but a boolean is
+/// refused (a string "true" is not what 100ms documents).
+fn replay_flag(object: &mut Object<'_>, field: &'static str) -> Result<bool, Error> {
+    match take(object, "is_replay")? {
+        None | Some(Value::Bool(false)) => Ok(false),
+        Some(Value::Bool(true)) => Ok(true),
+        Some(_) => Err(Error::InvalidField {
+            field,
+            expected: "a boolean",
+        }),
     }
 }
 
@@ -333,18 +350,15 @@ fn envelope(mut top: Object<'_>) -> Result<Event<'_>, Error> {
         timestamp
     };
     let mut data = object(take(&mut top, "data")?, "data")?.ok_or(Error::MissingField("data"))?;
+    let replay = replay_flag(&mut top, "is_replay")? | replay_flag(&mut data, "data.is_replay")?;
     let kind = kind_of(&event_type);
     let Kind::Handled(action) = kind else {
         // The envelope is valid; the payload of types we ignore is not our business.
         let room_id = best_effort_string(&mut data, "room_id", "data.room_id");
-        return Ok(unhandled(
-            Format::Envelope,
-            id,
-            event_type,
-            kind,
-            timestamp,
-            room_id,
-        ));
+        return Ok(Event {
+            replay,
+            ..unhandled(Format::Envelope, id, event_type, kind, timestamp, room_id)
+        });
     };
 
     let room_id = required(take(&mut data, "room_id")?, "data.room_id")?;
@@ -400,6 +414,7 @@ fn envelope(mut top: Object<'_>) -> Result<Event<'_>, Error> {
         peer_id,
         role,
         times,
+        replay,
     })
 }
 
@@ -473,6 +488,7 @@ fn flat<'a>(event_type: Value<'a>, mut top: Object<'a>, body: &[u8]) -> Result<E
         peer_id,
         role,
         times: Times::default(),
+        replay: false,
     })
 }
 

@@ -14,6 +14,9 @@ use crate::time::Timestamp;
 
 /// Events further ahead than this are refused whatever the tolerance (also when it is 0).
 pub const MAX_FUTURE_SECONDS: i64 = 120;
+/// Age bound of a delivery marked `is_replay`: 100ms replays deliveries of the last 30 days
+/// (100ms-api.md §4). Re-applying an old fact is harmless (ledger, monotone rules; README).
+pub const REPLAY_WINDOW_SECONDS: u64 = 30 * 86_400;
 
 /// One incoming request as the boundary sees it.
 #[derive(Debug, Clone, Copy)]
@@ -123,7 +126,12 @@ fn decide<'a>(config: &Config, incoming: &Incoming<'a>, log: &mut Log<'a>) -> Re
     log.event_id = Some(event.id.clone());
     log.event_type = Some(event.event_type.clone());
     log.room_id = event.room_id.clone();
-    check_freshness(event.timestamp, incoming.now_ms, settings.tolerance_seconds)?;
+    let tolerance = match settings.tolerance_seconds {
+        0 => 0,
+        t if event.replay => t.max(REPLAY_WINDOW_SECONDS),
+        t => t,
+    };
+    check_freshness(event.timestamp, incoming.now_ms, tolerance)?;
 
     let received_at = Timestamp::from_unix_ms(incoming.now_ms);
     match plan::plan(
@@ -425,6 +433,55 @@ mod tests {
             respond(run(&short, "POST", &h, &body, EVENT_MS + 5_001)).status,
             401
         );
+    }
+
+    #[test]
+    fn replays_marked_by_100ms_may_be_old_but_not_older_than_its_window() {
+        let config = config_with(&[]);
+        let day = 86_400_000;
+        let mut top: Value = serde_json::from_slice(&join_body()).unwrap();
+        top["is_replay"] = json!(true);
+        let mut inside: Value = serde_json::from_slice(&join_body()).unwrap();
+        inside["data"]["is_replay"] = json!(true);
+        for marked in [top, inside] {
+            let body = marked.to_string().into_bytes();
+            let h = signed(&body);
+            call(run(&config, "POST", &h, &body, EVENT_MS + 29 * day));
+            let too_old = respond(run(&config, "POST", &h, &body, EVENT_MS + 30 * day + 1));
+            assert_eq!(body_json(&too_old)["code"], "stale_timestamp");
+            let future = respond(run(&config, "POST", &h, &body, EVENT_MS - 120_001));
+            assert_eq!(body_json(&future)["code"], "stale_timestamp");
+        }
+        // Unmarked (or marked false) keeps the configured tolerance.
+        let mut unmarked: Value = serde_json::from_slice(&join_body()).unwrap();
+        unmarked["is_replay"] = json!(false);
+        let body = unmarked.to_string().into_bytes();
+        let stale = respond(run(&config, "POST", &signed(&body), &body, EVENT_MS + day));
+        assert_eq!(body_json(&stale)["code"], "stale_timestamp");
+        let mut odd: Value = serde_json::from_slice(&join_body()).unwrap();
+        odd["is_replay"] = json!("true");
+        let body = odd.to_string().into_bytes();
+        let reply = respond(run(&config, "POST", &signed(&body), &body, EVENT_MS));
+        assert_eq!(body_json(&reply)["code"], "invalid_field");
+        assert!(body_json(&reply)["message"]
+            .as_str()
+            .unwrap()
+            .contains("is_replay"));
+        // A replayed type the function ignores is answered 200 too (not 401: 100ms would count
+        // it as failed again).
+        let ignored =
+            json!({"id":"e9","type":"recording.success","timestamp":"2024-10-04T18:03:10Z",
+                             "is_replay":true,"data":{"room_id":"r"}})
+            .to_string()
+            .into_bytes();
+        let reply = respond(run(
+            &config,
+            "POST",
+            &signed(&ignored),
+            &ignored,
+            EVENT_MS + day,
+        ));
+        assert_eq!(reply.status, 200);
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! RPC answers and two config values. It replaces serde_json's deserializer, which cost ~70 KB
 //! of Wasm; serde_json still writes our JSON and is the oracle for this reader in tests.
 //!
-//! Strings borrow from the input unless they contain escapes. Arrays are validated but not
-//! kept (nothing we read is an array). Nesting is limited to [`MAX_DEPTH`], like serde_json.
+//! Strings borrow from the input unless they contain escapes. Arrays are kept (100ms API
+//! answers hold lists; webhook bodies rarely have any). Nesting is limited to [`MAX_DEPTH`],
+//! like serde_json.
 
 use std::borrow::Cow;
 
@@ -22,8 +23,8 @@ pub enum Value<'a> {
     Number(&'a str),
     /// A string, unescaped.
     String(Cow<'a, str>),
-    /// An array (contents validated, then dropped).
-    Array,
+    /// An array, in document order.
+    Array(Vec<Value<'a>>),
     /// An object.
     Object(Object<'a>),
 }
@@ -64,6 +65,11 @@ impl<'a> Object<'a> {
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
+    }
+
+    /// All members in document order, duplicates included (100ms's API keys lists by id).
+    pub fn into_members(self) -> Vec<(Cow<'a, str>, Value<'a>)> {
+        self.members
     }
 
     /// Members in document order (the bench entry point reads headers with it).
@@ -139,7 +145,7 @@ impl<'a> Parser<'a> {
                 Err(self.error("recursion limit exceeded"))
             }
             Some(b'{') => self.object(depth + 1).map(Value::Object),
-            Some(b'[') => self.array(depth + 1).map(|()| Value::Array),
+            Some(b'[') => self.array(depth + 1).map(Value::Array),
             Some(b'"') => self.string().map(Value::String),
             Some(b't') => self.literal("true", Value::Bool(true)),
             Some(b'f') => self.literal("false", Value::Bool(false)),
@@ -301,15 +307,16 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn array(&mut self, depth: usize) -> Result<(), JsonError> {
+    fn array(&mut self, depth: usize) -> Result<Vec<Value<'a>>, JsonError> {
         self.pos += 1; // [
         self.skip_whitespace();
+        let mut items = Vec::new();
         if self.peek() == Some(b']') {
             self.pos += 1;
-            return Ok(());
+            return Ok(items);
         }
         loop {
-            self.value(depth)?;
+            items.push(self.value(depth)?);
             self.skip_whitespace();
             match self.peek() {
                 Some(b',') => {
@@ -321,7 +328,7 @@ impl<'a> Parser<'a> {
                 }
                 Some(b']') => {
                     self.pos += 1;
-                    return Ok(());
+                    return Ok(items);
                 }
                 None => return Err(self.error("EOF while parsing a list")),
                 Some(_) => return Err(self.error("expected `,` or `]`")),
@@ -466,7 +473,14 @@ mod tests {
         assert_eq!(ok("false"), Value::Bool(false));
         assert_eq!(ok("-12.5e+3"), Value::Number("-12.5e+3"));
         assert_eq!(ok("0"), Value::Number("0"));
-        assert_eq!(ok("[1, [2, {}], \"x\"]"), Value::Array);
+        assert_eq!(
+            ok("[1, [2, {}], \"x\"]"),
+            Value::Array(vec![
+                Value::Number("1"),
+                Value::Array(vec![Value::Number("2"), Value::Object(Object::default())]),
+                Value::String("x".into()),
+            ])
+        );
         assert_eq!(
             ok("\"a\\u00e9\\ud83d\\ude00\\n\""),
             Value::String("aé😀\n".into())

@@ -19,14 +19,19 @@
 mod config;
 mod error;
 mod event;
+mod facts;
 mod handler;
+mod hms_api;
+mod http;
 mod json;
 mod plan;
+mod reconcile;
 mod reply;
 mod rest;
 mod roles;
 mod signature;
 mod time;
+mod token;
 #[cfg(target_arch = "wasm32")]
 mod wasm;
 
@@ -48,4 +53,13 @@ pub mod wire {
     pub use crate::plan::{plan, Plan};
     pub use crate::roles::Roles;
     pub use crate::time::Timestamp;
+}
+
+/// Reconcile: the pass, its I/O seam and its answer (the boundary runs it on `fetch`).
+pub mod reconciliation {
+    pub use crate::facts::{Correction, Counts, Fact};
+    pub use crate::hms_api::Api;
+    pub use crate::http::{Http, Method, Outcome, Request};
+    pub use crate::reconcile::{admit, build_facts, is_route, reply, run, Pass, Summary};
+    pub use crate::token::{mint, TokenCache};
 }

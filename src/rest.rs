@@ -127,7 +127,7 @@ fn error_code(body: &[u8]) -> Option<String> {
     plausible.then(|| code.into_owned())
 }
 
-fn count(value: Value<'_>) -> Option<u64> {
+pub(crate) fn count(value: Value<'_>) -> Option<u64> {
     match value {
         Value::Number(number) => match json::integer(number) {
             Integer::Unsigned(n) => Some(n),
@@ -138,7 +138,7 @@ fn count(value: Value<'_>) -> Option<u64> {
 }
 
 /// The `room` object; `None` if any documented field is missing or mistyped.
-fn room(mut object: Object<'_>) -> Option<Room> {
+pub(crate) fn room(mut object: Object<'_>) -> Option<Room> {
     let Value::String(hms_room_id) = object.take("hms_room_id").ok()?? else {
         return None;
     };

@@ -4,11 +4,16 @@
 use crate::config::{Config, Misconfig, VARIABLES};
 use crate::error::Error;
 use crate::handler::{self, Incoming, Step};
+use crate::hms_api::Api;
+use crate::http::{self, Http, Outcome as HttpOutcome};
 #[cfg(feature = "bench")]
 use crate::json::{self, Value};
+use crate::reconcile;
 use crate::reply::{Log, Outcome, Reply};
 use crate::rest::{RpcOutcome, RpcRequest};
+use crate::token::TokenCache;
 use js_sys::{Date, Uint8Array};
+use std::cell::RefCell;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -29,6 +34,10 @@ extern "C" {
     fn set_timeout(callback: &js_sys::Function, ms: u32) -> Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = clearTimeout)]
     fn clear_timeout(id: &JsValue);
+
+    /// Web Crypto's CSPRNG, for the management token's `jti`.
+    #[wasm_bindgen(js_namespace = crypto, js_name = getRandomValues, catch)]
+    fn get_random_values(buffer: &mut [u8]) -> Result<JsValue, JsValue>;
 }
 
 /// Give up on PostgREST after this long: 100ms retries a 503, a hung request helps nobody.
@@ -44,6 +53,8 @@ fn now_ms() -> i64 {
 pub struct WebhookHandler {
     /// A usable configuration, or the 500 `misconfigured` reply every request gets.
     config: Result<Config, Reply>,
+    /// The 100ms management token, reused across requests until shortly before it expires.
+    tokens: RefCell<TokenCache>,
 }
 
 #[wasm_bindgen]
@@ -66,13 +77,19 @@ impl WebhookHandler {
             })
             .and_then(Config::from_env)
             .map_err(|problem| handler::misconfigured(&problem));
-        WebhookHandler { config }
+        WebhookHandler {
+            config,
+            tokens: RefCell::new(TokenCache::default()),
+        }
     }
 
     /// Handles one request. Never rejects for request or upstream problems: they become JSON
     /// replies (4xx/5xx) and exactly one log line.
     pub async fn handle(&self, request: Request) -> Result<Response, JsValue> {
         let reply = match &self.config {
+            Ok(config) if reconcile::is_route(&path_of(&request.url())) => {
+                self.reconcile(config, &request).await
+            }
             Ok(config) => handle_request(config, &request).await,
             Err(misconfigured) => misconfigured.clone(),
         };
@@ -146,6 +163,119 @@ impl WebhookHandler {
         };
         serde_json::to_string(&summary).unwrap_or_default()
     }
+}
+
+impl WebhookHandler {
+    /// `POST …/reconcile`: admitted like a webhook, then one pass with `fetch` as its I/O.
+    async fn reconcile(&self, config: &Config, request: &Request) -> Reply {
+        let received = now_ms();
+        let method = request.method();
+        let headers = read_headers(&request.headers());
+        if let Some(reply) = handler::preflight(config, &method, None) {
+            return reply;
+        }
+        let cap = config.settings().max_body_bytes.saturating_add(1);
+        let Ok(body) = read_body(request, cap).await else {
+            return internal(config, "request body could not be read", received);
+        };
+        let incoming = Incoming {
+            method: &method,
+            headers: &headers,
+            body: &body,
+            now_ms: received,
+        };
+        let settings = match reconcile::admit(config, &incoming) {
+            Ok(settings) => settings,
+            Err(reply) => return reply,
+        };
+        // The borrow ends before any await: one isolate may serve requests concurrently.
+        let token = settings.api.as_ref().map(|api| {
+            self.tokens.borrow_mut().get(
+                &api.access_key,
+                &api.app_secret,
+                received / 1000,
+                random_16,
+            )
+        });
+        let pass = reconcile::Pass {
+            rest: &settings.rest,
+            api: settings
+                .api
+                .as_ref()
+                .zip(token.as_deref())
+                .map(|(api, token)| Api {
+                    base_url: &api.base_url,
+                    token,
+                }),
+            roles: &settings.roles,
+        };
+        let summary = reconcile::run(&Fetch, &pass, received).await;
+        reconcile::reply(&summary)
+    }
+}
+
+/// 16 bytes from Web Crypto. If it ever fails, the clock still makes `jti` unique per mint
+/// (100ms documents `jti` as a fresh UUID; nothing depends on its unpredictability).
+fn random_16() -> [u8; 16] {
+    let mut bytes = [0u8; 16];
+    if get_random_values(&mut bytes).is_err() {
+        bytes[..8].copy_from_slice(&Date::now().to_bits().to_le_bytes());
+    }
+    bytes
+}
+
+/// The path of a request URL (`new URL(url).pathname` without the URL API).
+fn path_of(url: &str) -> String {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let path = after_scheme
+        .find('/')
+        .and_then(|at| after_scheme.get(at..))
+        .unwrap_or("");
+    path.split(['?', '#']).next().unwrap_or("").to_owned()
+}
+
+/// Reconcile's I/O: the global `fetch` with the same timeout as the webhook path.
+struct Fetch;
+
+impl Http for Fetch {
+    async fn send(&self, request: http::Request) -> HttpOutcome {
+        let started = now_ms();
+        match fetch_any(&request).await {
+            Ok(outcome) => outcome,
+            // An abort by our timer is a timeout; anything else never reached an answer.
+            Err(_) if now_ms() - started >= i64::from(UPSTREAM_TIMEOUT_MS) => HttpOutcome::TimedOut,
+            Err(_) => HttpOutcome::Unreachable,
+        }
+    }
+
+    fn now_ms(&self) -> i64 {
+        now_ms()
+    }
+}
+
+async fn fetch_any(request: &http::Request) -> Result<HttpOutcome, JsValue> {
+    let headers = Headers::new()?;
+    for (name, value) in &request.headers {
+        headers.set(name, value)?;
+    }
+    let init = RequestInit::new();
+    init.set_method(request.method.as_str());
+    init.set_headers(&headers);
+    if let Some(body) = &request.body {
+        init.set_body(&JsValue::from_str(body));
+    }
+    let controller = AbortController::new()?;
+    init.set_signal(Some(&controller.signal()));
+    let abort: js_sys::Function = js_sys::Reflect::get(&controller, &JsValue::from_str("abort"))?
+        .dyn_into::<js_sys::Function>()?
+        .bind0(&controller);
+    let timer = set_timeout(&abort, UPSTREAM_TIMEOUT_MS)?;
+    let answer = fetch_answer(&request.url, &init).await;
+    clear_timeout(&timer);
+    answer.map(|outcome| match outcome {
+        RpcOutcome::Response { status, body } => HttpOutcome::Response { status, body },
+        RpcOutcome::Unreachable => HttpOutcome::Unreachable,
+    })
 }
 
 /// What `check_event` reports.

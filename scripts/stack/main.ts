@@ -13,6 +13,8 @@ import { type DatabaseWatch, watchDatabase } from "./db_watch.ts";
 import { HOST } from "./net.ts";
 import { createRest, type Rest } from "./rest.ts";
 import { run, settleWithin } from "./proc.ts";
+import { type HmsApi, startHmsApi } from "./hms_api.ts";
+import { reconcileOnce, type Summary } from "../tools/reconcile.ts";
 
 /** The repository root (two levels above this file). */
 export const REPO_ROOT = new URL("../../", import.meta.url).pathname.replace(
@@ -79,6 +81,8 @@ export interface StackFile {
   /** At start; the stand-in runs in the stack process. PostgreSQL's changes when it restarts. */
   pids: { stack: number; postgres: number; function: number };
   startedAt: string;
+  /** The local 100ms API stand-in, when `npm start` runs one (no real keys were set). */
+  hmsApi?: { url: string; accessKey: string; appSecret: string };
 }
 
 /** A running stack. */
@@ -253,16 +257,39 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
 
 const USAGE =
   `Usage: npm start [-- --port N] [--skip-build] [--function-entry FILE]
+                 [--reconcile-every SECONDS | --no-reconcile]
 
 Starts the local stack: PostgreSQL 15 (migrations applied), the REST stand-in, the
-hms-webhook function and one gateway on http://127.0.0.1:\${PORT:-54321}. Ctrl-C stops it all.
+hms-webhook function and one gateway on http://127.0.0.1:\${PORT:-54321}; without
+HMS_APP_ACCESS_KEY/HMS_APP_SECRET also a local 100ms API stand-in the function reconciles
+against. Ctrl-C stops it all.
 
   --port N       gateway port (default: $PORT, else 54321)
   --skip-build   do not rebuild a stale Wasm module
   --function-entry FILE
                  serve another entry module (e.g. bench/baseline_function.ts)
-Environment: HMS_WEBHOOK_SECRET (else generated), HMS_* and SUPABASE_DEBUG are passed to the
-function, HMS_STACK_FILE (default .stack/stack.json).`;
+  --reconcile-every SECONDS
+                 run a reconcile pass this often (default 300)
+  --no-reconcile no reconcile timer (npm run reconcile still runs one pass)
+Environment: HMS_WEBHOOK_SECRET (else generated); every HMS_* variable and SUPABASE_DEBUG
+are passed to the function (HMS_APP_ACCESS_KEY, HMS_APP_SECRET, HMS_API_URL for a real
+100ms workspace), HMS_STACK_FILE (default .stack/stack.json).`;
+
+/** One line per timed reconcile pass. */
+function passLine(
+  status: number,
+  summary: Summary | null,
+  text: string,
+): string {
+  if (summary === null) return `[reconcile] ${status} ${text.slice(0, 200)}`;
+  return `[reconcile] ${summary.status}${
+    summary.stopped ? ` (${summary.stopped})` : ""
+  }: ` +
+    `api ${summary.api}, ${summary.rooms_checked} checked, ${summary.rooms_corrected.length} ` +
+    `corrected, ${summary.sessions_closed} sessions closed, ${summary.api_errors.length} API ` +
+    `errors, ${summary.db_errors.length} database errors, ${summary.not_reached.length} not ` +
+    `reached (${summary.ms} ms)`;
+}
 
 /** `bash scripts/build.sh` only when `--check` says the committed module is stale or missing. */
 async function buildIfStale(root: string): Promise<void> {
@@ -369,9 +396,21 @@ async function main(args: string[]): Promise<number> {
     await buildIfStale(root);
   }
 
+  let reconcileEvery = 300;
+  const everyArg = args.indexOf("--reconcile-every");
+  if (everyArg >= 0) {
+    reconcileEvery = Number(args[everyArg + 1]);
+    if (!Number.isInteger(reconcileEvery) || reconcileEvery < 5) {
+      console.error(`--reconcile-every needs whole seconds (>= 5)\n\n${USAGE}`);
+      return 2;
+    }
+  }
+  if (args.includes("--no-reconcile")) reconcileEvery = 0;
+
   const stackFile = Deno.env.get("HMS_STACK_FILE") ??
     `${root}/.stack/stack.json`;
   let stack: Stack | null = null;
+  let hmsApi: HmsApi | null = null;
   let exiting = false;
   const shutdown = async (reason: string, code: number) => {
     exiting = true;
@@ -379,6 +418,7 @@ async function main(args: string[]): Promise<number> {
       `\n${reason}: stopping the function, the gateway and PostgreSQL …`,
     );
     await stack?.stop();
+    await hmsApi?.stop();
     await Deno.remove(stackFile).catch(() => {});
     console.log("stopped; .stack/pg-* removed");
     Deno.exit(code);
@@ -401,16 +441,34 @@ async function main(args: string[]): Promise<number> {
   }
 
   const envSecret = Deno.env.get("HMS_WEBHOOK_SECRET");
+  // No real 100ms workspace configured: reconcile against a local stand-in instead.
+  let functionEnv: Record<string, string> | undefined;
+  if (!Deno.env.get("HMS_APP_ACCESS_KEY") && !Deno.env.get("HMS_APP_SECRET")) {
+    const accessKey = generateSecret().slice(0, 24);
+    const appSecret = generateSecret();
+    hmsApi = await startHmsApi({ accessKey, appSecret });
+    functionEnv = {
+      HMS_API_URL: hmsApi.url,
+      HMS_APP_ACCESS_KEY: accessKey,
+      HMS_APP_SECRET: appSecret,
+    };
+  }
   const started = await startStack({
     root,
     port,
     secret: envSecret || undefined,
     functionEntry,
+    functionEnv,
     onFunctionLog: (line) => console.log(`[function] ${line}`),
     onDatabaseEvent: (line) =>
       console.log(`[database] ${new Date().toISOString()} ${line}`),
   });
   stack = started;
+  hmsApi?.setWebhook(
+    started.functionUrl,
+    started.secret,
+    started.file().secretHeader,
+  );
   if (signalled !== null) await shutdown(signalled, 0);
   started.fn.exited.then((status) => {
     // Expected while shutting down; otherwise the stack is useless without it.
@@ -420,10 +478,44 @@ async function main(args: string[]): Promise<number> {
   });
 
   const seeded = await seedDemoRoom(started.databaseUrl, root);
-  const file = started.file();
+  const file: StackFile = started.file();
+  if (hmsApi !== null && functionEnv !== undefined) {
+    file.hmsApi = {
+      url: hmsApi.url,
+      accessKey: functionEnv.HMS_APP_ACCESS_KEY,
+      appSecret: functionEnv.HMS_APP_SECRET,
+    };
+  }
   await Deno.mkdir(stackFile.replace(/\/[^/]*$/, ""), { recursive: true });
   await Deno.writeTextFile(stackFile, JSON.stringify(file, null, 2) + "\n");
   console.log(banner(file, !envSecret, seeded));
+  if (reconcileEvery > 0) {
+    console.log(
+      `Reconcile runs every ${reconcileEvery} s (npm run reconcile runs one pass now; ` +
+        `--no-reconcile turns the timer off).`,
+    );
+    let running = false;
+    setInterval(async () => {
+      if (running || exiting) return;
+      running = true;
+      try {
+        const { status, summary, text } = await reconcileOnce({
+          functionUrl: file.functionUrl,
+          secret: file.webhookSecret,
+          headerName: file.secretHeader,
+        });
+        console.log(passLine(status, summary, text));
+      } catch (error) {
+        console.log(
+          `[reconcile] the function did not answer: ${
+            (error as Error).message
+          }`,
+        );
+      } finally {
+        running = false;
+      }
+    }, reconcileEvery * 1000);
+  }
   // Serve until a signal arrives.
   await new Promise(() => {});
   return 0;

@@ -68,6 +68,8 @@ Options:
                      else ${DEFAULT_SECRET_HEADER}]
   --repeat N         send the same bytes N times, like 100ms retries   [1]
   --dry-run          print the request (method, URL, headers, body); send nothing
+  --lost             do not send: the local 100ms stand-in records it as a failed delivery
+                     (an outage to recover with npm run replay / npm run reconcile)
   --json             machine-readable output: one JSON object (npm run -s drops npm's banner)
   -h, --help         this text
 
@@ -106,6 +108,8 @@ export interface SendOptions {
   headerName?: string;
   repeat: number;
   dryRun: boolean;
+  /** Record it in the local 100ms stand-in as a failed delivery instead of sending it. */
+  lost?: boolean;
   json: boolean;
   help: boolean;
 }
@@ -213,6 +217,7 @@ const SEND_FLAGS: FlagSpec = {
   "header-name": "string",
   repeat: "string",
   "dry-run": "boolean",
+  lost: "boolean",
   json: "boolean",
   help: "boolean",
 };
@@ -310,6 +315,7 @@ export function parseSendArgs(argv: string[]): SendOptions {
     headerName: nonEmpty("--header-name", v["header-name"]),
     repeat,
     dryRun: parsed.booleans.has("dry-run"),
+    lost: parsed.booleans.has("lost"),
     json: parsed.booleans.has("json"),
     help,
   };
@@ -540,8 +546,19 @@ export async function main(argv: string[]): Promise<number> {
     return EXIT_OK;
   }
   let request: PreparedRequest;
+  let standIn: string | undefined;
   try {
     const target = await resolveTarget(options);
+    // The local stack's 100ms stand-in learns what "happened", so reconcile and replay have
+    // 100ms's side of the story (only for the local stack's own URL).
+    if (target.stack !== null && target.url === target.stack.functionUrl) {
+      standIn = target.stack.hmsApi?.url;
+    }
+    if (options.lost && standIn === undefined) {
+      throw new UsageError(
+        "--lost needs the local stack's 100ms stand-in (npm start without HMS_APP_* keys)",
+      );
+    }
     request = await prepare(options.type, options.event, {
       ...target,
       auth: options.auth,
@@ -577,6 +594,15 @@ export async function main(argv: string[]): Promise<number> {
     }
     return EXIT_OK;
   }
+  if (options.lost) {
+    await recordInStandIn(standIn!, request.body, false);
+    console.log(
+      `recorded as a failed delivery in the local 100ms stand-in (nothing sent):\n  ` +
+        `${summary(request, options.auth)}\n  ` +
+        "recover with `npm run replay -- --since 10m` or `npm run reconcile`",
+    );
+    return EXIT_OK;
+  }
   if (!options.json) {
     console.log(`→ POST ${request.url}\n  ${summary(request, options.auth)}`);
   }
@@ -587,6 +613,9 @@ export async function main(argv: string[]): Promise<number> {
     if (!options.json) printAttempt(attempt, options.repeat);
   }
   const ok = attempts.every((a) => a.status === 200);
+  if (standIn !== undefined && !options.dryRun) {
+    await recordInStandIn(standIn, request.body, ok).catch(() => {});
+  }
   if (options.json) {
     console.log(JSON.stringify({
       ok,
@@ -597,6 +626,21 @@ export async function main(argv: string[]): Promise<number> {
     }));
   }
   return ok ? EXIT_OK : EXIT_FAILED;
+}
+
+/** Tells the local 100ms stand-in that this event happened (scripts/stack/hms_api.ts). */
+async function recordInStandIn(
+  url: string,
+  body: string,
+  delivered: boolean,
+): Promise<void> {
+  const response = await fetch(`${url}/_local/record`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ body, delivered }),
+    signal: AbortSignal.timeout(5_000),
+  });
+  await response.body?.cancel();
 }
 
 if (import.meta.main) {

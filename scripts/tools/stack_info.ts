@@ -21,6 +21,8 @@ export interface StackInfo {
   anonKey: string;
   /** The file this was read from. */
   file: string;
+  /** The local 100ms API stand-in `npm start` runs when no real keys are set. */
+  hmsApi?: { url: string; accessKey: string; appSecret: string };
 }
 
 /** Thrown when no usable stack file exists or the stack it describes does not answer. */
@@ -69,6 +71,9 @@ export function parseStackInfo(raw: unknown, file: string): StackInfo {
     serviceRoleKey: need("serviceRoleKey"),
     anonKey: typeof r.anonKey === "string" ? r.anonKey : "",
     file,
+    hmsApi: typeof r.hmsApi === "object" && r.hmsApi !== null
+      ? r.hmsApi as StackInfo["hmsApi"]
+      : undefined,
   };
 }
 

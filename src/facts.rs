@@ -1,0 +1,511 @@
+//! The PostgREST side of reconcile (COORDINATION contract "snapshot facts"): the rooms to
+//! check, `hms_close_expired_sessions`, and one `hms_apply_facts` call per room with the facts
+//! 100ms reported; plus strict reading of their answers.
+
+use crate::config::RestTarget;
+use crate::http::{Method, Outcome, Request};
+use crate::json::{self, Integer, Object, Value};
+use crate::rest::{self, Room};
+use crate::time::Timestamp;
+use serde::Serialize;
+
+/// Most rooms one pass reads; more are left to the next pass (and reported).
+pub const MAX_ROOMS: usize = 2000;
+
+/// One snapshot fact, serialised exactly as `hms_apply_facts` takes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Fact {
+    /// A session 100ms knows; `closed_at` means 100ms reports it inactive.
+    Session {
+        /// Session id.
+        session_id: String,
+        /// Reported start.
+        started_at: String,
+        /// A close at this time (only when 100ms reports the session inactive).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        closed_at: Option<String>,
+    },
+    /// A peer of a session: a join, maybe a leave, and its role as observed.
+    Peer {
+        /// Session id.
+        session_id: String,
+        /// Peer id.
+        peer_id: String,
+        /// Role name.
+        role: String,
+        /// `listener`, `speaker` or `ignored`.
+        role_class: &'static str,
+        /// Join time.
+        joined_at: String,
+        /// Leave time, once it left.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        left_at: Option<String>,
+    },
+    /// Exactly these peers were in the session at `p_observed_at`.
+    PresentSet {
+        /// Session id.
+        session_id: String,
+        /// The peers present.
+        peer_ids: Vec<String>,
+    },
+}
+
+/// The counts a room shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// `is_live`.
+    pub is_live: bool,
+    /// `listener_count`.
+    pub listener_count: u64,
+    /// `speaker_count`.
+    pub speaker_count: u64,
+}
+
+impl From<&Room> for Counts {
+    fn from(room: &Room) -> Self {
+        Counts {
+            is_live: room.is_live,
+            listener_count: room.listener_count,
+            speaker_count: room.speaker_count,
+        }
+    }
+}
+
+/// A room the database holds live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbRoom {
+    /// 100ms room id.
+    pub room_id: String,
+    /// The current session (`""` for the legacy flat format), if any.
+    pub current_session_id: Option<String>,
+    /// Its counts now.
+    pub counts: Counts,
+}
+
+/// A room whose counts a database call changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Correction {
+    /// 100ms room id.
+    pub room_id: String,
+    /// Before the call.
+    pub before: Counts,
+    /// After it.
+    pub after: Counts,
+}
+
+/// What `hms_apply_facts` answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// Applied (changed or not).
+    Applied {
+        /// Counts before and after.
+        correction: Correction,
+        /// Whether anything changed.
+        changed: bool,
+        /// Sessions the facts closed.
+        sessions_closed: u64,
+    },
+    /// Nothing written (e.g. unknown room).
+    Ignored(String),
+}
+
+/// What `hms_close_expired_sessions` answered.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Expired {
+    /// Sessions closed by the 12-hour rule.
+    pub sessions_closed: u64,
+    /// Rooms whose counts changed.
+    pub corrections: Vec<Correction>,
+}
+
+/// Why a database call gave nothing usable (for the summary; no body, no SQL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DbError {
+    /// HTTP status, if an answer arrived.
+    pub status: Option<u16>,
+    /// What was wrong.
+    pub problem: &'static str,
+}
+
+fn headers(target: &RestTarget) -> Vec<(String, String)> {
+    vec![
+        ("apikey".into(), target.api_key.clone()),
+        ("authorization".into(), format!("Bearer {}", target.api_key)),
+        ("content-type".into(), "application/json".into()),
+        ("accept".into(), "application/json".into()),
+    ]
+}
+
+fn rpc(target: &RestTarget, name: &str, body: String) -> Request {
+    Request {
+        method: Method::Post,
+        url: format!("{}/rest/v1/rpc/{name}", target.base_url),
+        headers: headers(target),
+        body: Some(body),
+    }
+}
+
+/// `GET /rest/v1/rooms?…&is_live=eq.true`: the rooms the database holds live.
+pub fn live_rooms(target: &RestTarget) -> Request {
+    Request {
+        method: Method::Get,
+        url: format!(
+            "{}/rest/v1/rooms?select=hms_room_id,current_session_id,is_live,listener_count,speaker_count&is_live=eq.true&order=hms_room_id&limit={}",
+            target.base_url,
+            MAX_ROOMS + 1
+        ),
+        headers: headers(target),
+        body: None,
+    }
+}
+
+#[derive(Serialize)]
+struct CloseArgs {
+    p_now: String,
+}
+
+#[derive(Serialize)]
+struct FactsArgs<'a> {
+    p_room_id: &'a str,
+    p_observed_at: String,
+    p_received_at: String,
+    p_facts: &'a [Fact],
+}
+
+/// Serialising these structs of strings cannot fail; the fallback keeps it total.
+fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// `hms_close_expired_sessions(p_now)`.
+pub fn close_expired(target: &RestTarget, now: Timestamp) -> Request {
+    let body = to_json(&CloseArgs {
+        p_now: now.to_rfc3339(),
+    });
+    rpc(target, "hms_close_expired_sessions", body)
+}
+
+/// `hms_apply_facts` for one room.
+pub fn apply_facts(
+    target: &RestTarget,
+    room_id: &str,
+    observed_at: Timestamp,
+    received_at: Timestamp,
+    facts: &[Fact],
+) -> Request {
+    let body = to_json(&FactsArgs {
+        p_room_id: room_id,
+        p_observed_at: observed_at.to_rfc3339(),
+        p_received_at: received_at.to_rfc3339(),
+        p_facts: facts,
+    });
+    rpc(target, "hms_apply_facts", body)
+}
+
+fn ok_body(outcome: &Outcome) -> Result<&[u8], DbError> {
+    match outcome {
+        Outcome::Response { status: 200, body } => Ok(body),
+        Outcome::Response { status, .. } => Err(DbError {
+            status: Some(*status),
+            problem: "error status",
+        }),
+        Outcome::TimedOut => Err(DbError {
+            status: None,
+            problem: "timeout",
+        }),
+        Outcome::Unreachable => Err(DbError {
+            status: None,
+            problem: "unreachable",
+        }),
+    }
+}
+
+const SHAPE: DbError = DbError {
+    status: Some(200),
+    problem: "unexpected result shape",
+};
+
+fn parse(body: &[u8]) -> Result<Value<'_>, DbError> {
+    let text = std::str::from_utf8(body).map_err(|_| SHAPE)?;
+    json::parse(text).map_err(|_| SHAPE)
+}
+
+fn take<'a>(object: &mut Object<'a>, key: &str) -> Result<Value<'a>, DbError> {
+    object.take(key).ok().flatten().ok_or(SHAPE)
+}
+
+fn counts(value: Value<'_>) -> Result<Counts, DbError> {
+    let Value::Object(mut object) = value else {
+        return Err(SHAPE);
+    };
+    let Value::Bool(is_live) = take(&mut object, "is_live")? else {
+        return Err(SHAPE);
+    };
+    Ok(Counts {
+        is_live,
+        listener_count: rest::count(take(&mut object, "listener_count")?).ok_or(SHAPE)?,
+        speaker_count: rest::count(take(&mut object, "speaker_count")?).ok_or(SHAPE)?,
+    })
+}
+
+fn room(value: Value<'_>) -> Result<Room, DbError> {
+    match value {
+        Value::Object(object) => rest::room(object).ok_or(SHAPE),
+        _ => Err(SHAPE),
+    }
+}
+
+fn unsigned(value: Value<'_>) -> Result<u64, DbError> {
+    match value {
+        Value::Number(n) => match json::integer(n) {
+            Integer::Unsigned(n) => Ok(n),
+            _ => Err(SHAPE),
+        },
+        _ => Err(SHAPE),
+    }
+}
+
+/// The rooms read: a JSON array of row objects. `is_live` may be null in an old row.
+pub fn parse_live_rooms(outcome: &Outcome) -> Result<Vec<DbRoom>, DbError> {
+    let Value::Array(rows) = parse(ok_body(outcome)?)? else {
+        return Err(SHAPE);
+    };
+    rows.into_iter()
+        .map(|row| {
+            let Value::Object(mut row) = row else {
+                return Err(SHAPE);
+            };
+            let Value::String(room_id) = take(&mut row, "hms_room_id")? else {
+                return Err(SHAPE);
+            };
+            let current_session_id = match row.take("current_session_id").map_err(|_| SHAPE)? {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => Some(s.into_owned()),
+                Some(_) => return Err(SHAPE),
+            };
+            let count = |v: Result<Value<'_>, DbError>| -> Result<u64, DbError> {
+                match v? {
+                    Value::Null => Ok(0),
+                    other => rest::count(other).ok_or(SHAPE),
+                }
+            };
+            let is_live = matches!(row.take("is_live").ok().flatten(), Some(Value::Bool(true)));
+            let listener_count = count(take(&mut row, "listener_count"))?;
+            let speaker_count = count(take(&mut row, "speaker_count"))?;
+            Ok(DbRoom {
+                room_id: room_id.into_owned(),
+                current_session_id,
+                counts: Counts {
+                    is_live,
+                    listener_count,
+                    speaker_count,
+                },
+            })
+        })
+        .collect()
+}
+
+/// `{"sessions_closed": n, "rooms": [{"hms_room_id", "before", "room"}…]}`; only changed
+/// rooms become corrections.
+pub fn parse_expired(outcome: &Outcome) -> Result<Expired, DbError> {
+    let Value::Object(mut top) = parse(ok_body(outcome)?)? else {
+        return Err(SHAPE);
+    };
+    let sessions_closed = unsigned(take(&mut top, "sessions_closed")?)?;
+    let rooms = match top.take("rooms").map_err(|_| SHAPE)? {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(rooms)) => rooms,
+        Some(_) => return Err(SHAPE),
+    };
+    let mut corrections = Vec::new();
+    for entry in rooms {
+        let Value::Object(mut entry) = entry else {
+            return Err(SHAPE);
+        };
+        let before = counts(take(&mut entry, "before")?)?;
+        let after_room = room(take(&mut entry, "room")?)?;
+        let after = Counts::from(&after_room);
+        if before != after {
+            corrections.push(Correction {
+                room_id: after_room.hms_room_id,
+                before,
+                after,
+            });
+        }
+    }
+    Ok(Expired {
+        sessions_closed,
+        corrections,
+    })
+}
+
+/// The answer of `hms_apply_facts`.
+pub fn parse_applied(outcome: &Outcome) -> Result<Applied, DbError> {
+    let Value::Object(mut top) = parse(ok_body(outcome)?)? else {
+        return Err(SHAPE);
+    };
+    let Value::String(status) = take(&mut top, "status")? else {
+        return Err(SHAPE);
+    };
+    match status.as_ref() {
+        "ignored" => {
+            let reason = match top.take("reason").ok().flatten() {
+                Some(Value::String(r)) => r.chars().take(200).collect(),
+                _ => "ignored by the database".to_owned(),
+            };
+            Ok(Applied::Ignored(reason))
+        }
+        "applied" => {
+            let after_room = room(take(&mut top, "room")?)?;
+            let before = counts(take(&mut top, "before")?)?;
+            let Value::Bool(changed) = take(&mut top, "changed")? else {
+                return Err(SHAPE);
+            };
+            let sessions_closed = match top.take("sessions_closed").map_err(|_| SHAPE)? {
+                None | Some(Value::Null) => 0,
+                Some(v) => unsigned(v)?,
+            };
+            Ok(Applied::Applied {
+                correction: Correction {
+                    before,
+                    after: Counts::from(&after_room),
+                    room_id: after_room.hms_room_id,
+                },
+                changed,
+                sessions_closed,
+            })
+        }
+        _ => Err(SHAPE),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn target() -> RestTarget {
+        RestTarget {
+            rpc_url: "http://db/rest/v1/rpc/hms_apply_event".into(),
+            base_url: "http://db".into(),
+            api_key: "sb_secret_k".into(),
+        }
+    }
+
+    fn ok(value: serde_json::Value) -> Outcome {
+        Outcome::Response {
+            status: 200,
+            body: value.to_string().into_bytes(),
+        }
+    }
+
+    const ROOM: &str = r#"{"hms_room_id":"r1","is_live":false,"listener_count":0,"speaker_count":0,"trending_score":0,"last_active_at":null}"#;
+
+    #[test]
+    fn facts_serialise_as_the_contract_says() {
+        let t = Timestamp::from_micros(1_764_583_200_000_000);
+        let request = apply_facts(
+            &target(),
+            "r1",
+            t,
+            t,
+            &[
+                Fact::Session {
+                    session_id: "s1".into(),
+                    started_at: t.to_rfc3339(),
+                    closed_at: None,
+                },
+                Fact::Peer {
+                    session_id: "s1".into(),
+                    peer_id: "p1".into(),
+                    role: "host".into(),
+                    role_class: "speaker",
+                    joined_at: t.to_rfc3339(),
+                    left_at: Some(t.to_rfc3339()),
+                },
+                Fact::PresentSet {
+                    session_id: "s1".into(),
+                    peer_ids: vec!["p2".into()],
+                },
+            ],
+        );
+        assert_eq!(request.url, "http://db/rest/v1/rpc/hms_apply_facts");
+        let body: serde_json::Value =
+            serde_json::from_str(request.body.as_deref().unwrap()).unwrap();
+        let at = "2025-12-01T10:00:00.000000Z";
+        assert_eq!(
+            body,
+            json!({"p_room_id":"r1","p_observed_at":at,"p_received_at":at,"p_facts":[
+                {"kind":"session","session_id":"s1","started_at":at},
+                {"kind":"peer","session_id":"s1","peer_id":"p1","role":"host","role_class":"speaker",
+                 "joined_at":at,"left_at":at},
+                {"kind":"present_set","session_id":"s1","peer_ids":["p2"]}]})
+        );
+        assert!(request
+            .headers
+            .contains(&("apikey".into(), "sb_secret_k".into())));
+        let read = live_rooms(&target());
+        assert_eq!(read.method, Method::Get);
+        assert!(read.url.contains("is_live=eq.true"));
+    }
+
+    #[test]
+    fn answers_are_read_strictly() {
+        let rooms = parse_live_rooms(&ok(json!([
+            {"hms_room_id":"r1","current_session_id":"s1","is_live":true,"listener_count":2,"speaker_count":1},
+            {"hms_room_id":"r2","current_session_id":null,"is_live":true,"listener_count":null,"speaker_count":0}
+        ])))
+        .unwrap();
+        assert_eq!(rooms[0].current_session_id.as_deref(), Some("s1"));
+        assert_eq!(rooms[0].counts.listener_count, 2);
+        assert_eq!(rooms[1].counts.listener_count, 0);
+        assert!(parse_live_rooms(&ok(json!({"x":1}))).is_err());
+        assert_eq!(
+            parse_live_rooms(&Outcome::Response {
+                status: 503,
+                body: vec![]
+            })
+            .unwrap_err()
+            .status,
+            Some(503)
+        );
+
+        let room: serde_json::Value = serde_json::from_str(ROOM).unwrap();
+        let before = json!({"is_live":true,"listener_count":3,"speaker_count":0});
+        let applied = parse_applied(&ok(
+            json!({"status":"applied","room":room,"before":before,"changed":true,"sessions_closed":1}),
+        ))
+        .unwrap();
+        let Applied::Applied {
+            correction,
+            changed,
+            sessions_closed,
+        } = applied
+        else {
+            panic!("expected applied")
+        };
+        assert!(changed);
+        assert_eq!(sessions_closed, 1);
+        assert_eq!(correction.before.listener_count, 3);
+        assert!(!correction.after.is_live);
+        assert_eq!(
+            parse_applied(&ok(json!({"status":"ignored","reason":"unknown room"}))).unwrap(),
+            Applied::Ignored("unknown room".into())
+        );
+        assert!(parse_applied(&ok(json!({"status":"applied","room":room}))).is_err());
+        assert!(parse_applied(&ok(json!({"status":"done"}))).is_err());
+
+        let expired = parse_expired(&ok(json!({"sessions_closed":2,"rooms":[
+            {"hms_room_id":"r1","before":before,"room":room},
+            {"hms_room_id":"r1","before":{"is_live":false,"listener_count":0,"speaker_count":0},"room":room}]})))
+        .unwrap();
+        assert_eq!(expired.sessions_closed, 2);
+        assert_eq!(
+            expired.corrections.len(),
+            1,
+            "unchanged rooms are not corrections"
+        );
+        assert!(parse_expired(&ok(json!({"rooms":[]}))).is_err());
+    }
+}

@@ -1,0 +1,545 @@
+//! 100ms's server API as reconcile uses it (100ms-api.md §2-3): request building and strict
+//! parsing of the documented answers. A field the docs promise that is missing or mistyped
+//! makes the whole answer `Malformed` (nothing is concluded from half a document); fields the
+//! docs do not mention are ignored, so 100ms may add some.
+
+use crate::http::{encode_component, Method, Outcome, Request};
+use crate::json::{self, Integer, Object, Value};
+use crate::time::Timestamp;
+
+/// `limit` of one sessions page: the documented maximum.
+pub const PAGE_LIMIT: u32 = 100;
+
+/// Why an API call gave nothing usable. Never carries a body or a header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiError {
+    /// 429: stop the pass (100ms asks to retry after 45 s, §4).
+    RateLimited,
+    /// 401/403: the token was refused (wrong keys?).
+    Unauthorized(u16),
+    /// 404 (for an active room: "not active"; for a session: unknown to 100ms).
+    NotFound,
+    /// 5xx.
+    Server(u16),
+    /// Any other status.
+    Status(u16),
+    /// No answer within the boundary's timeout.
+    TimedOut,
+    /// No connection.
+    Unreachable,
+    /// A 200 whose body is not the documented shape; the text names what was wrong.
+    Malformed(&'static str),
+}
+
+impl ApiError {
+    /// Stable name for the summary and the log.
+    pub fn code(self) -> &'static str {
+        match self {
+            ApiError::RateLimited => "rate_limited",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::NotFound => "not_found",
+            ApiError::Server(_) => "server_error",
+            ApiError::Status(_) => "unexpected_status",
+            ApiError::TimedOut => "timeout",
+            ApiError::Unreachable => "unreachable",
+            ApiError::Malformed(_) => "malformed",
+        }
+    }
+
+    /// The HTTP status, when one arrived.
+    pub fn status(self) -> Option<u16> {
+        match self {
+            ApiError::RateLimited => Some(429),
+            ApiError::NotFound => Some(404),
+            ApiError::Unauthorized(s) | ApiError::Server(s) | ApiError::Status(s) => Some(s),
+            ApiError::Malformed(_) => Some(200),
+            ApiError::TimedOut | ApiError::Unreachable => None,
+        }
+    }
+}
+
+/// Builds the requests, all with the management token as bearer.
+#[derive(Clone, Copy)]
+pub struct Api<'a> {
+    /// `HMS_API_URL` without trailing slash.
+    pub base_url: &'a str,
+    /// The management token (never logged).
+    pub token: &'a str,
+}
+
+impl Api<'_> {
+    fn get(&self, path: String) -> Request {
+        Request {
+            method: Method::Get,
+            url: format!("{}{path}", self.base_url),
+            headers: vec![
+                ("authorization".into(), format!("Bearer {}", self.token)),
+                ("accept".into(), "application/json".into()),
+            ],
+            body: None,
+        }
+    }
+
+    /// `GET /v2/sessions?active=…&limit=100[&room_id=…][&start=…]` (list-sessions.mdx).
+    pub fn list_sessions(
+        &self,
+        active: bool,
+        room_id: Option<&str>,
+        start: Option<&str>,
+    ) -> Request {
+        let mut path = format!("/v2/sessions?active={active}&limit={PAGE_LIMIT}");
+        if let Some(room) = room_id {
+            path.push_str(&format!("&room_id={}", encode_component(room)));
+        }
+        if let Some(start) = start {
+            path.push_str(&format!("&start={}", encode_component(start)));
+        }
+        self.get(path)
+    }
+
+    /// `GET /v2/sessions/<id>` (retrieve-a-session.mdx).
+    pub fn retrieve_session(&self, session_id: &str) -> Request {
+        self.get(format!("/v2/sessions/{}", encode_component(session_id)))
+    }
+
+    /// `GET /v2/active-rooms/<room_id>` (retrieve-active-room.mdx).
+    pub fn active_room(&self, room_id: &str) -> Request {
+        self.get(format!("/v2/active-rooms/{}", encode_component(room_id)))
+    }
+
+    /// `GET /v2/active-rooms/<room_id>/peers` (list-peers.mdx).
+    pub fn active_room_peers(&self, room_id: &str) -> Request {
+        self.get(format!(
+            "/v2/active-rooms/{}/peers",
+            encode_component(room_id)
+        ))
+    }
+}
+
+/// A peer in a session object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionPeer {
+    /// Peer id.
+    pub id: String,
+    /// Role name (the docs do not say whether it is the latest role).
+    pub role: String,
+    /// `joined_at`.
+    pub joined_at: Timestamp,
+    /// `left_at`, once the peer left.
+    pub left_at: Option<Timestamp>,
+}
+
+/// A session object (Sessions/object.mdx).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// Session id.
+    pub id: String,
+    /// Room id.
+    pub room_id: String,
+    /// Whether the session is still running.
+    pub active: bool,
+    /// `created_at`: the session's start.
+    pub created_at: Timestamp,
+    /// `updated_at`, if reported.
+    pub updated_at: Option<Timestamp>,
+    /// Every peer of the session, in document order.
+    pub peers: Vec<SessionPeer>,
+}
+
+/// One page of `GET /v2/sessions`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionPage {
+    /// The sessions of the page.
+    pub sessions: Vec<Session>,
+    /// `last`: the cursor for the next page (absent or empty on the last one).
+    pub last: Option<String>,
+}
+
+/// `GET /v2/active-rooms/<room>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveRoom {
+    /// The running session's id.
+    pub session_id: String,
+    /// Its `created_at`.
+    pub session_created_at: Option<Timestamp>,
+    /// Ids of the peers in the room now.
+    pub peer_ids: Vec<String>,
+}
+
+/// One entry of `GET /v2/active-rooms/<room>/peers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivePeer {
+    /// Peer id.
+    pub id: String,
+    /// Current role.
+    pub role: String,
+    /// `joined_at`.
+    pub joined_at: Option<Timestamp>,
+}
+
+/// The body of a 200, or the error the status means.
+pub fn body_of(outcome: &Outcome) -> Result<&[u8], ApiError> {
+    match outcome {
+        Outcome::TimedOut => Err(ApiError::TimedOut),
+        Outcome::Unreachable => Err(ApiError::Unreachable),
+        Outcome::Response { status, body } => match *status {
+            200 => Ok(body),
+            404 => Err(ApiError::NotFound),
+            429 => Err(ApiError::RateLimited),
+            401 | 403 => Err(ApiError::Unauthorized(*status)),
+            s @ 500..=599 => Err(ApiError::Server(s)),
+            s => Err(ApiError::Status(s)),
+        },
+    }
+}
+
+type Parsed<T> = Result<T, ApiError>;
+
+fn document(body: &[u8]) -> Parsed<Object<'_>> {
+    let text = std::str::from_utf8(body).map_err(|_| ApiError::Malformed("body is not UTF-8"))?;
+    match json::parse(text) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(_) => Err(ApiError::Malformed("body is not a JSON object")),
+        Err(_) => Err(ApiError::Malformed("body is not JSON")),
+    }
+}
+
+fn member<'a>(object: &mut Object<'a>, key: &str, what: &'static str) -> Parsed<Option<Value<'a>>> {
+    match object.take(key) {
+        Ok(Some(Value::Null) | None) => Ok(None),
+        Ok(value) => Ok(value),
+        Err(_) => Err(ApiError::Malformed(what)),
+    }
+}
+
+fn string(object: &mut Object<'_>, key: &str, what: &'static str) -> Parsed<String> {
+    match member(object, key, what)? {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s.into_owned()),
+        _ => Err(ApiError::Malformed(what)),
+    }
+}
+
+/// A string that may be empty (role names are free-form).
+fn text(object: &mut Object<'_>, key: &str, what: &'static str) -> Parsed<String> {
+    match member(object, key, what)? {
+        Some(Value::String(s)) => Ok(s.into_owned()),
+        _ => Err(ApiError::Malformed(what)),
+    }
+}
+
+fn time(object: &mut Object<'_>, key: &str, what: &'static str) -> Parsed<Option<Timestamp>> {
+    match member(object, key, what)? {
+        None => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => {
+            Timestamp::parse_rfc3339(&s).map_err(|_| ApiError::Malformed(what))
+        }
+        Some(_) => Err(ApiError::Malformed(what)),
+    }
+}
+
+fn required_time(object: &mut Object<'_>, key: &str, what: &'static str) -> Parsed<Timestamp> {
+    time(object, key, what)?.ok_or(ApiError::Malformed(what))
+}
+
+fn session_object(mut object: Object<'_>) -> Parsed<Session> {
+    let session_id = string(&mut object, "id", "session.id")?;
+    let room_id = string(&mut object, "room_id", "session.room_id")?;
+    let active = match member(&mut object, "active", "session.active")? {
+        Some(Value::Bool(b)) => b,
+        _ => return Err(ApiError::Malformed("session.active")),
+    };
+    let created_at = required_time(&mut object, "created_at", "session.created_at")?;
+    let updated_at = time(&mut object, "updated_at", "session.updated_at")?;
+    let peers = match member(&mut object, "peers", "session.peers")? {
+        // A session nobody joined may come without peers.
+        None => Vec::new(),
+        Some(Value::Object(peers)) => {
+            let members = peers.into_members();
+            let mut out: Vec<SessionPeer> = Vec::with_capacity(members.len());
+            for (key, value) in members {
+                let Value::Object(mut peer) = value else {
+                    return Err(ApiError::Malformed("session.peers entry"));
+                };
+                let id = string(&mut peer, "id", "session.peers[].id")?;
+                if id != key || out.iter().any(|p| p.id == id) {
+                    return Err(ApiError::Malformed("session.peers key differs from its id"));
+                }
+                // A peer filed under another session would be a fact about the wrong session.
+                match member(&mut peer, "session_id", "session.peers[].session_id")? {
+                    None => {}
+                    Some(Value::String(s)) if s == session_id.as_str() => {}
+                    Some(_) => return Err(ApiError::Malformed("session.peers[].session_id")),
+                }
+                out.push(SessionPeer {
+                    id,
+                    role: text(&mut peer, "role", "session.peers[].role")?,
+                    joined_at: required_time(&mut peer, "joined_at", "session.peers[].joined_at")?,
+                    left_at: time(&mut peer, "left_at", "session.peers[].left_at")?,
+                });
+            }
+            out
+        }
+        Some(_) => return Err(ApiError::Malformed("session.peers")),
+    };
+    Ok(Session {
+        id: session_id,
+        room_id,
+        active,
+        created_at,
+        updated_at,
+        peers,
+    })
+}
+
+/// `GET /v2/sessions/<id>`.
+pub fn parse_session(body: &[u8]) -> Parsed<Session> {
+    session_object(document(body)?)
+}
+
+/// `GET /v2/sessions`: `{"limit", "data": [session…], "last"}`.
+pub fn parse_session_page(body: &[u8]) -> Parsed<SessionPage> {
+    let mut top = document(body)?;
+    match member(&mut top, "limit", "limit")? {
+        Some(Value::Number(n)) if matches!(json::integer(n), Integer::Unsigned(_)) => {}
+        _ => return Err(ApiError::Malformed("limit")),
+    }
+    let sessions = match member(&mut top, "data", "data")? {
+        // An empty result may come as null.
+        None => Vec::new(),
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .map(|item| match item {
+                Value::Object(object) => session_object(object),
+                _ => Err(ApiError::Malformed("data[] is not an object")),
+            })
+            .collect::<Parsed<Vec<_>>>()?,
+        Some(_) => return Err(ApiError::Malformed("data")),
+    };
+    let last = match member(&mut top, "last", "last")? {
+        None => None,
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::String(s)) => Some(s.into_owned()),
+        Some(_) => return Err(ApiError::Malformed("last")),
+    };
+    Ok(SessionPage { sessions, last })
+}
+
+/// `GET /v2/active-rooms/<room>`: `{"id", …, "session": {"id", "created_at", "peers": [ids]}}`.
+pub fn parse_active_room(body: &[u8]) -> Parsed<ActiveRoom> {
+    let mut top = document(body)?;
+    let Some(Value::Object(mut session)) = member(&mut top, "session", "session")? else {
+        return Err(ApiError::Malformed("session"));
+    };
+    let session_id = string(&mut session, "id", "session.id")?;
+    let session_created_at = time(&mut session, "created_at", "session.created_at")?;
+    let peer_ids = match member(&mut session, "peers", "session.peers")? {
+        None => Vec::new(),
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .map(|item| match item {
+                Value::String(s) if !s.is_empty() => Ok(s.into_owned()),
+                _ => Err(ApiError::Malformed("session.peers[] is not a peer id")),
+            })
+            .collect::<Parsed<Vec<_>>>()?,
+        Some(_) => return Err(ApiError::Malformed("session.peers")),
+    };
+    Ok(ActiveRoom {
+        session_id,
+        session_created_at,
+        peer_ids,
+    })
+}
+
+/// `GET /v2/active-rooms/<room>/peers`: `{"peers": {"<id>": {"id", "role", "joined_at", …}}}`.
+pub fn parse_active_peers(body: &[u8]) -> Parsed<Vec<ActivePeer>> {
+    let mut top = document(body)?;
+    let peers = match member(&mut top, "peers", "peers")? {
+        None => return Ok(Vec::new()),
+        Some(Value::Object(peers)) => peers,
+        Some(_) => return Err(ApiError::Malformed("peers")),
+    };
+    let members = peers.into_members();
+    let mut out: Vec<ActivePeer> = Vec::with_capacity(members.len());
+    for (key, value) in members {
+        let Value::Object(mut peer) = value else {
+            return Err(ApiError::Malformed("peers entry"));
+        };
+        let id = string(&mut peer, "id", "peers[].id")?;
+        if id != key || out.iter().any(|p| p.id == id) {
+            return Err(ApiError::Malformed("peers key differs from its id"));
+        }
+        out.push(ActivePeer {
+            id,
+            role: text(&mut peer, "role", "peers[].role")?,
+            joined_at: time(&mut peer, "joined_at", "peers[].joined_at")?,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(text: &str) -> Timestamp {
+        Timestamp::parse_rfc3339(text).unwrap().unwrap()
+    }
+
+    const API: Api<'static> = Api {
+        base_url: "https://api.100ms.live",
+        token: "tok",
+    };
+
+    #[test]
+    fn requests_carry_the_token_and_encode_ids() {
+        let r = API.list_sessions(true, Some("room 1"), Some("abc"));
+        assert_eq!(r.method, Method::Get);
+        assert_eq!(
+            r.url,
+            "https://api.100ms.live/v2/sessions?active=true&limit=100&room_id=room%201&start=abc"
+        );
+        assert!(r
+            .headers
+            .contains(&("authorization".into(), "Bearer tok".into())));
+        assert_eq!(
+            API.retrieve_session("s/1").url,
+            "https://api.100ms.live/v2/sessions/s%2F1"
+        );
+        assert_eq!(
+            API.active_room("r1").url,
+            "https://api.100ms.live/v2/active-rooms/r1"
+        );
+        assert_eq!(
+            API.active_room_peers("r1").url,
+            "https://api.100ms.live/v2/active-rooms/r1/peers"
+        );
+    }
+
+    /// list-sessions.mdx's sample answer (one of its sessions).
+    const PAGE: &str = r#"{
+        "limit": 10,
+        "data": [{
+            "id": "631a0fa23e3d9fdb00832596",
+            "room_id": "631a0f990e6ffae22efa610c",
+            "customer_id": "627cdddff2e4e30487862ad1",
+            "active": false,
+            "peers": {
+                "a24687bb-de68-4276-9758-e1efa5e7e4d8": {
+                    "id": "a24687bb-de68-4276-9758-e1efa5e7e4d8",
+                    "session_id": "631a0fa23e3d9fdb00832596",
+                    "name": "asdas",
+                    "role": "host",
+                    "user_id": "Batch1-student1",
+                    "joined_at": "2022-09-08T15:52:02.194Z",
+                    "left_at": "2022-09-08T15:52:04.009Z"
+                }
+            },
+            "created_at": "2022-09-08T15:52:02.197Z",
+            "updated_at": "2022-09-08T15:52:04.015Z"
+        }],
+        "last": "631a0fa23e3d9fdb00832596"
+    }"#;
+
+    #[test]
+    fn documented_session_page_parses() {
+        let page = parse_session_page(PAGE.as_bytes()).unwrap();
+        assert_eq!(page.last.as_deref(), Some("631a0fa23e3d9fdb00832596"));
+        let s = &page.sessions[0];
+        assert_eq!(s.id, "631a0fa23e3d9fdb00832596");
+        assert_eq!(s.room_id, "631a0f990e6ffae22efa610c");
+        assert!(!s.active);
+        assert_eq!(s.created_at, ts("2022-09-08T15:52:02.197Z"));
+        assert_eq!(s.updated_at, Some(ts("2022-09-08T15:52:04.015Z")));
+        assert_eq!(
+            s.peers,
+            vec![SessionPeer {
+                id: "a24687bb-de68-4276-9758-e1efa5e7e4d8".into(),
+                role: "host".into(),
+                joined_at: ts("2022-09-08T15:52:02.194Z"),
+                left_at: Some(ts("2022-09-08T15:52:04.009Z")),
+            }]
+        );
+        let empty = parse_session_page(br#"{"limit":10,"data":[],"last":""}"#).unwrap();
+        assert!(empty.sessions.is_empty() && empty.last.is_none());
+        // Nine fraction digits and a missing left_at.
+        let one = parse_session(
+            br#"{"id":"s","room_id":"r","active":true,"created_at":"2026-12-01T10:00:00.123456789Z",
+                 "peers":{"p":{"id":"p","role":"","joined_at":"2026-12-01T10:00:01Z"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(one.peers[0].left_at, None);
+        assert_eq!(one.created_at, ts("2026-12-01T10:00:00.123456Z"));
+    }
+
+    #[test]
+    fn undocumented_shapes_are_malformed() {
+        for bad in [
+            "",
+            "not json",
+            "[]",
+            r#"{"data":[]}"#,
+            r#"{"limit":10,"data":{}}"#,
+            r#"{"limit":10,"data":[1]}"#,
+            r#"{"limit":10,"data":[{"id":"s","room_id":"r","active":"yes","created_at":"2026-12-01T10:00:00Z"}]}"#,
+            r#"{"limit":10,"data":[{"id":"s","room_id":"r","active":true}]}"#,
+            r#"{"limit":10,"data":[{"id":"s","room_id":"r","active":true,"created_at":"yesterday"}]}"#,
+            r#"{"limit":10,"data":[{"id":"s","room_id":"r","active":true,"created_at":"2026-12-01T10:00:00Z","peers":{"p":{"id":"q","role":"x","joined_at":"2026-12-01T10:00:00Z"}}}]}"#,
+            r#"{"limit":10,"data":[{"id":"s","room_id":"r","active":true,"created_at":"2026-12-01T10:00:00Z","peers":{"p":{"id":"p","role":"x"}}}]}"#,
+            r#"{"limit":10,"data":[],"last":5}"#,
+            r#"{"limit":10,"limit":10,"data":[]}"#,
+        ] {
+            assert!(
+                matches!(
+                    parse_session_page(bad.as_bytes()),
+                    Err(ApiError::Malformed(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn active_room_and_peers_parse() {
+        let room = parse_active_room(
+            br#"{"id":"r1","name":"n","customer_id":"c","session":{"id":"s1",
+                 "created_at":"2026-12-01T10:00:00Z","peers":["p1","p2"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(room.session_id, "s1");
+        assert_eq!(room.peer_ids, vec!["p1", "p2"]);
+        assert_eq!(room.session_created_at, Some(ts("2026-12-01T10:00:00Z")));
+        assert!(parse_active_room(br#"{"id":"r1"}"#).is_err());
+        assert!(parse_active_room(br#"{"session":{"id":"s","peers":[1]}}"#).is_err());
+        let peers = parse_active_peers(
+            br#"{"peers":{"p1":{"id":"p1","name":"a","user_id":"u","metadata":"","role":"host",
+                 "joined_at":"2026-12-01T10:00:05Z"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            peers,
+            vec![ActivePeer {
+                id: "p1".into(),
+                role: "host".into(),
+                joined_at: Some(ts("2026-12-01T10:00:05Z"))
+            }]
+        );
+        assert!(parse_active_peers(br#"{"peers":[]}"#).is_err());
+    }
+
+    #[test]
+    fn statuses_map_to_errors() {
+        let answer = |status: u16| Outcome::Response {
+            status,
+            body: b"{}".to_vec(),
+        };
+        assert_eq!(body_of(&answer(200)), Ok(&b"{}"[..]));
+        assert_eq!(body_of(&answer(404)), Err(ApiError::NotFound));
+        assert_eq!(body_of(&answer(429)), Err(ApiError::RateLimited));
+        assert_eq!(body_of(&answer(401)), Err(ApiError::Unauthorized(401)));
+        assert_eq!(body_of(&answer(503)), Err(ApiError::Server(503)));
+        assert_eq!(body_of(&answer(302)), Err(ApiError::Status(302)));
+        assert_eq!(body_of(&Outcome::TimedOut), Err(ApiError::TimedOut));
+        assert_eq!(ApiError::RateLimited.code(), "rate_limited");
+    }
+}
