@@ -4,7 +4,6 @@
 use crate::config::{Config, DEFAULT_MAX_BODY_BYTES};
 use crate::error::Error;
 use crate::handler::{self, Incoming, RpcOutcome, RpcRequest, Step};
-use crate::json::{self, Value};
 use crate::reply::{self, Facts, Notes, Reply};
 use js_sys::{Date, Uint8Array};
 use wasm_bindgen::prelude::*;
@@ -67,21 +66,27 @@ impl WebhookHandler {
         to_response(&reply)
     }
 
-    /// Runs `begin` on a POST without I/O and returns a JSON summary of the decision. Used to
-    /// benchmark verify + parse + classify + plan inside Wasm; request headers (the service key)
-    /// are never included.
-    pub fn check_event(&self, headers_json: &str, body: &[u8], now_ms: f64) -> String {
-        // A JSON object of header strings; anything else means "no headers".
-        let headers: Vec<(String, String)> = match json::parse(headers_json) {
-            Ok(Value::Object(object)) => object
-                .iter()
-                .filter_map(|(name, value)| match value {
-                    Value::String(v) => Some((name.to_ascii_lowercase(), v.to_string())),
-                    _ => None,
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
+    /// Runs `begin` on a POST without I/O, for benchmarking verify + parse + classify + plan
+    /// inside Wasm with the boundary the request path has: the two credential header values
+    /// (what `handle` fetches by name), the body bytes in, one string out. Answers
+    /// `call\n<RPC body>` or `<status>\n<reply body>`; the service key is never included.
+    pub fn check_event(
+        &self,
+        signature: Option<String>,
+        secret_header: Option<String>,
+        body: &[u8],
+        now_ms: f64,
+    ) -> String {
+        let mut headers = Vec::with_capacity(2);
+        if let Ok(settings) = self.config.settings() {
+            let [signature_name, secret_name] = settings.verifier.header_names();
+            if let Some(value) = signature {
+                headers.push((signature_name.to_owned(), value));
+            }
+            if let Some(value) = secret_header {
+                headers.push((secret_name.to_owned(), value));
+            }
+        }
         let step = handler::begin(
             &self.config,
             &Incoming {
@@ -91,23 +96,15 @@ impl WebhookHandler {
                 now_ms: now_ms as i64,
             },
         );
-        let summary = match &step {
-            Step::Respond(reply) => Summary {
-                step: "respond",
-                status: Some(reply.status),
-                body: Some(&reply.body),
-                url: None,
-                args: None,
-            },
-            Step::Call(call) => Summary {
-                step: "call",
-                status: None,
-                body: None,
-                url: Some(&call.request.url),
-                args: Some(&call.request.body),
-            },
-        };
-        serde_json::to_string(&summary).unwrap_or_default()
+        match step {
+            Step::Respond(reply) => format!("{}\n{}", reply.status, reply.body),
+            Step::Call(call) => {
+                let mut out = String::with_capacity(5 + call.request.body.len());
+                out.push_str("call\n");
+                out.push_str(&call.request.body);
+                out
+            }
+        }
     }
 }
 
@@ -128,20 +125,6 @@ fn env_pairs(env: &JsValue) -> Option<Vec<(String, String)>> {
     Some(pairs)
 }
 
-/// What `check_event` reports.
-#[derive(serde::Serialize)]
-struct Summary<'a> {
-    step: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    body: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    url: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    args: Option<&'a str>,
-}
-
 fn internal(problem: &str) -> Reply {
     reply::error(
         &Error::Internal,
@@ -157,7 +140,7 @@ fn internal(problem: &str) -> Reply {
 async fn handle_request(config: &Config, request: &Request) -> Reply {
     let started = now_ms();
     let method = request.method();
-    let headers = read_headers(&request.headers());
+    let headers = read_headers(config, &request.headers());
     let content_length = headers
         .iter()
         .find(|(name, _)| name == "content-length")
@@ -188,15 +171,20 @@ async fn handle_request(config: &Config, request: &Request) -> Reply {
     }
 }
 
-fn read_headers(headers: &Headers) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let Ok(Some(entries)) = js_sys::try_iter(headers) else {
-        return out;
+/// The request headers the core reads — `content-length` and the credential headers — fetched
+/// by name: a few calls across the boundary instead of an iterator step, an array and two
+/// strings for every header the request has.
+fn read_headers(config: &Config, headers: &Headers) -> Vec<(String, String)> {
+    let mut out = Vec::with_capacity(3);
+    let mut fetch = |name: &str| {
+        if let Ok(Some(value)) = headers.get(name) {
+            out.push((name.to_owned(), value));
+        }
     };
-    for entry in entries.flatten() {
-        let pair: js_sys::Array = entry.unchecked_into();
-        if let (Some(name), Some(value)) = (pair.get(0).as_string(), pair.get(1).as_string()) {
-            out.push((name.to_ascii_lowercase(), value));
+    fetch("content-length");
+    if let Ok(settings) = config.settings() {
+        for name in settings.verifier.header_names() {
+            fetch(name);
         }
     }
     out

@@ -8,11 +8,12 @@ export class WebhookHandler {
     free(): void;
     [Symbol.dispose](): void;
     /**
-     * Runs `begin` on a POST without I/O and returns a JSON summary of the decision. Used to
-     * benchmark verify + parse + classify + plan inside Wasm; request headers (the service key)
-     * are never included.
+     * Runs `begin` on a POST without I/O, for benchmarking verify + parse + classify + plan
+     * inside Wasm with the boundary the request path has: the two credential header values
+     * (what `handle` fetches by name), the body bytes in, one string out. Answers
+     * `call\n<RPC body>` or `<status>\n<reply body>`; the service key is never included.
      */
-    check_event(headers_json: string, body: Uint8Array | number[], now_ms: number): string;
+    check_event(signature: string | null | undefined, secret_header: string | null | undefined, body: Uint8Array | number[], now_ms: number): string;
     /**
      * Handles one request. Never rejects for request or upstream problems: they become JSON
      * replies (4xx/5xx) and exactly one log line.
@@ -30,7 +31,7 @@ export type InitInput = RequestInfo | URL | Response | BufferSource | WebAssembl
 export interface InitOutput {
     readonly memory: WebAssembly.Memory;
     readonly __wbg_webhookhandler_free: (a: number, b: number) => void;
-    readonly webhookhandler_check_event: (a: number, b: number, c: number, d: number, e: number, f: number) => [number, number];
+    readonly webhookhandler_check_event: (a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number) => [number, number];
     readonly webhookhandler_handle: (a: number, b: any) => any;
     readonly webhookhandler_new: (a: any) => number;
     readonly wasm_bindgen__convert__closures_____invoke__h60702a48838d1764: (a: number, b: number, c: any) => [number, number];

@@ -15,36 +15,41 @@ export class WebhookHandler {
         wasm.__wbg_webhookhandler_free(ptr, 0);
     }
     /**
-     * Runs `begin` on a POST without I/O and returns a JSON summary of the decision. Used to
-     * benchmark verify + parse + classify + plan inside Wasm; request headers (the service key)
-     * are never included.
-     * @param {string} headers_json
+     * Runs `begin` on a POST without I/O, for benchmarking verify + parse + classify + plan
+     * inside Wasm with the boundary the request path has: the two credential header values
+     * (what `handle` fetches by name), the body bytes in, one string out. Answers
+     * `call\n<RPC body>` or `<status>\n<reply body>`; the service key is never included.
+     * @param {string | null | undefined} signature
+     * @param {string | null | undefined} secret_header
      * @param {Uint8Array | number[]} body
      * @param {number} now_ms
      * @returns {string}
      */
-    check_event(headers_json, body, now_ms) {
-        let deferred4_0;
-        let deferred4_1;
+    check_event(signature, secret_header, body, now_ms) {
+        let deferred5_0;
+        let deferred5_1;
         try {
-            const val3 = +now_ms;
-            let ptr0, len0, ptr1, len1;
+            const val4 = +now_ms;
+            let ptr0, len0, ptr1, len1, ptr2, len2;
             try {
-                ptr0 = passStringToWasm0(headers_json, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+                ptr0 = isLikeNone(signature) ? 0 : passStringToWasm0(signature, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
                 len0 = WASM_VECTOR_LEN;
-                ptr1 = passArray8ToWasm0(body, wasm.__wbindgen_malloc);
+                ptr1 = isLikeNone(secret_header) ? 0 : passStringToWasm0(secret_header, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
                 len1 = WASM_VECTOR_LEN;
+                ptr2 = passArray8ToWasm0(body, wasm.__wbindgen_malloc);
+                len2 = WASM_VECTOR_LEN;
             } catch (e) {
+                if (ptr2) { wasm.__wbindgen_free(ptr2, len2 * 1, 1); }
                 if (ptr1) { wasm.__wbindgen_free(ptr1, len1 * 1, 1); }
                 if (ptr0) { wasm.__wbindgen_free(ptr0, len0 * 1, 1); }
                 throw e;
             }
-            const ret = wasm.webhookhandler_check_event(this.__wbg_ptr, ptr0, len0, ptr1, len1, val3);
-            deferred4_0 = ret[0];
-            deferred4_1 = ret[1];
+            const ret = wasm.webhookhandler_check_event(this.__wbg_ptr, ptr0, len0, ptr1, len1, ptr2, len2, val4);
+            deferred5_0 = ret[0];
+            deferred5_1 = ret[1];
             return getStringFromWasm0(ret[0], ret[1]);
         } finally {
-            wasm.__wbindgen_free(deferred4_0, deferred4_1, 1);
+            wasm.__wbindgen_free(deferred5_0, deferred5_1, 1);
         }
     }
     /**
@@ -116,10 +121,6 @@ function __wbg_get_imports() {
             const ret = arg0.body;
             return isLikeNone(ret) ? 0 : addToExternrefTable0(ret);
         },
-        __wbg_call_40b008ba32f73991: function() { return handleError(function (arg0, arg1) {
-            const ret = arg0.call(arg1);
-            return ret;
-        }, arguments); },
         __wbg_call_a410eb4b59ed5965: function() { return handleError(function (arg0, arg1, arg2) {
             const ret = arg0.call(arg1, arg2);
             return ret;
@@ -130,10 +131,6 @@ function __wbg_get_imports() {
         },
         __wbg_clearTimeout_f304adc329fc6f2d: function(arg0) {
             clearTimeout(arg0);
-        },
-        __wbg_done_57e08d0be6e30c02: function(arg0) {
-            const ret = arg0.done;
-            return ret;
         },
         __wbg_entries_7bb1459bd9b5c2b9: function(arg0) {
             const ret = Object.entries(arg0);
@@ -151,9 +148,12 @@ function __wbg_get_imports() {
             const ret = Reflect.get(arg0, arg1);
             return ret;
         }, arguments); },
-        __wbg_get_635eea311fa1a291: function() { return handleError(function (arg0, arg1) {
-            const ret = Reflect.get(arg0, arg1);
-            return ret;
+        __wbg_get_556f1c9a5c587e8c: function() { return handleError(function (arg0, arg1, arg2, arg3) {
+            const ret = arg1.get(getStringFromWasm0(arg2, arg3));
+            var ptr1 = isLikeNone(ret) ? 0 : passStringToWasm0(ret, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+            var len1 = WASM_VECTOR_LEN;
+            getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 1, len1, true);
+            getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 0, ptr1, true);
         }, arguments); },
         __wbg_get_d7176cfb76d71114: function(arg0, arg1) {
             const ret = arg0[arg1 >>> 0];
@@ -183,10 +183,6 @@ function __wbg_get_imports() {
                 result = false;
             }
             const ret = result;
-            return ret;
-        },
-        __wbg_iterator_e4c5e8f68ada7b58: function() {
-            const ret = Symbol.iterator;
             return ret;
         },
         __wbg_length_186163212ffe79c3: function(arg0) {
@@ -247,14 +243,6 @@ function __wbg_get_imports() {
         }, arguments); },
         __wbg_new_with_str_and_init_d9f6b5611184e16b: function() { return handleError(function (arg0, arg1, arg2) {
             const ret = new Request(getStringFromWasm0(arg0, arg1), arg2);
-            return ret;
-        }, arguments); },
-        __wbg_next_178c1651c11432b3: function(arg0) {
-            const ret = arg0.next;
-            return ret;
-        },
-        __wbg_next_af5ac6a08bb0a717: function() { return handleError(function (arg0) {
-            const ret = arg0.next();
             return ret;
         }, arguments); },
         __wbg_now_463ac581d2fc7ea3: function() {
@@ -340,12 +328,8 @@ function __wbg_get_imports() {
             const ret = arg0.then(arg1);
             return ret;
         },
-        __wbg_value_e0f328965e184931: function(arg0) {
-            const ret = arg0.value;
-            return ret;
-        },
         __wbindgen_generic_0000000000000001: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Externref], shim_idx: 30, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Externref], shim_idx: 31, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
             const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h60702a48838d1764);
             return ret;
         },
