@@ -1,4 +1,4 @@
-//! Native benchmark of the pure core: `handler::begin` (verify + parse + classify + plan) on one
+//! Native benchmark of the pure core: `hms_webhook::begin` (verify + parse + classify + plan) on one
 //! signed ~1 KB `peer.join.success`, timed per event after warm-up; prints one JSON line. Two
 //! early refusals of the same body (no credentials; a wrong signature) split the figure into the
 //! fixed cost, the HMAC, and parse + plan, as the Wasm and TypeScript probes do.
@@ -15,9 +15,7 @@ use std::hint::black_box;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use hms_webhook::config::Config;
-use hms_webhook::handler::{begin, Incoming, Step};
-use hms_webhook::signature::sign_hex;
+use hms_webhook::{begin, sign_hex, Config, Incoming, Step};
 
 /// The built-in sample (the 100ms reference `peer.join.success`, with richer peer metadata).
 const SAMPLE: &str = r#"{"version":"2.0","id":"7c2e9a44-1f0b-4d3a-b8e6-5a9c0d2f7e81","account_id":"64f1a2b3c4d5e6f708192a3b","app_id":"64f1a2b3c4d5e6f708192a3d","timestamp":"2024-10-04T18:03:10Z","type":"peer.join.success","data":{"room_id":"6501c1d2e3f4a5b6c7d8e9f0","room_name":"friday-night-jazz-with-the-quartet-live-from-bangalore","session_id":"6702a7b8c9d0e1f2a3b4c5d6","template_id":"6501c0ffee0123456789abcd","peer_id":"a71c4e02-58b3-4f6d-9e1a-c3d2b7f6e845","user_id":"usr_1907","user_name":"Ravi","user_data":"{\"avatar\":\"https://cdn.example.com/avatars/usr_1907/r7-256x256.png\",\"display_name\":\"Ravi Shankar\",\"bio\":\"Jazz enthusiast, late-night listener, occasional speaker on Friday sessions.\",\"badges\":[\"early-supporter\",\"top-listener\",\"verified\"],\"locale\":\"en-IN\",\"followers\":1842}","role":"listener","type":"regular","joined_at":"2024-10-04T18:03:10.55810264Z","session_started_at":"2024-10-04T18:00:02.183742915Z"}}"#;
@@ -138,11 +136,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let config = Config::from_env([
+    let config = match Config::from_env([
         ("HMS_WEBHOOK_SECRET", args.secret.as_str()),
         ("SUPABASE_URL", "http://127.0.0.1:54321"),
         ("SUPABASE_SECRET_KEYS", r#"{"default":"sb_secret_bench"}"#),
-    ]);
+    ]) {
+        Ok(config) => config,
+        Err(problem) => {
+            eprintln!("bench_core: {} {}", problem.variable, problem.reason);
+            return ExitCode::from(2);
+        }
+    };
     let signature = args
         .signature
         .clone()

@@ -6,9 +6,7 @@
 //! (`cargo test` runs 20,000 iterations through the test at the bottom.)
 
 use hmac::{Hmac, Mac};
-use hms_webhook::config::Config;
-use hms_webhook::handler::{begin, finish, preflight, Incoming, RpcOutcome, Step};
-use hms_webhook::reply::Reply;
+use hms_webhook::{begin, finish, preflight, Config, Incoming, Reply, RpcOutcome, Step};
 use serde_json::{json, Value};
 use sha2::Sha256;
 use std::collections::BTreeMap;
@@ -550,7 +548,7 @@ fn setups() -> Vec<Setup> {
         ("HMS_MAX_BODY_BYTES", "4096"),
     ];
     let with = |extra: &[(&'static str, &'static str)]| {
-        Config::from_env(base.iter().chain(extra.iter()).copied())
+        Config::from_env(base.iter().chain(extra.iter()).copied()).expect("a valid setup")
     };
     vec![
         Setup {
@@ -669,7 +667,7 @@ fn one_case(rng: &mut Rng, seeds: &[String], setups: &[Setup]) -> Result<String,
                 return Err("a secret leaked into the RPC body".into());
             }
             let (outcome, valid) = rpc_outcome(rng);
-            let reply = finish(&setup.config, &call.context, outcome, now_ms + 5);
+            let reply = finish(call.context, outcome, now_ms + 5);
             let class = check_reply(&reply)?;
             match (valid, reply.status) {
                 (true, 200) | (false, 200 | 503) => Ok(format!("call -> {class}")),

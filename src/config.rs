@@ -16,6 +16,25 @@ pub const MAX_TOLERANCE_SECONDS: u64 = 315_360_000;
 /// Path of the RPC below `SUPABASE_URL`.
 pub const RPC_PATH: &str = "/rest/v1/rpc/hms_apply_event";
 
+/// Every environment variable the core reads, and the only ones the shim passes in (design §3).
+/// A new variable is added here; [`Config::from_env`] drops every other name, so a read of an
+/// unlisted name finds nothing and its tests fail.
+pub const VARIABLES: &[&str] = &[
+    "HMS_WEBHOOK_SECRET",
+    "HMS_WEBHOOK_SECRET_PREVIOUS",
+    "HMS_WEBHOOK_AUTH",
+    "HMS_WEBHOOK_SECRET_HEADER",
+    "HMS_TIMESTAMP_TOLERANCE_SECONDS",
+    "HMS_MAX_BODY_BYTES",
+    "HMS_SPEAKER_ROLES",
+    "HMS_IGNORED_ROLES",
+    "HMS_AUTO_CREATE_ROOMS",
+    "SUPABASE_URL",
+    "SUPABASE_SECRET_KEYS",
+    "SUPABASE_SERVICE_ROLE_KEY",
+    "SUPABASE_DEBUG",
+];
+
 /// Why the configuration is unusable. Never contains a secret value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Misconfig {
@@ -60,10 +79,11 @@ pub struct Settings {
     pub rest: RestTarget,
 }
 
-/// The configuration of one isolate: either usable settings or the reason it is not.
+/// A usable configuration of one isolate. Only [`Config::from_env`] makes one, so holding a
+/// `Config` means the environment was valid: nothing downstream checks it again.
 #[derive(Debug, Clone)]
 pub struct Config {
-    state: Result<Settings, Misconfig>,
+    settings: Settings,
     debug: bool,
 }
 
@@ -272,9 +292,17 @@ fn settings(env: &Env) -> Result<Settings, Misconfig> {
     })
 }
 
+impl Misconfig {
+    /// A problem with `variable` (also used when the boundary cannot even read the environment).
+    pub fn new(variable: &'static str, reason: impl Into<String>) -> Self {
+        misconfig(variable, reason)
+    }
+}
+
 impl Config {
-    /// Builds the configuration from environment pairs (e.g. `Deno.env.toObject()`).
-    pub fn from_env<I, K, V>(pairs: I) -> Config
+    /// Builds the configuration from environment pairs (names outside [`VARIABLES`] are
+    /// dropped), or says which variable makes it unusable.
+    pub fn from_env<I, K, V>(pairs: I) -> Result<Config, Misconfig>
     where
         I: IntoIterator<Item = (K, V)>,
         K: AsRef<str>,
@@ -282,31 +310,19 @@ impl Config {
     {
         let env = Env(pairs
             .into_iter()
+            .filter(|(k, _)| VARIABLES.contains(&k.as_ref()))
             .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned()))
             .collect());
-        match bool_var(&env, "SUPABASE_DEBUG", false) {
-            Ok(debug) => Config {
-                state: settings(&env),
-                debug,
-            },
-            Err(problem) => Config {
-                state: Err(problem),
-                debug: false,
-            },
-        }
+        let debug = bool_var(&env, "SUPABASE_DEBUG", false)?;
+        Ok(Config {
+            settings: settings(&env)?,
+            debug,
+        })
     }
 
-    /// A configuration that refuses everything (used when the boundary cannot even read env).
-    pub fn misconfigured(variable: &'static str, reason: &str) -> Config {
-        Config {
-            state: Err(misconfig(variable, reason)),
-            debug: false,
-        }
-    }
-
-    /// The settings, or why there are none.
-    pub fn settings(&self) -> Result<&Settings, &Misconfig> {
-        self.state.as_ref()
+    /// The validated settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     /// `SUPABASE_DEBUG`: add decision details to the log line.
@@ -319,6 +335,21 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// What the tests read from a `from_env` result.
+    trait Outcome {
+        fn settings(&self) -> Result<&Settings, &Misconfig>;
+        fn debug(&self) -> bool;
+    }
+
+    impl Outcome for Result<Config, Misconfig> {
+        fn settings(&self) -> Result<&Settings, &Misconfig> {
+            self.as_ref().map(Config::settings)
+        }
+        fn debug(&self) -> bool {
+            self.as_ref().is_ok_and(Config::debug)
+        }
+    }
+
     fn base() -> Vec<(&'static str, &'static str)> {
         vec![
             ("HMS_WEBHOOK_SECRET", "s3cret-value"),
@@ -327,7 +358,7 @@ mod tests {
         ]
     }
 
-    fn with(extra: &[(&'static str, &'static str)]) -> Config {
+    fn with(extra: &[(&'static str, &'static str)]) -> Result<Config, Misconfig> {
         let mut env = base();
         for (k, v) in extra {
             env.retain(|(name, _)| name != k);
@@ -336,11 +367,11 @@ mod tests {
         Config::from_env(env)
     }
 
-    fn without(name: &str) -> Config {
+    fn without(name: &str) -> Result<Config, Misconfig> {
         Config::from_env(base().into_iter().filter(|(k, _)| *k != name))
     }
 
-    fn problem(config: &Config) -> &Misconfig {
+    fn problem(config: &Result<Config, Misconfig>) -> &Misconfig {
         config.settings().unwrap_err()
     }
 

@@ -1,5 +1,7 @@
 //! The one error type of the request core: each variant maps to an HTTP status and a stable code.
 
+use crate::config::Misconfig;
+use crate::json::JsonError;
 use std::borrow::Cow;
 
 /// Everything that can make a webhook request end without a successful RPC.
@@ -67,83 +69,112 @@ pub enum Error {
 }
 
 impl Error {
-    /// HTTP status of the reply.
-    pub fn status(&self) -> u16 {
+    /// The one table: HTTP status, stable code (design §4) and the message for the sender.
+    pub fn describe(&self) -> (u16, &'static str, Cow<'static, str>) {
         match self {
-            Error::EmptyBody
-            | Error::InvalidUtf8
-            | Error::InvalidJson(_)
-            | Error::NotAnObject
-            | Error::MissingField(_)
-            | Error::InvalidField { .. }
-            | Error::InvalidTimestamp { .. }
-            | Error::FieldTooLong { .. } => 400,
-            Error::MissingCredentials
-            | Error::InvalidCredentials
-            | Error::StaleTimestamp { .. } => 401,
-            Error::MethodNotAllowed => 405,
-            Error::PayloadTooLarge { .. } => 413,
-            Error::Misconfigured { .. } | Error::Internal => 500,
-            Error::UpstreamUnavailable => 503,
+            Error::EmptyBody => (400, "empty_body", "request body is empty".into()),
+            Error::InvalidUtf8 => (
+                400,
+                "invalid_utf8",
+                "request body is not valid UTF-8".into(),
+            ),
+            Error::InvalidJson(detail) => (
+                400,
+                "invalid_json",
+                format!("request body is not valid JSON: {detail}").into(),
+            ),
+            Error::NotAnObject => (
+                400,
+                "not_an_object",
+                "request body must be a JSON object".into(),
+            ),
+            Error::MissingField(field) => (
+                400,
+                "missing_field",
+                format!("missing required field `{field}`").into(),
+            ),
+            Error::InvalidField { field, expected } => (
+                400,
+                "invalid_field",
+                format!("field `{field}` must be {expected}").into(),
+            ),
+            Error::InvalidTimestamp { field, reason } => (
+                400,
+                "invalid_timestamp",
+                format!("field `{field}` is not a valid timestamp: {reason}").into(),
+            ),
+            Error::FieldTooLong { field, max } => (
+                400,
+                "field_too_long",
+                format!("field `{field}` is longer than {max} bytes").into(),
+            ),
+            Error::MissingCredentials => {
+                (401, "unauthorized", "missing webhook credentials".into())
+            }
+            Error::InvalidCredentials => {
+                (401, "unauthorized", "invalid webhook credentials".into())
+            }
+            Error::StaleTimestamp { future: false } => (
+                401,
+                "stale_timestamp",
+                "event timestamp is older than the accepted tolerance".into(),
+            ),
+            Error::StaleTimestamp { future: true } => (
+                401,
+                "stale_timestamp",
+                "event timestamp is too far in the future".into(),
+            ),
+            Error::MethodNotAllowed => (405, "method_not_allowed", "only POST is accepted".into()),
+            Error::PayloadTooLarge { limit } => (
+                413,
+                "payload_too_large",
+                format!("request body is larger than {limit} bytes").into(),
+            ),
+            Error::Misconfigured { variable } => (
+                500,
+                "misconfigured",
+                format!("the function is not configured: check {variable}").into(),
+            ),
+            Error::Internal => (500, "internal", "internal error".into()),
+            Error::UpstreamUnavailable => (
+                503,
+                "upstream_unavailable",
+                "the database API is unavailable; retry later".into(),
+            ),
         }
     }
 
     /// Stable machine-readable code (design §4).
+    #[cfg(test)]
     pub fn code(&self) -> &'static str {
-        match self {
-            Error::EmptyBody => "empty_body",
-            Error::InvalidUtf8 => "invalid_utf8",
-            Error::InvalidJson(_) => "invalid_json",
-            Error::NotAnObject => "not_an_object",
-            Error::MissingField(_) => "missing_field",
-            Error::InvalidField { .. } => "invalid_field",
-            Error::InvalidTimestamp { .. } => "invalid_timestamp",
-            Error::FieldTooLong { .. } => "field_too_long",
-            Error::MissingCredentials | Error::InvalidCredentials => "unauthorized",
-            Error::StaleTimestamp { .. } => "stale_timestamp",
-            Error::MethodNotAllowed => "method_not_allowed",
-            Error::PayloadTooLarge { .. } => "payload_too_large",
-            Error::Misconfigured { .. } => "misconfigured",
-            Error::UpstreamUnavailable => "upstream_unavailable",
-            Error::Internal => "internal",
+        self.describe().1
+    }
+}
+
+impl From<std::str::Utf8Error> for Error {
+    fn from(_: std::str::Utf8Error) -> Self {
+        Error::InvalidUtf8
+    }
+}
+
+impl From<JsonError> for Error {
+    fn from(err: JsonError) -> Self {
+        Error::InvalidJson(err.0)
+    }
+}
+
+impl From<&Misconfig> for Error {
+    fn from(problem: &Misconfig) -> Self {
+        Error::Misconfigured {
+            variable: problem.variable,
         }
     }
+}
 
-    /// Human-readable message for the response body.
-    pub fn message(&self) -> String {
-        match self {
-            Error::EmptyBody => "request body is empty".into(),
-            Error::InvalidUtf8 => "request body is not valid UTF-8".into(),
-            Error::InvalidJson(detail) => format!("request body is not valid JSON: {detail}"),
-            Error::NotAnObject => "request body must be a JSON object".into(),
-            Error::MissingField(field) => format!("missing required field `{field}`"),
-            Error::InvalidField { field, expected } => {
-                format!("field `{field}` must be {expected}")
-            }
-            Error::InvalidTimestamp { field, reason } => {
-                format!("field `{field}` is not a valid timestamp: {reason}")
-            }
-            Error::FieldTooLong { field, max } => {
-                format!("field `{field}` is longer than {max} bytes")
-            }
-            Error::MissingCredentials => "missing webhook credentials".into(),
-            Error::InvalidCredentials => "invalid webhook credentials".into(),
-            Error::StaleTimestamp { future: false } => {
-                "event timestamp is older than the accepted tolerance".into()
-            }
-            Error::StaleTimestamp { future: true } => {
-                "event timestamp is too far in the future".into()
-            }
-            Error::MethodNotAllowed => "only POST is accepted".into(),
-            Error::PayloadTooLarge { limit } => {
-                format!("request body is larger than {limit} bytes")
-            }
-            Error::Misconfigured { variable } => {
-                format!("the function is not configured: check {variable}")
-            }
-            Error::UpstreamUnavailable => "the database API is unavailable; retry later".into(),
-            Error::Internal => "internal error".into(),
-        }
+/// Serialising the RPC arguments cannot fail for our types; if it ever did, it is ours.
+impl From<serde_json::Error> for Error {
+    fn from(_: serde_json::Error) -> Self {
+        Error::Internal
     }
 }
 
@@ -207,26 +238,25 @@ mod tests {
             (Error::Internal, 500, "internal"),
         ];
         for (err, status, code) in cases {
-            assert_eq!(err.status(), status, "{err:?}");
-            assert_eq!(err.code(), code, "{err:?}");
-            assert!(!err.message().is_empty());
+            let (got_status, got_code, message) = err.describe();
+            assert_eq!(got_status, status, "{err:?}");
+            assert_eq!(got_code, code, "{err:?}");
+            assert!(!message.is_empty());
         }
     }
 
     #[test]
     fn messages_name_the_field_or_variable() {
-        assert!(Error::MissingField("data.room_id")
-            .message()
-            .contains("data.room_id"));
-        assert!(Error::Misconfigured {
+        let message = |err: Error| err.describe().2;
+        assert!(message(Error::MissingField("data.room_id")).contains("data.room_id"));
+        assert!(message(Error::Misconfigured {
             variable: "HMS_WEBHOOK_SECRET"
-        }
-        .message()
+        })
         .contains("HMS_WEBHOOK_SECRET"));
         // 401 messages only distinguish missing from invalid.
         assert_ne!(
-            Error::MissingCredentials.message(),
-            Error::InvalidCredentials.message()
+            message(Error::MissingCredentials),
+            message(Error::InvalidCredentials)
         );
     }
 }

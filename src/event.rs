@@ -221,8 +221,8 @@ pub fn parse(body: &[u8]) -> Result<Event<'_>, Error> {
     if body.is_empty() {
         return Err(Error::EmptyBody);
     }
-    let text = std::str::from_utf8(body).map_err(|_| Error::InvalidUtf8)?;
-    let Value::Object(mut top) = json::parse(text).map_err(|e| Error::InvalidJson(e.0))? else {
+    let text = std::str::from_utf8(body)?;
+    let Value::Object(mut top) = json::parse(text)? else {
         return Err(Error::NotAnObject);
     };
     // The legacy flat format is recognised by its top-level `event` key.

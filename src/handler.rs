@@ -1,15 +1,16 @@
 //! The sans-IO request core: `preflight` (before the body is read), `begin` (limits, auth,
 //! parse, freshness, plan) and `finish` (interpret the RPC answer). Clock and config are inputs.
+//!
+//! Every answer is written by [`Log::reply`]; a new route is one more step function like
+//! [`begin`] that fills a [`Log`] and returns a [`Step`] (see `reply.rs` for new outcomes).
 
-use crate::config::Config;
+use crate::config::{Config, Misconfig};
 use crate::error::Error;
-use crate::event::{self, Event};
+use crate::event;
 use crate::plan::{self, Plan};
-use crate::reply::{self, Details, Facts, Notes, Reply};
-use crate::rest::{self, ApplyStatus};
+use crate::reply::{Log, Outcome, Reply, Upstream};
+use crate::rest::{self, ApplyStatus, RpcOutcome, RpcRequest};
 use crate::time::Timestamp;
-
-pub use crate::rest::{RpcOutcome, RpcRequest};
 
 /// Events further ahead than this are refused whatever the tolerance (unless it is 0).
 pub const MAX_FUTURE_SECONDS: i64 = 120;
@@ -28,6 +29,8 @@ pub struct Incoming<'a> {
 }
 
 /// What `begin` decided.
+// One short-lived value per request: boxing the call would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// Answer now.
@@ -36,80 +39,42 @@ pub enum Step {
     Call(Call),
 }
 
-/// An RPC to send and what `finish` needs to know about the request.
+/// An RPC to send and the request's log so far, which [`finish`] completes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Call {
     /// The HTTP request.
     pub request: RpcRequest,
-    /// Request facts carried to `finish`.
+    /// The log of the request, owned: the body is gone by the time the RPC answers.
     pub context: CallContext,
 }
 
-/// Request facts carried from `begin` to `finish` (owned: the body is gone by then).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallContext {
-    /// Event id.
-    pub event_id: String,
-    /// Event type.
-    pub event_type: String,
-    /// Room id.
-    pub room_id: String,
-    /// `now_ms` at `begin`.
-    pub started_ms: i64,
-    /// Decision details for the debug log.
-    pub details: Details,
-}
+/// What travels from `begin` to `finish`.
+pub type CallContext = Log<'static>;
 
-fn details_if(config: &Config, details: &Details) -> Option<Details> {
-    config.debug().then(|| details.clone())
-}
-
-fn misconfigured(config: &Config) -> Option<Reply> {
-    let problem = config.settings().err()?;
-    let notes = Notes {
+/// The answer to every request of an isolate whose environment is unusable: 500 `misconfigured`,
+/// with the variable and the problem (never a value) in the log.
+pub fn misconfigured(problem: &Misconfig) -> Reply {
+    let log = Log {
         variable: Some(problem.variable),
-        problem: Some(&problem.reason),
-        ..Notes::default()
+        problem: Some(problem.reason.as_str().into()),
+        ..Log::default()
     };
-    Some(reply::error(
-        &Error::Misconfigured {
-            variable: problem.variable,
-        },
-        &Facts::default(),
-        &notes,
-        None,
-    ))
+    log.reply(Outcome::Refused(&problem.into()))
 }
 
-/// Answers what can be answered before reading the body: misconfiguration (500), method
-/// (405, or 204 for OPTIONS) and a declared `content-length` over the limit (413).
+/// Answers what can be answered before reading the body: method (405, or 204 for OPTIONS) and a
+/// declared `content-length` over the limit (413).
 pub fn preflight(config: &Config, method: &str, content_length: Option<u64>) -> Option<Reply> {
-    if let Some(reply) = misconfigured(config) {
-        return Some(reply);
-    }
-    let settings = config.settings().ok()?;
-    let debug = details_if(config, &Details::default());
+    let log = Log::new(config.debug(), 0);
+    let limit = config.settings().max_body_bytes;
     if method.eq_ignore_ascii_case("OPTIONS") {
-        return Some(reply::options(debug.as_ref()));
-    }
-    if !method.eq_ignore_ascii_case("POST") {
-        return Some(reply::error(
-            &Error::MethodNotAllowed,
-            &Facts::default(),
-            &Notes::default(),
-            debug.as_ref(),
-        ));
-    }
-    match content_length {
-        Some(length) if length > settings.max_body_bytes => Some(reply::error(
-            &Error::PayloadTooLarge {
-                limit: settings.max_body_bytes,
-            },
-            &Facts::default(),
-            &Notes::default(),
-            debug.as_ref(),
-        )),
-        _ => None,
+        Some(log.reply(Outcome::Options))
+    } else if !method.eq_ignore_ascii_case("POST") {
+        Some(log.reply(Outcome::Refused(&Error::MethodNotAllowed)))
+    } else if content_length.is_some_and(|length| length > limit) {
+        Some(log.reply(Outcome::Refused(&Error::PayloadTooLarge { limit })))
+    } else {
+        None
     }
 }
 
@@ -133,134 +98,79 @@ fn check_freshness(timestamp: Timestamp, now_ms: i64, tolerance_seconds: u64) ->
     Ok(())
 }
 
-fn facts<'e>(event: &'e Event<'_>) -> Facts<'e> {
-    Facts {
-        event_id: Some(&event.id),
-        event_type: Some(&event.event_type),
-        room_id: event.room_id.as_deref(),
-        ms: 0,
-    }
-}
-
-fn refuse(config: &Config, err: &Error, facts: &Facts<'_>, details: &Details) -> Step {
-    Step::Respond(reply::error(
-        err,
-        facts,
-        &Notes::default(),
-        details_if(config, details).as_ref(),
-    ))
-}
-
 /// Runs the pure part of a request: method -> size -> auth -> parse -> freshness -> plan.
 pub fn begin(config: &Config, incoming: &Incoming<'_>) -> Step {
     let body_len = u64::try_from(incoming.body.len()).unwrap_or(u64::MAX);
     if let Some(reply) = preflight(config, incoming.method, Some(body_len)) {
         return Step::Respond(reply);
     }
-    let mut details = Details::default();
-    let Ok(settings) = config.settings() else {
-        // preflight already answered a misconfigured config; this keeps `begin` total.
-        return refuse(config, &Error::Internal, &Facts::default(), &details);
-    };
+    let mut log = Log::new(config.debug(), incoming.now_ms);
+    match decide(config, incoming, &mut log) {
+        Ok(step) => step,
+        Err(err) => Step::Respond(log.reply(Outcome::Refused(&err))),
+    }
+}
 
+fn decide<'a>(config: &Config, incoming: &Incoming<'a>, log: &mut Log<'a>) -> Result<Step, Error> {
+    let settings = config.settings();
     // Authenticate the exact raw bytes before parsing anything: unauthenticated input never
     // reaches the JSON parser, and its ids never reach the log.
-    match settings.verifier.check(incoming.headers, incoming.body) {
-        Ok(method) => details.auth = Some(method.as_str()),
-        Err(err) => return refuse(config, &err, &Facts::default(), &details),
-    }
-
-    let event = match event::parse(incoming.body) {
-        Ok(event) => event,
-        Err(err) => return refuse(config, &err, &Facts::default(), &details),
-    };
-    details.format = Some(event.format.as_str());
-    let facts = facts(&event);
-    if let Err(err) = check_freshness(event.timestamp, incoming.now_ms, settings.tolerance_seconds)
-    {
-        return refuse(config, &err, &facts, &details);
-    }
+    log.auth = Some(
+        settings
+            .verifier
+            .check(incoming.headers, incoming.body)?
+            .as_str(),
+    );
+    let event = event::parse(incoming.body)?;
+    log.format = Some(event.format.as_str());
+    log.event_id = Some(event.id.clone());
+    log.event_type = Some(event.event_type.clone());
+    log.room_id = event.room_id.clone();
+    check_freshness(event.timestamp, incoming.now_ms, settings.tolerance_seconds)?;
 
     match plan::plan(&event, &settings.roles, settings.auto_create_rooms) {
         Plan::Ignore(reason) => {
-            details.plan = Some("ignore");
-            Step::Respond(reply::ignored(
-                reason.as_str(),
-                &event.id,
-                &event.event_type,
-                &facts,
-                details_if(config, &details).as_ref(),
-            ))
+            log.plan = Some("ignore");
+            Ok(Step::Respond(log.reply(Outcome::Ignored(reason.as_str()))))
         }
         Plan::Apply(args, role_class) => {
-            details.plan = Some(args.p_action);
-            details.role_class = role_class.map(|c| c.as_str());
-            let Ok(request) = rest::request(&settings.rest, &args) else {
-                return refuse(config, &Error::Internal, &facts, &details);
-            };
-            Step::Call(Call {
+            log.plan = Some(args.p_action);
+            log.role_class = role_class.map(|c| c.as_str());
+            let request = rest::request(&settings.rest, &args)?;
+            Ok(Step::Call(Call {
                 request,
-                context: CallContext {
-                    event_id: event.id.to_string(),
-                    event_type: event.event_type.to_string(),
-                    room_id: args.p_room_id.to_owned(),
-                    started_ms: incoming.now_ms,
-                    details,
-                },
-            })
+                context: std::mem::take(log).into_owned(),
+            }))
         }
     }
 }
 
 /// Turns the RPC outcome into the reply: 200 for the RPC's own verdicts, 503 otherwise.
-pub fn finish(config: &Config, context: &CallContext, outcome: RpcOutcome, now_ms: i64) -> Reply {
-    let facts = Facts {
-        event_id: Some(&context.event_id),
-        event_type: Some(&context.event_type),
-        room_id: Some(&context.room_id),
-        ms: now_ms.saturating_sub(context.started_ms).max(0),
-    };
-    let mut details = context.details.clone();
+pub fn finish(mut log: CallContext, outcome: RpcOutcome, now_ms: i64) -> Reply {
+    log.ms = now_ms.saturating_sub(log.started_ms).max(0);
     match rest::interpret(&outcome) {
         Ok(result) => {
-            details.upstream_status = Some(200);
-            let debug = details_if(config, &details);
+            log.upstream = Some(Upstream {
+                status: Some(200),
+                code: None,
+            });
             match result.status {
-                ApplyStatus::Ignored => reply::ignored(
+                ApplyStatus::Ignored => log.reply(Outcome::Ignored(
                     result
                         .reason
                         .as_deref()
                         .unwrap_or("ignored by the database"),
-                    &context.event_id,
-                    &context.event_type,
-                    &facts,
-                    debug.as_ref(),
-                ),
-                status => reply::applied(
-                    status,
-                    result.room.as_ref(),
-                    &context.event_id,
-                    &context.event_type,
-                    &facts,
-                    debug.as_ref(),
-                ),
+                )),
+                status => log.reply(Outcome::Applied(status, result.room.as_ref())),
             }
         }
         Err(failure) => {
-            details.upstream_status = failure.http_status;
-            details.upstream_code = failure.code.clone();
-            let notes = Notes {
-                problem: Some(failure.problem),
-                upstream_status: failure.http_status,
-                upstream_code: failure.code.as_deref(),
-                ..Notes::default()
-            };
-            reply::error(
-                &Error::UpstreamUnavailable,
-                &facts,
-                &notes,
-                details_if(config, &details).as_ref(),
-            )
+            log.upstream = Some(Upstream {
+                status: failure.http_status,
+                code: failure.code,
+            });
+            log.problem = Some(failure.problem.into());
+            log.reply(Outcome::Refused(&Error::UpstreamUnavailable))
         }
     }
 }
@@ -290,7 +200,7 @@ mod tests {
     fn config_with(extra: &[(&'static str, &'static str)]) -> Config {
         let mut e = env();
         e.extend_from_slice(extra);
-        Config::from_env(e)
+        Config::from_env(e).unwrap()
     }
 
     fn join_body() -> Vec<u8> {
@@ -370,7 +280,7 @@ mod tests {
         assert_eq!(args["p_action"], "peer_join");
         assert_eq!(args["p_role_class"], "listener");
         assert_eq!(args["p_event_at"], "2024-10-04T18:03:10.558102Z");
-        assert_eq!(call.context.room_id, "room-1");
+        assert_eq!(call.context.room_id.as_deref(), Some("room-1"));
         assert_eq!(call.context.started_ms, EVENT_MS + 500);
     }
 
@@ -455,23 +365,18 @@ mod tests {
 
     #[test]
     fn misconfiguration_answers_everything_with_500() {
-        let config = Config::from_env([("SUPABASE_URL", "http://x")]);
-        for method in ["POST", "GET", "OPTIONS"] {
-            let reply = preflight(&config, method, None).unwrap();
-            assert_eq!(reply.status, 500);
-            assert_eq!(body_json(&reply)["code"], "misconfigured");
-            assert!(body_json(&reply)["message"]
-                .as_str()
-                .unwrap()
-                .contains("HMS_WEBHOOK_SECRET"));
-            let log = log_json(&reply);
-            assert_eq!(log["variable"], "HMS_WEBHOOK_SECRET");
-            assert_eq!(log["level"], "error");
-        }
-        let body = join_body();
-        let reply = respond(run(&config, "POST", &signed(&body), &body, EVENT_MS));
+        // Decided once: the boundary answers every request (any method) with this reply.
+        let problem = Config::from_env([("SUPABASE_URL", "http://x")]).unwrap_err();
+        let reply = misconfigured(&problem);
         assert_eq!(reply.status, 500);
-        let padded = config_with(&[]);
+        assert_eq!(body_json(&reply)["code"], "misconfigured");
+        assert!(body_json(&reply)["message"]
+            .as_str()
+            .unwrap()
+            .contains("HMS_WEBHOOK_SECRET"));
+        let log = log_json(&reply);
+        assert_eq!(log["variable"], "HMS_WEBHOOK_SECRET");
+        assert_eq!(log["level"], "error");
         let padded_secret = Config::from_env(env().into_iter().map(|(k, v)| {
             if k == "HMS_WEBHOOK_SECRET" {
                 (k, "hms_test_secret_0123456789\n")
@@ -479,8 +384,7 @@ mod tests {
                 (k, v)
             }
         }));
-        assert!(padded.settings().is_ok());
-        let reply = respond(run(&padded_secret, "POST", &signed(&body), &body, EVENT_MS));
+        let reply = misconfigured(&padded_secret.unwrap_err());
         assert_eq!(reply.status, 500);
         assert!(log_json(&reply)["problem"]
             .as_str()
@@ -537,21 +441,21 @@ mod tests {
         }
     }
 
-    fn context() -> (Config, CallContext) {
+    fn context() -> CallContext {
         let config = config_with(&[]);
         let body = join_body();
         let call = call(run(&config, "POST", &signed(&body), &body, EVENT_MS));
-        (config, call.context)
+        call.context
     }
 
     #[test]
     fn finish_passes_the_rpc_verdict_through() {
-        let (config, ctx) = context();
+        let ctx = context();
         let outcome = RpcOutcome::Response {
             status: 200,
             body: br#"{"status":"applied","reason":null,"room":{"hms_room_id":"room-1","is_live":true,"listener_count":3,"speaker_count":1,"trending_score":6.0,"last_active_at":"2024-10-04T18:03:10.558102+00:00"}}"#.to_vec(),
         };
-        let reply = finish(&config, &ctx, outcome, EVENT_MS + 12);
+        let reply = finish(ctx.clone(), outcome, EVENT_MS + 12);
         assert_eq!(reply.status, 200);
         let body = body_json(&reply);
         assert_eq!(body["status"], "applied");
@@ -564,8 +468,7 @@ mod tests {
         assert_eq!(log["room_id"], "room-1");
 
         let ignored = finish(
-            &config,
-            &ctx,
+            ctx.clone(),
             RpcOutcome::Response {
                 status: 200,
                 body: br#"{"status":"ignored","reason":"unknown room","room":null}"#.to_vec(),
@@ -578,14 +481,13 @@ mod tests {
 
     #[test]
     fn finish_maps_failures_to_503_and_logs_the_code() {
-        let (config, ctx) = context();
-        let down = finish(&config, &ctx, RpcOutcome::Unreachable, EVENT_MS);
+        let ctx = context();
+        let down = finish(ctx.clone(), RpcOutcome::Unreachable, EVENT_MS);
         assert_eq!(down.status, 503);
         assert_eq!(body_json(&down)["code"], "upstream_unavailable");
         assert_eq!(log_json(&down)["problem"], "unreachable");
         let missing_fn = finish(
-            &config,
-            &ctx,
+            ctx.clone(),
             RpcOutcome::Response {
                 status: 404,
                 body: br#"{"code":"PGRST202","message":"Could not find the function public.hms_apply_event"}"#.to_vec(),
@@ -608,7 +510,7 @@ mod tests {
         let config = config_with(&[("SUPABASE_DEBUG", "true")]);
         let body = join_body();
         let call = call(run(&config, "POST", &signed(&body), &body, EVENT_MS));
-        let reply = finish(&config, &call.context, RpcOutcome::Unreachable, EVENT_MS);
+        let reply = finish(call.context, RpcOutcome::Unreachable, EVENT_MS);
         let log = log_json(&reply);
         assert_eq!(
             log["debug"],
@@ -616,7 +518,8 @@ mod tests {
         );
         assert_clean(&reply);
         let quiet = config_with(&[]);
-        let reply = finish(&quiet, &call.context, RpcOutcome::Unreachable, EVENT_MS);
+        let call = self::call(run(&quiet, "POST", &signed(&body), &body, EVENT_MS));
+        let reply = finish(call.context, RpcOutcome::Unreachable, EVENT_MS);
         assert!(log_json(&reply).get("debug").is_none());
     }
 }

@@ -28,20 +28,6 @@ pub enum Value<'a> {
     Object(Object<'a>),
 }
 
-impl Value<'_> {
-    /// The JSON kind, for messages.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Value::Null => "null",
-            Value::Bool(_) => "a boolean",
-            Value::Number(_) => "a number",
-            Value::String(_) => "a string",
-            Value::Array => "an array",
-            Value::Object(_) => "an object",
-        }
-    }
-}
-
 /// An object's members in document order (duplicates kept; see [`Object::take`]).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Object<'a> {
@@ -69,18 +55,15 @@ impl<'a> Object<'a> {
     }
 
     /// Number of members.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.members.len()
     }
 
     /// True when the object has no members.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
-    }
-
-    /// Members in document order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value<'a>)> {
-        self.members.iter().map(|(k, v)| (k.as_ref(), v))
     }
 }
 
@@ -450,6 +433,8 @@ fn plain_len(bytes: &[u8]) -> usize {
 }
 
 /// Classifies a JSON number's text for integer fields.
+// `Integer::NotAnInteger` reads as what the number is at its use sites.
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Integer {
     /// A non-negative integer that fits in `u64`.

@@ -1,9 +1,16 @@
-//! Response bodies (always JSON) and the one structured log line per request (design §4).
+//! The one place an answer is written (design §4). A [`Log`] collects what the core learns about
+//! a request (ids, decisions, the upstream answer); [`Log::reply`] turns it and an [`Outcome`]
+//! into the response (status, headers, JSON body) and the request's one structured log line.
 //! The log carries ids and decisions, never the body, a secret or a header value.
+//!
+//! To add a route or an outcome: add an [`Outcome`] variant holding what its body needs and one
+//! arm in [`Log::reply`] (status, the log's `outcome`, the body). A route's step function fills a
+//! `Log` as `handler::begin` does and ends with `log.reply(Outcome::…)`.
 
 use crate::error::Error;
 use crate::rest::{ApplyStatus, Room};
 use serde::Serialize;
+use std::borrow::Cow;
 
 /// What the boundary sends back, plus the line it logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,60 +25,59 @@ pub struct Reply {
     pub log: String,
 }
 
-/// Request facts known when the reply is decided.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Facts<'a> {
-    /// Event id, once parsed.
-    pub event_id: Option<&'a str>,
-    /// Event type, once parsed.
-    pub event_type: Option<&'a str>,
-    /// Room id, once parsed.
-    pub room_id: Option<&'a str>,
-    /// Milliseconds from `begin` to the reply (0 when decided without I/O).
-    pub ms: i64,
+/// How a request ends.
+#[derive(Debug, Clone, Copy)]
+pub enum Outcome<'r> {
+    /// The error's status, code and message (log outcome `rejected`, or `error` for 5xx).
+    Refused(&'r Error),
+    /// 200 `ignored`, with why (decided by the core or by the database).
+    Ignored(&'r str),
+    /// 200 `applied` / `duplicate` with the room after the event.
+    Applied(ApplyStatus, Option<&'r Room>),
+    /// 204 for `OPTIONS`: tells a probing client what is allowed.
+    Options,
 }
 
-/// Decision details added to the log when `SUPABASE_DEBUG` is on.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Details {
-    /// `envelope` or `flat`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub format: Option<&'static str>,
-    /// `signature` or `header`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub auth: Option<&'static str>,
-    /// The planned action or `ignore`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub plan: Option<&'static str>,
-    /// Role class of peer events.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub role_class: Option<&'static str>,
-    /// HTTP status of the RPC.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub upstream_status: Option<u16>,
-    /// PostgREST error code of the RPC.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub upstream_code: Option<String>,
-}
-
-/// Extra log fields for specific refusals (always logged: operators need them).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Notes<'a> {
-    /// Ignore reason.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<&'a str>,
-    /// Misconfigured variable.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub variable: Option<&'a str>,
-    /// What is wrong (misconfiguration or upstream failure), never a value.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub problem: Option<&'a str>,
-    /// HTTP status of a failed RPC.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub upstream_status: Option<u16>,
+/// What an answered RPC said about itself: logged at the top level when it failed (operators
+/// need it), in the debug details otherwise.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Upstream {
+    /// HTTP status, if a response arrived.
+    pub status: Option<u16>,
     /// PostgREST / SQLSTATE code of a failed RPC.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub upstream_code: Option<&'a str>,
+    pub code: Option<String>,
+}
+
+/// What the log line says about one request, filled in as the request is decided. Owned
+/// (`Log<'static>`) it is what travels from `begin` to `finish` across the RPC.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Log<'a> {
+    /// `SUPABASE_DEBUG`: add the decision details.
+    pub(crate) debug: bool,
+    /// Event id, once parsed.
+    pub(crate) event_id: Option<Cow<'a, str>>,
+    /// Event type, once parsed.
+    pub(crate) event_type: Option<Cow<'a, str>>,
+    /// Room id, once parsed.
+    pub(crate) room_id: Option<Cow<'a, str>>,
+    /// The boundary's clock when the request arrived (Unix ms).
+    pub(crate) started_ms: i64,
+    /// Whole milliseconds from arrival to the reply (0 when decided without I/O).
+    pub(crate) ms: i64,
+    /// Debug: `envelope` or `flat`.
+    pub(crate) format: Option<&'static str>,
+    /// Debug: `signature` or `header`.
+    pub(crate) auth: Option<&'static str>,
+    /// Debug: the planned action or `ignore`.
+    pub(crate) plan: Option<&'static str>,
+    /// Debug: role class of peer events.
+    pub(crate) role_class: Option<&'static str>,
+    /// The RPC's answer, once there is one.
+    pub(crate) upstream: Option<Upstream>,
+    /// Misconfigured variable.
+    pub(crate) variable: Option<&'static str>,
+    /// What is wrong (misconfiguration, upstream failure, boundary fault), never a value.
+    pub(crate) problem: Option<Cow<'a, str>>,
 }
 
 #[derive(Serialize)]
@@ -84,12 +90,36 @@ struct LogLine<'a> {
     room_id: Option<&'a str>,
     outcome: &'static str,
     status: u16,
-    code: Option<&'a str>,
+    code: Option<&'static str>,
     ms: i64,
-    #[serde(flatten)]
-    notes: &'a Notes<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    debug: Option<&'a Details>,
+    reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    variable: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problem: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream_status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream_code: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    debug: Option<DebugLine<'a>>,
+}
+
+#[derive(Serialize)]
+struct DebugLine<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    format: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plan: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role_class: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream_status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream_code: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -104,18 +134,16 @@ struct SuccessBody<'a> {
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'a str>,
-    event_id: &'a str,
+    event_id: Option<&'a str>,
     #[serde(rename = "type")]
-    event_type: &'a str,
+    event_type: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     room: Option<Option<&'a Room>>,
 }
 
-/// Used if serialisation ever fails (it cannot for these types; this keeps the core total).
-const FALLBACK_BODY: &str = r#"{"status":"error","code":"internal","message":"internal error"}"#;
-
+/// Serialising these plain structs cannot fail; an empty string keeps the core total anyway.
 fn to_json<T: Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_else(|_| FALLBACK_BODY.to_owned())
+    serde_json::to_string(value).unwrap_or_default()
 }
 
 fn json_headers() -> Vec<(String, String)> {
@@ -125,119 +153,129 @@ fn json_headers() -> Vec<(String, String)> {
     ]
 }
 
-fn log_line(
-    status: u16,
-    outcome: &'static str,
-    code: Option<&str>,
-    facts: &Facts<'_>,
-    notes: &Notes<'_>,
-    debug: Option<&Details>,
-) -> String {
-    let level = match status {
-        500.. => "error",
-        400.. => "warn",
-        _ => "info",
-    };
-    to_json(&LogLine {
-        level,
-        msg: "webhook",
-        event_id: facts.event_id,
-        event_type: facts.event_type,
-        room_id: facts.room_id,
-        outcome,
-        status,
-        code,
-        ms: facts.ms,
-        notes,
-        debug,
-    })
-}
-
-/// An error reply: `{"status":"error","code":…,"message":…}`.
-pub fn error(err: &Error, facts: &Facts<'_>, notes: &Notes<'_>, debug: Option<&Details>) -> Reply {
-    let status = err.status();
-    let mut headers = json_headers();
-    if matches!(err, Error::MethodNotAllowed) {
-        headers.push(("allow".into(), "POST".into()));
-    }
-    let outcome = if status >= 500 { "error" } else { "rejected" };
-    Reply {
-        status,
-        headers,
-        body: to_json(&ErrorBody {
-            status: "error",
-            code: err.code(),
-            message: &err.message(),
-        }),
-        log: log_line(status, outcome, Some(err.code()), facts, notes, debug),
-    }
-}
-
-/// 204 for `OPTIONS`: tells a probing client what is allowed.
-pub fn options(debug: Option<&Details>) -> Reply {
-    Reply {
-        status: 204,
-        headers: vec![("allow".into(), "POST, OPTIONS".into())],
-        body: String::new(),
-        log: log_line(
-            204,
-            "rejected",
-            None,
-            &Facts::default(),
-            &Notes::default(),
+impl Log<'_> {
+    /// An empty log for a request that arrived at `started_ms`.
+    pub fn new(debug: bool, started_ms: i64) -> Self {
+        Log {
             debug,
-        ),
+            started_ms,
+            ..Log::default()
+        }
     }
-}
 
-/// 200 `ignored` decided by the core (failure events, unhandled types) or by the database.
-pub fn ignored(
-    reason: &str,
-    event_id: &str,
-    event_type: &str,
-    facts: &Facts<'_>,
-    debug: Option<&Details>,
-) -> Reply {
-    let body = to_json(&SuccessBody {
-        status: ApplyStatus::Ignored.as_str(),
-        reason: Some(reason),
-        event_id,
-        event_type,
-        room: None,
-    });
-    let notes = Notes {
-        reason: Some(reason),
-        ..Notes::default()
-    };
-    Reply {
-        status: 200,
-        headers: json_headers(),
-        body,
-        log: log_line(200, "ignored", None, facts, &notes, debug),
+    /// Owns every borrowed text, so the log can wait for the RPC.
+    pub fn into_owned(self) -> Log<'static> {
+        let own = |text: Option<Cow<'_, str>>| text.map(|t| Cow::Owned(t.into_owned()));
+        Log {
+            debug: self.debug,
+            event_id: own(self.event_id),
+            event_type: own(self.event_type),
+            room_id: own(self.room_id),
+            started_ms: self.started_ms,
+            ms: self.ms,
+            format: self.format,
+            auth: self.auth,
+            plan: self.plan,
+            role_class: self.role_class,
+            upstream: self.upstream,
+            variable: self.variable,
+            problem: own(self.problem),
+        }
     }
-}
 
-/// 200 `applied` / `duplicate` with the room after the event.
-pub fn applied(
-    status: ApplyStatus,
-    room: Option<&Room>,
-    event_id: &str,
-    event_type: &str,
-    facts: &Facts<'_>,
-    debug: Option<&Details>,
-) -> Reply {
-    let body = to_json(&SuccessBody {
-        status: status.as_str(),
-        reason: None,
-        event_id,
-        event_type,
-        room: Some(room),
-    });
-    Reply {
-        status: 200,
-        headers: json_headers(),
-        body,
-        log: log_line(200, status.as_str(), None, facts, &Notes::default(), debug),
+    /// The response and its log line.
+    pub fn reply(&self, outcome: Outcome<'_>) -> Reply {
+        let mut headers = json_headers();
+        let mut reason = None;
+        let (status, log_outcome, code, body) = match outcome {
+            Outcome::Refused(err) => {
+                let (status, code, message) = err.describe();
+                if matches!(err, Error::MethodNotAllowed) {
+                    headers.push(("allow".into(), "POST".into()));
+                }
+                let body = to_json(&ErrorBody {
+                    status: "error",
+                    code,
+                    message: &message,
+                });
+                let log_outcome = if status >= 500 { "error" } else { "rejected" };
+                (status, log_outcome, Some(code), body)
+            }
+            Outcome::Ignored(why) => {
+                reason = Some(why);
+                (
+                    200,
+                    "ignored",
+                    None,
+                    self.success_body("ignored", reason, None),
+                )
+            }
+            Outcome::Applied(apply, room) => {
+                let body = self.success_body(apply.as_str(), None, Some(room));
+                (200, apply.as_str(), None, body)
+            }
+            Outcome::Options => {
+                headers = vec![("allow".into(), "POST, OPTIONS".into())];
+                (204, "rejected", None, String::new())
+            }
+        };
+        // Each upstream fact is logged once: at the top when the request failed, else in debug.
+        let (status_of, code_of) = match &self.upstream {
+            Some(upstream) => (upstream.status, upstream.code.as_deref()),
+            None => (None, None),
+        };
+        let failed = matches!(outcome, Outcome::Refused(_));
+        let debug = self.debug.then_some(DebugLine {
+            format: self.format,
+            auth: self.auth,
+            plan: self.plan,
+            role_class: self.role_class,
+            upstream_status: status_of.filter(|_| !failed),
+            upstream_code: code_of.filter(|_| !failed),
+        });
+        let level = match status {
+            500.. => "error",
+            400.. => "warn",
+            _ => "info",
+        };
+        let log = to_json(&LogLine {
+            level,
+            msg: "webhook",
+            event_id: self.event_id.as_deref(),
+            event_type: self.event_type.as_deref(),
+            room_id: self.room_id.as_deref(),
+            outcome: log_outcome,
+            status,
+            code,
+            ms: self.ms,
+            reason,
+            variable: self.variable,
+            problem: self.problem.as_deref(),
+            upstream_status: status_of.filter(|_| failed),
+            upstream_code: code_of.filter(|_| failed),
+            debug,
+        });
+        Reply {
+            status,
+            headers,
+            body,
+            log,
+        }
+    }
+
+    fn success_body(
+        &self,
+        status: &'static str,
+        reason: Option<&str>,
+        room: Option<Option<&Room>>,
+    ) -> String {
+        to_json(&SuccessBody {
+            status,
+            reason,
+            event_id: self.event_id.as_deref(),
+            event_type: self.event_type.as_deref(),
+            room,
+        })
     }
 }
 
@@ -250,14 +288,19 @@ mod tests {
         serde_json::from_str(text).unwrap()
     }
 
+    fn event_log() -> Log<'static> {
+        Log {
+            event_id: Some("e".into()),
+            event_type: Some("peer.join.success".into()),
+            room_id: Some("r".into()),
+            ms: 7,
+            ..Log::default()
+        }
+    }
+
     #[test]
     fn error_reply_shape() {
-        let reply = error(
-            &Error::MissingField("data.room_id"),
-            &Facts::default(),
-            &Notes::default(),
-            None,
-        );
+        let reply = Log::default().reply(Outcome::Refused(&Error::MissingField("data.room_id")));
         assert_eq!(reply.status, 400);
         assert_eq!(
             parse(&reply.body),
@@ -278,15 +321,10 @@ mod tests {
 
     #[test]
     fn method_not_allowed_has_allow() {
-        let reply = error(
-            &Error::MethodNotAllowed,
-            &Facts::default(),
-            &Notes::default(),
-            None,
-        );
+        let reply = Log::default().reply(Outcome::Refused(&Error::MethodNotAllowed));
         assert_eq!(reply.status, 405);
         assert!(reply.headers.contains(&("allow".into(), "POST".into())));
-        let opt = options(None);
+        let opt = Log::default().reply(Outcome::Options);
         assert_eq!(opt.status, 204);
         assert!(opt.body.is_empty());
         assert!(opt
@@ -304,20 +342,7 @@ mod tests {
             trending_score: 6.0,
             last_active_at: Some("2024-10-04T18:03:10.558102Z".into()),
         };
-        let facts = Facts {
-            event_id: Some("e"),
-            event_type: Some("peer.join.success"),
-            room_id: Some("r"),
-            ms: 7,
-        };
-        let reply = applied(
-            ApplyStatus::Applied,
-            Some(&room),
-            "e",
-            "peer.join.success",
-            &facts,
-            None,
-        );
+        let reply = event_log().reply(Outcome::Applied(ApplyStatus::Applied, Some(&room)));
         assert_eq!(
             parse(&reply.body),
             json!({"status":"applied","event_id":"e","type":"peer.join.success",
@@ -329,11 +354,15 @@ mod tests {
         assert_eq!(log["level"], "info");
         assert_eq!(log["room_id"], "r");
         assert_eq!(log["ms"], 7);
-        let dup = applied(ApplyStatus::Duplicate, None, "e", "t", &facts, None);
+        let dup = event_log().reply(Outcome::Applied(ApplyStatus::Duplicate, None));
         assert_eq!(parse(&dup.body)["room"], Value::Null);
         assert_eq!(parse(&dup.body)["status"], "duplicate");
 
-        let ign = ignored("failure event", "e", "peer.join.failure", &facts, None);
+        let failure = Log {
+            event_type: Some("peer.join.failure".into()),
+            ..event_log()
+        };
+        let ign = failure.reply(Outcome::Ignored("failure event"));
         assert_eq!(
             parse(&ign.body),
             json!({"status":"ignored","reason":"failure event","event_id":"e","type":"peer.join.failure"})
@@ -342,32 +371,53 @@ mod tests {
     }
 
     #[test]
-    fn debug_details_and_notes_are_logged() {
-        let details = Details {
+    fn debug_details_and_upstream_are_logged_once() {
+        let log = Log {
+            debug: true,
             format: Some("envelope"),
-            upstream_status: Some(404),
-            ..Details::default()
+            upstream: Some(Upstream {
+                status: Some(404),
+                code: Some("PGRST202".into()),
+            }),
+            problem: Some("error status".into()),
+            ..Log::default()
         };
-        let notes = Notes {
-            problem: Some("error status"),
-            upstream_status: Some(404),
-            upstream_code: Some("PGRST202"),
-            ..Notes::default()
-        };
-        let reply = error(
-            &Error::UpstreamUnavailable,
-            &Facts::default(),
-            &notes,
-            Some(&details),
-        );
-        let log = parse(&reply.log);
-        assert_eq!(log["level"], "error");
-        assert_eq!(log["outcome"], "error");
-        assert_eq!(log["upstream_code"], "PGRST202");
-        assert_eq!(
-            log["debug"],
-            json!({"format":"envelope","upstream_status":404})
-        );
+        let reply = log.reply(Outcome::Refused(&Error::UpstreamUnavailable));
+        let line = parse(&reply.log);
+        assert_eq!(line["level"], "error");
+        assert_eq!(line["outcome"], "error");
+        assert_eq!(line["upstream_code"], "PGRST202");
+        assert_eq!(line["upstream_status"], 404);
+        assert_eq!(line["debug"], json!({"format":"envelope"}));
         assert!(!reply.log.contains('\n'));
+
+        let answered = Log {
+            upstream: Some(Upstream {
+                status: Some(200),
+                code: None,
+            }),
+            problem: None,
+            ..log
+        };
+        let line = parse(&answered.reply(Outcome::Ignored("unknown room")).log);
+        assert!(line.get("upstream_status").is_none());
+        assert_eq!(
+            line["debug"],
+            json!({"format":"envelope","upstream_status":200})
+        );
+    }
+
+    #[test]
+    fn the_shims_500_body_is_the_cores() {
+        // The shim answers without the core when the Wasm cannot boot or throws; its body must
+        // be exactly the one the core writes for `Error::Internal`.
+        let core = Log::default()
+            .reply(Outcome::Refused(&Error::Internal))
+            .body;
+        let shim = include_str!("../supabase/functions/hms-webhook/index.ts");
+        assert!(
+            shim.contains(&format!("`{core}`")),
+            "shim 500 body drifted from {core}"
+        );
     }
 }

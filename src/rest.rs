@@ -232,7 +232,7 @@ mod tests {
             ("SUPABASE_URL", "https://abc.supabase.co/"),
             ("SUPABASE_SECRET_KEYS", r#"{"default":"sb_secret_k"}"#),
         ]);
-        config.settings().unwrap().rest.clone()
+        config.unwrap().settings().rest.clone()
     }
 
     fn response(status: u16, body: &str) -> RpcOutcome {

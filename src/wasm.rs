@@ -1,10 +1,11 @@
 //! The Wasm boundary (wasm32 only): turns a web `Request` into the core's `Incoming`, reads the
 //! body with a cap, sends the one RPC with the global `fetch`, logs, and builds the `Response`.
 
-use crate::config::{Config, DEFAULT_MAX_BODY_BYTES};
+use crate::config::{Config, Misconfig, VARIABLES};
 use crate::error::Error;
-use crate::handler::{self, Incoming, RpcOutcome, RpcRequest, Step};
-use crate::reply::{self, Facts, Notes, Reply};
+use crate::handler::{self, Incoming, Step};
+use crate::reply::{Log, Outcome, Reply};
+use crate::rest::{RpcOutcome, RpcRequest};
 use js_sys::{Date, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -39,29 +40,40 @@ fn now_ms() -> i64 {
 /// One handler per isolate: configuration parsed once, then reused for every request.
 #[wasm_bindgen]
 pub struct WebhookHandler {
-    config: Config,
+    /// A usable configuration, or the 500 `misconfigured` reply every request gets.
+    config: Result<Config, Reply>,
 }
 
 #[wasm_bindgen]
 impl WebhookHandler {
-    /// Builds the handler from a plain object of environment strings (`Deno.env.toObject()`).
+    /// The names of the environment variables the core reads: the shim passes exactly these.
+    pub fn variables() -> Vec<String> {
+        VARIABLES.iter().map(|name| (*name).to_owned()).collect()
+    }
+
+    /// Builds the handler from a plain object of environment strings (see [`Self::variables`]).
     /// Never throws: an unusable object yields a handler that answers 500 `misconfigured`.
     #[wasm_bindgen(constructor)]
     pub fn new(env: JsValue) -> WebhookHandler {
-        let config = match env_pairs(&env) {
-            Some(pairs) => Config::from_env(pairs),
-            None => Config::misconfigured(
-                "environment",
-                "the handler was not given an object of strings",
-            ),
-        };
+        let config = env_pairs(&env)
+            .ok_or_else(|| {
+                Misconfig::new(
+                    "environment",
+                    "the handler was not given an object of strings",
+                )
+            })
+            .and_then(Config::from_env)
+            .map_err(|problem| handler::misconfigured(&problem));
         WebhookHandler { config }
     }
 
     /// Handles one request. Never rejects for request or upstream problems: they become JSON
     /// replies (4xx/5xx) and exactly one log line.
     pub async fn handle(&self, request: Request) -> Result<Response, JsValue> {
-        let reply = handle_request(&self.config, &request).await;
+        let reply = match &self.config {
+            Ok(config) => handle_request(config, &request).await,
+            Err(misconfigured) => misconfigured.clone(),
+        };
         web_sys::console::log_1(&JsValue::from_str(&reply.log));
         to_response(&reply)
     }
@@ -77,25 +89,26 @@ impl WebhookHandler {
         body: &[u8],
         now_ms: f64,
     ) -> String {
-        let mut headers = Vec::with_capacity(2);
-        if let Ok(settings) = self.config.settings() {
-            let [signature_name, secret_name] = settings.verifier.header_names();
-            if let Some(value) = signature {
-                headers.push((signature_name.to_owned(), value));
+        let step = match &self.config {
+            Ok(config) => {
+                let [signature_name, secret_name] = config.settings().verifier.header_names();
+                let headers: Vec<(String, String)> =
+                    [(signature_name, signature), (secret_name, secret_header)]
+                        .into_iter()
+                        .filter_map(|(name, value)| Some((name.to_owned(), value?)))
+                        .collect();
+                handler::begin(
+                    config,
+                    &Incoming {
+                        method: "POST",
+                        headers: &headers,
+                        body,
+                        now_ms: now_ms as i64,
+                    },
+                )
             }
-            if let Some(value) = secret_header {
-                headers.push((secret_name.to_owned(), value));
-            }
-        }
-        let step = handler::begin(
-            &self.config,
-            &Incoming {
-                method: "POST",
-                headers: &headers,
-                body,
-                now_ms: now_ms as i64,
-            },
-        );
+            Err(misconfigured) => Step::Respond(misconfigured.clone()),
+        };
         match step {
             Step::Respond(reply) => format!("{}\n{}", reply.status, reply.body),
             Step::Call(call) => {
@@ -125,16 +138,12 @@ fn env_pairs(env: &JsValue) -> Option<Vec<(String, String)>> {
     Some(pairs)
 }
 
-fn internal(problem: &str) -> Reply {
-    reply::error(
-        &Error::Internal,
-        &Facts::default(),
-        &Notes {
-            problem: Some(problem),
-            ..Notes::default()
-        },
-        None,
-    )
+fn internal(config: &Config, problem: &'static str, started_ms: i64) -> Reply {
+    let log = Log {
+        problem: Some(problem.into()),
+        ..Log::new(config.debug(), started_ms)
+    };
+    log.reply(Outcome::Refused(&Error::Internal))
 }
 
 async fn handle_request(config: &Config, request: &Request) -> Reply {
@@ -148,13 +157,10 @@ async fn handle_request(config: &Config, request: &Request) -> Reply {
     if let Some(reply) = handler::preflight(config, &method, content_length) {
         return reply;
     }
-    let max = config
-        .settings()
-        .map(|s| s.max_body_bytes)
-        .unwrap_or(DEFAULT_MAX_BODY_BYTES);
     // One byte over the limit is enough for `begin` to answer 413.
-    let Ok(body) = read_body(request, max.saturating_add(1)).await else {
-        return internal("request body could not be read");
+    let cap = config.settings().max_body_bytes.saturating_add(1);
+    let Ok(body) = read_body(request, cap).await else {
+        return internal(config, "request body could not be read", started);
     };
     let incoming = Incoming {
         method: &method,
@@ -166,7 +172,7 @@ async fn handle_request(config: &Config, request: &Request) -> Reply {
         Step::Respond(reply) => reply,
         Step::Call(call) => {
             let outcome = send(&call.request).await;
-            handler::finish(config, &call.context, outcome, now_ms())
+            handler::finish(call.context, outcome, now_ms())
         }
     }
 }
@@ -176,15 +182,9 @@ async fn handle_request(config: &Config, request: &Request) -> Reply {
 /// strings for every header the request has.
 fn read_headers(config: &Config, headers: &Headers) -> Vec<(String, String)> {
     let mut out = Vec::with_capacity(3);
-    let mut fetch = |name: &str| {
+    for name in std::iter::once("content-length").chain(config.settings().verifier.header_names()) {
         if let Ok(Some(value)) = headers.get(name) {
             out.push((name.to_owned(), value));
-        }
-    };
-    fetch("content-length");
-    if let Ok(settings) = config.settings() {
-        for name in settings.verifier.header_names() {
-            fetch(name);
         }
     }
     out

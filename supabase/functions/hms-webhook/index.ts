@@ -8,16 +8,18 @@
 import { initSync, WebhookHandler } from "./pkg/hms_webhook.js";
 import { wasmBase64 } from "./pkg/hms_webhook_wasm.js";
 
-/** The only answer that never depends on the core: no internals, just "retry later". */
+/**
+ * The one answer that never depends on the core (boot failed, or the core threw): the core's own
+ * 500 `internal` body, byte for byte (a Rust test in src/reply.rs checks this copy).
+ */
+const INTERNAL_BODY =
+  `{"status":"error","code":"internal","message":"internal error"}`;
+
 function internalError(): Response {
-  return new Response(
-    JSON.stringify({
-      status: "error",
-      code: "internal",
-      message: "internal error",
-    }),
-    { status: 500, headers: { "content-type": "application/json" } },
-  );
+  return new Response(INTERNAL_BODY, {
+    status: 500,
+    headers: { "content-type": "application/json" },
+  });
 }
 
 function decodeBase64(text: string): Uint8Array<ArrayBuffer> {
@@ -35,8 +37,14 @@ function decodeBase64(text: string): Uint8Array<ArrayBuffer> {
 let handler: WebhookHandler | null = null;
 try {
   initSync({ module: decodeBase64(wasmBase64) });
-  // The core validates the environment and answers 500 `misconfigured` itself if needed.
-  handler = new WebhookHandler(Deno.env.toObject());
+  // Only the variables the core reads (it names them); it validates them and answers 500
+  // `misconfigured` itself if needed.
+  const env: Record<string, string> = {};
+  for (const name of WebhookHandler.variables()) {
+    const value = Deno.env.get(name);
+    if (value !== undefined) env[name] = value;
+  }
+  handler = new WebhookHandler(env);
 } catch (error) {
   // Boot must not crash the worker: log the cause, answer 500 until the isolate is replaced.
   console.error(JSON.stringify({

@@ -20,10 +20,14 @@ export class WebhookHandler {
      */
     handle(request: Request): Promise<Response>;
     /**
-     * Builds the handler from a plain object of environment strings (`Deno.env.toObject()`).
+     * Builds the handler from a plain object of environment strings (see [`Self::variables`]).
      * Never throws: an unusable object yields a handler that answers 500 `misconfigured`.
      */
     constructor(env: any);
+    /**
+     * The names of the environment variables the core reads: the shim passes exactly these.
+     */
+    static variables(): string[];
 }
 
 export type InitInput = RequestInfo | URL | Response | BufferSource | WebAssembly.Module;
@@ -34,6 +38,7 @@ export interface InitOutput {
     readonly webhookhandler_check_event: (a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number) => [number, number];
     readonly webhookhandler_handle: (a: number, b: any) => any;
     readonly webhookhandler_new: (a: any) => number;
+    readonly webhookhandler_variables: () => [number, number];
     readonly wasm_bindgen__convert__closures_____invoke__h60702a48838d1764: (a: number, b: number, c: any) => [number, number];
     readonly wasm_bindgen__convert__closures_____invoke__hb98d63cc49481475: (a: number, b: number, c: any, d: any) => void;
     readonly __wbindgen_malloc: (a: number, b: number) => number;
@@ -43,6 +48,7 @@ export interface InitOutput {
     readonly __externref_table_alloc: () => number;
     readonly __wbindgen_externrefs: WebAssembly.Table;
     readonly __wbindgen_destroy_closure: (a: number, b: number) => void;
+    readonly __externref_drop_slice: (a: number, b: number) => void;
     readonly __externref_table_dealloc: (a: number) => void;
     readonly __wbindgen_start: () => void;
 }

@@ -63,7 +63,7 @@ export class WebhookHandler {
         return ret;
     }
     /**
-     * Builds the handler from a plain object of environment strings (`Deno.env.toObject()`).
+     * Builds the handler from a plain object of environment strings (see [`Self::variables`]).
      * Never throws: an unusable object yields a handler that answers 500 `misconfigured`.
      * @param {any} env
      */
@@ -72,6 +72,16 @@ export class WebhookHandler {
         this.__wbg_ptr = ret;
         WebhookHandlerFinalization.register(this, this.__wbg_ptr, this);
         return this;
+    }
+    /**
+     * The names of the environment variables the core reads: the shim passes exactly these.
+     * @returns {string[]}
+     */
+    static variables() {
+        const ret = wasm.webhookhandler_variables();
+        var v1 = getArrayJsValueFromWasm0(ret[0], ret[1]);
+        wasm.__wbindgen_free(ret[0], ret[1] * 4, 4);
+        return v1;
     }
 }
 if (Symbol.dispose) WebhookHandler.prototype[Symbol.dispose] = WebhookHandler.prototype.free;
@@ -377,6 +387,17 @@ function addToExternrefTable0(obj) {
 const CLOSURE_DTORS = (typeof FinalizationRegistry === 'undefined')
     ? { register: () => {}, unregister: () => {} }
     : new FinalizationRegistry(state => wasm.__wbindgen_destroy_closure(state.a, state.b));
+
+function getArrayJsValueFromWasm0(ptr, len) {
+    ptr = ptr >>> 0;
+    const mem = getDataViewMemory0();
+    const result = [];
+    for (let i = ptr; i < ptr + 4 * len; i += 4) {
+        result.push(wasm.__wbindgen_externrefs.get(mem.getUint32(i, true)));
+    }
+    wasm.__externref_drop_slice(ptr, len);
+    return result;
+}
 
 function getArrayU8FromWasm0(ptr, len) {
     ptr = ptr >>> 0;
