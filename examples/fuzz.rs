@@ -660,7 +660,7 @@ fn one_case(rng: &mut Rng, seeds: &[String], setups: &[Setup]) -> Result<String,
                 "role_change",
                 "activity",
             ];
-            if args.as_object().map(|o| o.len()) != Some(12) || !known.contains(&action) {
+            if args.as_object().map(|o| o.len()) != Some(13) || !known.contains(&action) {
                 return Err(format!("bad RPC arguments {}", call.request.body));
             }
             if call.request.body.contains(SECRET) || call.request.body.contains(API_KEY) {

@@ -10,6 +10,12 @@ use std::borrow::Cow;
 /// Longest accepted id, type, room id, session id, peer id or role, in bytes.
 pub const MAX_FIELD_BYTES: usize = 256;
 
+/// A time inside `data` may be at most this long before the envelope `timestamp` (µs): a 100ms
+/// session lasts at most 12 h, so 24 h leaves room for every honest report.
+pub const MAX_DATA_TIME_BEFORE_US: i64 = 24 * 3600 * 1_000_000;
+/// ... and at most this long after it (µs), the same bound as for the envelope timestamp itself.
+pub const MAX_DATA_TIME_AFTER_US: i64 = 120 * 1_000_000;
+
 /// Which wire format the body used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -124,10 +130,15 @@ pub struct Event<'a> {
     pub kind: Kind,
     /// Envelope `timestamp`, or the flat format's millisecond `timestamp`.
     pub timestamp: Timestamp,
+    /// What `timestamp` means where it stands in for an event time: itself, except that an
+    /// envelope timestamp with no fraction digits means the end of its second (+999,999 µs), the
+    /// one sub-second rule (100ms truncates envelope timestamps to whole seconds).
+    pub stand_in_time: Timestamp,
     /// `data.room_id` (flat: `room_id`). Always present for handled kinds; for others only
     /// when it happens to be a valid string (used for the log).
     pub room_id: Option<Cow<'a, str>>,
-    /// `data.session_id`, `""` when absent (always `""` in the flat format).
+    /// `data.session_id`: never empty for handled envelope types; `""` in the flat format (and for
+    /// types the function does not act on).
     pub session_id: Cow<'a, str>,
     /// `data.peer_id` (flat: `peer.id`); present for peer events.
     pub peer_id: Option<Cow<'a, str>>,
@@ -248,6 +259,7 @@ fn unhandled<'a>(
         event_type,
         kind,
         timestamp,
+        stand_in_time: timestamp,
         room_id,
         session_id: Cow::Borrowed(""),
         peer_id: None,
@@ -267,11 +279,45 @@ fn best_effort_string<'a>(
         .flatten()
 }
 
+/// Refuses a time inside `data` too far from the envelope `timestamp`: no single event may pin a
+/// room or the feed with a time far in the future or past (design §5).
+fn check_data_time(
+    envelope: Timestamp,
+    time: Option<Timestamp>,
+    field: &'static str,
+) -> Result<Option<Timestamp>, Error> {
+    let Some(t) = time else {
+        return Ok(None);
+    };
+    let offset = t.micros().saturating_sub(envelope.micros());
+    if offset < -MAX_DATA_TIME_BEFORE_US {
+        Err(Error::InvalidTimestamp {
+            field,
+            reason: "more than 24 hours before the envelope timestamp".into(),
+        })
+    } else if offset > MAX_DATA_TIME_AFTER_US {
+        Err(Error::InvalidTimestamp {
+            field,
+            reason: "more than 120 seconds after the envelope timestamp".into(),
+        })
+    } else {
+        Ok(Some(t))
+    }
+}
+
 fn envelope(mut top: Object<'_>) -> Result<Event<'_>, Error> {
     let id = required(take(&mut top, "id")?, "id")?;
     let event_type = required(take(&mut top, "type")?, "type")?;
-    let timestamp =
-        time(take(&mut top, "timestamp")?, "timestamp")?.ok_or(Error::MissingField("timestamp"))?;
+    let timestamp_value = take(&mut top, "timestamp")?;
+    // "YYYY-MM-DDTHH:MM:SS" is 19 bytes; a fraction, if any, starts right after it.
+    let whole_seconds =
+        !matches!(&timestamp_value, Some(Value::String(s)) if s.as_bytes().get(19) == Some(&b'.'));
+    let timestamp = time(timestamp_value, "timestamp")?.ok_or(Error::MissingField("timestamp"))?;
+    let stand_in_time = if whole_seconds {
+        timestamp.end_of_second()
+    } else {
+        timestamp
+    };
     let mut data = object(take(&mut top, "data")?, "data")?.ok_or(Error::MissingField("data"))?;
     let kind = kind_of(&event_type);
     let Kind::Handled(action) = kind else {
@@ -288,8 +334,9 @@ fn envelope(mut top: Object<'_>) -> Result<Event<'_>, Error> {
     };
 
     let room_id = required(take(&mut data, "room_id")?, "data.room_id")?;
-    let session_id =
-        string(take(&mut data, "session_id")?, "data.session_id", true)?.unwrap_or_default();
+    // Every 100ms event type the function acts on carries its session (100ms-webhooks.md §2), and
+    // "" is the flat format's: without it an event could take over the room's current session.
+    let session_id = required(take(&mut data, "session_id")?, "data.session_id")?;
     let (peer_id, role) = if action.is_peer_event() {
         let peer_id = required(take(&mut data, "peer_id")?, "data.peer_id")?;
         let role = take(&mut data, "role")?;
@@ -304,7 +351,9 @@ fn envelope(mut top: Object<'_>) -> Result<Event<'_>, Error> {
         (None, None)
     };
 
-    let mut data_time = |key: &'static str, field: &'static str| time(take(&mut data, key)?, field);
+    let mut data_time = |key: &'static str, field: &'static str| {
+        check_data_time(timestamp, time(take(&mut data, key)?, field)?, field)
+    };
     let mut times = Times {
         session_started_at: data_time("session_started_at", "data.session_started_at")?,
         ..Times::default()
@@ -331,6 +380,7 @@ fn envelope(mut top: Object<'_>) -> Result<Event<'_>, Error> {
         event_type,
         kind,
         timestamp,
+        stand_in_time,
         room_id: Some(room_id),
         session_id,
         peer_id,
@@ -403,6 +453,7 @@ fn flat<'a>(event_type: Value<'a>, mut top: Object<'a>, body: &[u8]) -> Result<E
         event_type,
         kind,
         timestamp,
+        stand_in_time: timestamp,
         room_id: Some(room_id),
         session_id: Cow::Borrowed(""),
         peer_id,
@@ -479,7 +530,7 @@ mod tests {
     fn escaped_strings_are_decoded() {
         let body = with_data(
             "peer.join.success",
-            r#"{"room_id":"r\u00e9\"1","peer_id":"p","role":"Ho\u0073t"}"#,
+            r#"{"room_id":"r\u00e9\"1","session_id":"s","peer_id":"p","role":"Ho\u0073t"}"#,
         );
         let e = parse(body.as_bytes()).unwrap();
         assert_eq!(e.room_id.as_deref(), Some("ré\"1"));
@@ -592,13 +643,16 @@ mod tests {
             Error::MissingField("data.room_id")
         );
         assert_eq!(
-            err(&with_data("peer.leave.success", r#"{"room_id":"r"}"#)),
+            err(&with_data(
+                "peer.leave.success",
+                r#"{"room_id":"r","session_id":"s"}"#
+            )),
             Error::MissingField("data.peer_id")
         );
         assert_eq!(
             err(&with_data(
                 "role.change.success",
-                r#"{"room_id":"r","peer_id":"p"}"#
+                r#"{"room_id":"r","session_id":"s","peer_id":"p"}"#
             )),
             Error::MissingField("data.role")
         );
@@ -613,10 +667,110 @@ mod tests {
             }
         );
         // Session events need no peer.
-        let body = with_data("session.open.success", r#"{"room_id":"r"}"#);
+        let body = with_data(
+            "session.open.success",
+            r#"{"room_id":"r","session_id":"s"}"#,
+        );
         let e = parse(body.as_bytes()).unwrap();
-        assert_eq!(e.session_id, "");
+        assert_eq!(e.session_id, "s");
         assert_eq!(e.peer_id, None);
+    }
+
+    #[test]
+    fn every_handled_envelope_type_needs_its_session() {
+        for event_type in [
+            "session.open.success",
+            "session.close.success",
+            "room.end.success",
+            "peer.join.success",
+            "peer.leave.success",
+            "role.change.success",
+            "track.add.success",
+            "peer.joined",
+            "room.ended",
+        ] {
+            let missing = with_data(event_type, r#"{"room_id":"r","peer_id":"p","role":"x"}"#);
+            assert_eq!(
+                err(&missing),
+                Error::MissingField("data.session_id"),
+                "{event_type}"
+            );
+            let empty = with_data(
+                event_type,
+                r#"{"room_id":"r","session_id":"","peer_id":"p","role":"x"}"#,
+            );
+            assert_eq!(err(&empty).code(), "invalid_field", "{event_type}");
+        }
+        // Failure events have none (100ms documents none for the peer ones): still fine.
+        let failure = with_data("peer.join.failure", r#"{"room_id":"r"}"#);
+        assert_eq!(parse(failure.as_bytes()).unwrap().kind, Kind::Failure);
+    }
+
+    #[test]
+    fn data_times_are_bounded_by_the_envelope_timestamp() {
+        // Envelope 2024-10-04T18:03:10Z: a day before and two minutes after are the bounds.
+        for (field, key) in [
+            ("data.joined_at", "joined_at"),
+            ("data.session_started_at", "session_started_at"),
+        ] {
+            for (time, ok) in [
+                ("2024-10-03T18:03:10Z", true),
+                ("2024-10-03T18:03:09.999999Z", false),
+                ("2024-10-04T18:05:10Z", true),
+                ("2024-10-04T18:05:10.000001Z", false),
+                ("9999-12-31T23:59:59Z", false),
+                ("1970-01-01T00:00:00Z", false),
+            ] {
+                let body = with_data(
+                    "peer.join.success",
+                    &format!(
+                        r#"{{"room_id":"r","session_id":"s","peer_id":"p","{key}":"{time}"}}"#
+                    ),
+                );
+                match parse(body.as_bytes()) {
+                    Ok(_) => assert!(ok, "{key} {time} accepted"),
+                    Err(Error::InvalidTimestamp { field: f, reason }) => {
+                        assert!(!ok, "{key} {time} refused");
+                        assert_eq!(f, field);
+                        assert!(reason.contains("envelope timestamp"), "{reason}");
+                    }
+                    Err(other) => panic!("{key} {time}: {other:?}"),
+                }
+            }
+        }
+        for (event_type, key) in [
+            ("peer.leave.success", "left_at"),
+            ("role.change.success", "role_changed_at"),
+            ("session.close.success", "session_stopped_at"),
+        ] {
+            let body = with_data(
+                event_type,
+                &format!(
+                    r#"{{"room_id":"r","session_id":"s","peer_id":"p","role":"x","{key}":"2024-10-05T18:03:10Z"}}"#
+                ),
+            );
+            assert!(
+                matches!(err(&body), Error::InvalidTimestamp { field, .. } if field.ends_with(key)),
+                "{event_type}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_whole_second_envelope_timestamp_stands_for_the_end_of_its_second() {
+        let whole = parse(JOIN.as_bytes()).unwrap();
+        assert_eq!(whole.stand_in_time, ts("2024-10-04T18:03:10.999999Z"));
+        assert_eq!(whole.timestamp, ts("2024-10-04T18:03:10Z"));
+        let fraction = JOIN.replace("18:03:10Z\"", "18:03:10.000Z\"");
+        let e = parse(fraction.as_bytes()).unwrap();
+        assert_eq!(e.stand_in_time, ts("2024-10-04T18:03:10Z"));
+        let flat =
+            br#"{"event":"peer.joined","room_id":"r","peer":{"id":"p"},"timestamp":1728064990000}"#;
+        let e = parse(flat).unwrap();
+        assert_eq!(
+            e.stand_in_time, e.timestamp,
+            "flat timestamps are milliseconds"
+        );
     }
 
     #[test]
@@ -692,10 +846,10 @@ mod tests {
     fn data_times_by_action() {
         let leave = with_data(
             "peer.leave.success",
-            r#"{"room_id":"r","peer_id":"p","left_at":"2024-10-04T18:40:31.904117326Z","joined_at":"2024-10-04T18:03:10Z","role_changed_at":"garbage"}"#,
+            r#"{"room_id":"r","session_id":"s","peer_id":"p","left_at":"2024-10-04T18:04:31.904117326Z","joined_at":"2024-10-04T18:03:10Z","role_changed_at":"garbage"}"#,
         );
         let e = parse(leave.as_bytes()).unwrap();
-        assert_eq!(e.times.left_at, Some(ts("2024-10-04T18:40:31.904117Z")));
+        assert_eq!(e.times.left_at, Some(ts("2024-10-04T18:04:31.904117Z")));
         assert_eq!(e.times.joined_at, Some(ts("2024-10-04T18:03:10Z")));
         assert_eq!(
             e.times.role_changed_at, None,
@@ -703,7 +857,7 @@ mod tests {
         );
         let bad = with_data(
             "peer.join.success",
-            r#"{"room_id":"r","peer_id":"p","joined_at":"2024-02-30T00:00:00Z"}"#,
+            r#"{"room_id":"r","session_id":"s","peer_id":"p","joined_at":"2024-02-30T00:00:00Z"}"#,
         );
         assert!(matches!(
             err(&bad),
@@ -714,12 +868,12 @@ mod tests {
         ));
         let zero = with_data(
             "peer.leave.success",
-            r#"{"room_id":"r","peer_id":"p","left_at":"0001-01-01T00:00:00Z"}"#,
+            r#"{"room_id":"r","session_id":"s","peer_id":"p","left_at":"0001-01-01T00:00:00Z"}"#,
         );
         assert_eq!(parse(zero.as_bytes()).unwrap().times.left_at, None);
         let null = with_data(
             "peer.join.success",
-            r#"{"room_id":"r","peer_id":"p","joined_at":null}"#,
+            r#"{"room_id":"r","session_id":"s","peer_id":"p","joined_at":null}"#,
         );
         assert_eq!(parse(null.as_bytes()).unwrap().times.joined_at, None);
     }

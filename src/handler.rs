@@ -12,7 +12,7 @@ use crate::reply::{Log, Outcome, Reply, Upstream};
 use crate::rest::{self, ApplyStatus, RpcOutcome, RpcRequest};
 use crate::time::Timestamp;
 
-/// Events further ahead than this are refused whatever the tolerance (unless it is 0).
+/// Events further ahead than this are refused whatever the tolerance (also when it is 0).
 pub const MAX_FUTURE_SECONDS: i64 = 120;
 
 /// One incoming request as the boundary sees it.
@@ -78,22 +78,19 @@ pub fn preflight(config: &Config, method: &str, content_length: Option<u64>) -> 
     }
 }
 
-/// Refuses events older than the tolerance or more than two minutes ahead.
+/// Refuses events more than two minutes ahead, and older than the tolerance (0: no age bound).
 fn check_freshness(timestamp: Timestamp, now_ms: i64, tolerance_seconds: u64) -> Result<(), Error> {
-    if tolerance_seconds == 0 {
-        return Ok(());
+    let age_us = now_ms
+        .saturating_mul(1000)
+        .saturating_sub(timestamp.micros());
+    if age_us < -MAX_FUTURE_SECONDS * 1_000_000 {
+        return Err(Error::StaleTimestamp { future: true });
     }
     let tolerance_us = i64::try_from(tolerance_seconds)
         .unwrap_or(i64::MAX)
         .saturating_mul(1_000_000);
-    let age_us = now_ms
-        .saturating_mul(1000)
-        .saturating_sub(timestamp.micros());
-    if age_us > tolerance_us {
+    if tolerance_seconds > 0 && age_us > tolerance_us {
         return Err(Error::StaleTimestamp { future: false });
-    }
-    if age_us < -MAX_FUTURE_SECONDS * 1_000_000 {
-        return Err(Error::StaleTimestamp { future: true });
     }
     Ok(())
 }
@@ -128,7 +125,13 @@ fn decide<'a>(config: &Config, incoming: &Incoming<'a>, log: &mut Log<'a>) -> Re
     log.room_id = event.room_id.clone();
     check_freshness(event.timestamp, incoming.now_ms, settings.tolerance_seconds)?;
 
-    match plan::plan(&event, &settings.roles, settings.auto_create_rooms) {
+    let received_at = Timestamp::from_unix_ms(incoming.now_ms);
+    match plan::plan(
+        &event,
+        &settings.roles,
+        settings.auto_create_rooms,
+        received_at,
+    ) {
         Plan::Ignore(reason) => {
             log.plan = Some("ignore");
             Ok(Step::Respond(log.reply(Outcome::Ignored(reason.as_str()))))
@@ -411,9 +414,12 @@ mod tests {
             .unwrap()
             .contains("future"));
 
+        // 0 turns off the age bound only: the future bound holds whatever the tolerance.
         let off = config_with(&[("HMS_TIMESTAMP_TOLERANCE_SECONDS", "0")]);
         call(run(&off, "POST", &h, &body, EVENT_MS + 86_400_000 * 365));
-        call(run(&off, "POST", &h, &body, EVENT_MS - 86_400_000));
+        call(run(&off, "POST", &h, &body, EVENT_MS - 120_000));
+        let ahead = respond(run(&off, "POST", &h, &body, EVENT_MS - 120_001));
+        assert_eq!(body_json(&ahead)["code"], "stale_timestamp");
         let short = config_with(&[("HMS_TIMESTAMP_TOLERANCE_SECONDS", "5")]);
         assert_eq!(
             respond(run(&short, "POST", &h, &body, EVENT_MS + 5_001)).status,

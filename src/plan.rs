@@ -52,6 +52,8 @@ pub struct ApplyArgs<'a> {
     pub p_joined_at: Option<String>,
     /// `HMS_AUTO_CREATE_ROOMS`.
     pub p_auto_create: bool,
+    /// When the request arrived (the boundary's clock): `last_active_at` never passes it + 120 s.
+    pub p_received_at: String,
 }
 
 /// What to do with an event.
@@ -65,7 +67,9 @@ pub enum Plan<'a> {
     Apply(ApplyArgs<'a>, Option<RoleClass>),
 }
 
-/// The event's own time (design §5); falls back to the envelope timestamp.
+/// The event's own time (design §5); else the envelope timestamp stands in for it, meaning the
+/// end of its second when it has no fraction digits (e.g. `room.end.success`, which has no stop
+/// time: every join of that session happened before the end).
 fn event_at(event: &Event<'_>, action: Action) -> Timestamp {
     if event.format == Format::Flat {
         return event.timestamp;
@@ -75,19 +79,19 @@ fn event_at(event: &Event<'_>, action: Action) -> Timestamp {
         Action::PeerLeave => event.times.left_at,
         Action::RoleChange => event.times.role_changed_at,
         Action::SessionOpen => event.times.session_started_at,
-        Action::SessionClose if event.event_type == "room.end.success" => {
-            // No stop time is sent and the envelope timestamp is truncated to whole seconds,
-            // while every join of that session happened before the end: round up.
-            Some(event.timestamp.end_of_second())
-        }
         Action::SessionClose => event.times.session_stopped_at,
         Action::Activity => None,
     };
-    own.unwrap_or(event.timestamp)
+    own.unwrap_or(event.stand_in_time)
 }
 
-/// Decides what to do with a validated event.
-pub fn plan<'a>(event: &'a Event<'a>, roles: &Roles, auto_create: bool) -> Plan<'a> {
+/// Decides what to do with a validated event received at `received_at`.
+pub fn plan<'a>(
+    event: &'a Event<'a>,
+    roles: &Roles,
+    auto_create: bool,
+    received_at: Timestamp,
+) -> Plan<'a> {
     let action = match event.kind {
         Kind::Failure => return Plan::Ignore(IgnoreReason::FailureEvent),
         Kind::Unhandled => return Plan::Ignore(IgnoreReason::EventTypeNotHandled),
@@ -123,6 +127,7 @@ pub fn plan<'a>(event: &'a Event<'a>, roles: &Roles, auto_create: bool) -> Plan<
             p_event_at: event_at(event, action).to_rfc3339(),
             p_joined_at: joined_at.map(Timestamp::to_rfc3339),
             p_auto_create: auto_create,
+            p_received_at: received_at.to_rfc3339(),
         },
         role_class,
     )
@@ -134,9 +139,12 @@ mod tests {
     use crate::event::parse;
     use serde_json::{json, Value};
 
+    /// 2024-10-04T18:03:11Z, when the tests' requests arrive.
+    const RECEIVED: Timestamp = Timestamp::from_micros(1_728_064_991_000_000);
+
     fn args(body: &str) -> Value {
         let event = parse(body.as_bytes()).unwrap();
-        match plan(&event, &Roles::default(), false) {
+        match plan(&event, &Roles::default(), false, RECEIVED) {
             Plan::Apply(args, _) => serde_json::to_value(&args).unwrap(),
             other => panic!("expected apply, got {other:?}"),
         }
@@ -164,7 +172,7 @@ mod tests {
                 "p_session_started_at":"2024-10-04T18:00:02.183742Z",
                 "p_peer_id":"p","p_role":"Host","p_role_class":"speaker",
                 "p_event_at":"2024-10-04T18:03:10.558102Z","p_joined_at":null,
-                "p_auto_create":false
+                "p_auto_create":false,"p_received_at":"2024-10-04T18:03:11.000000Z"
             })
         );
     }
@@ -234,6 +242,8 @@ mod tests {
 
     #[test]
     fn fallbacks_to_the_envelope_timestamp() {
+        // One sub-second rule: an envelope timestamp without fraction digits stands for the end
+        // of its second, for every type; with a fraction it is taken as it is.
         for (event_type, data) in [
             ("peer.join.success", json!({"room_id":"r","peer_id":"p"})),
             (
@@ -251,12 +261,39 @@ mod tests {
                 json!({"room_id":"r","peer_id":"p","started_at":"2024-10-04T18:00:00Z"}),
             ),
         ] {
-            let a = args(&envelope(event_type, "2024-10-04T18:05:00+02:00", data));
+            let mut data = data;
+            data["session_id"] = json!("s");
+            let a = args(&envelope(
+                event_type,
+                "2024-10-04T18:05:00+02:00",
+                data.clone(),
+            ));
             assert_eq!(
-                a["p_event_at"], "2024-10-04T16:05:00.000000Z",
+                a["p_event_at"], "2024-10-04T16:05:00.999999Z",
                 "{event_type}"
             );
+            let a = args(&envelope(event_type, "2024-10-04T18:05:00.25+02:00", data));
+            assert_eq!(
+                a["p_event_at"], "2024-10-04T16:05:00.250000Z",
+                "{event_type} with a fraction"
+            );
         }
+    }
+
+    #[test]
+    fn a_role_change_without_its_time_beats_a_join_earlier_in_its_second() {
+        let change = args(&envelope(
+            "role.change.success",
+            "2024-10-04T18:12:45Z",
+            json!({"room_id":"r","session_id":"s","peer_id":"p","role":"speaker"}),
+        ));
+        assert_eq!(change["p_event_at"], "2024-10-04T18:12:45.999999Z");
+        let close = args(&envelope(
+            "session.close.success",
+            "2024-10-04T18:12:45Z",
+            json!({"room_id":"r","session_id":"s"}),
+        ));
+        assert_eq!(close["p_event_at"], "2024-10-04T18:12:45.999999Z");
     }
 
     #[test]
@@ -264,14 +301,14 @@ mod tests {
         let a = args(&envelope(
             "peer.join.success",
             "2024-10-04T18:05:00Z",
-            json!({"room_id":"r","peer_id":"p"}),
+            json!({"room_id":"r","session_id":"s","peer_id":"p"}),
         ));
         assert_eq!(a["p_role"], Value::Null);
         assert_eq!(a["p_role_class"], "listener");
         let a = args(&envelope(
             "peer.join.success",
             "2024-10-04T18:05:00Z",
-            json!({"room_id":"r","peer_id":"p","role":"__internal_recorder"}),
+            json!({"room_id":"r","session_id":"s","peer_id":"p","role":"__internal_recorder"}),
         ));
         assert_eq!(a["p_role_class"], "ignored");
     }
@@ -299,13 +336,13 @@ mod tests {
         );
         let failure = parse(body.as_bytes()).unwrap();
         assert_eq!(
-            plan(&failure, &Roles::default(), false),
+            plan(&failure, &Roles::default(), false, RECEIVED),
             Plan::Ignore(IgnoreReason::FailureEvent)
         );
         let body = envelope("recording.success", "2024-10-04T18:05:00Z", json!({}));
         let other = parse(body.as_bytes()).unwrap();
         assert_eq!(
-            plan(&other, &Roles::default(), false),
+            plan(&other, &Roles::default(), false, RECEIVED),
             Plan::Ignore(IgnoreReason::EventTypeNotHandled)
         );
         assert_eq!(IgnoreReason::FailureEvent.as_str(), "failure event");
@@ -320,10 +357,10 @@ mod tests {
         let body = envelope(
             "session.open.success",
             "2024-10-04T18:05:00Z",
-            json!({"room_id":"r"}),
+            json!({"room_id":"r","session_id":"s"}),
         );
         let event = parse(body.as_bytes()).unwrap();
-        let Plan::Apply(a, _) = plan(&event, &Roles::default(), true) else {
+        let Plan::Apply(a, _) = plan(&event, &Roles::default(), true, RECEIVED) else {
             panic!("expected apply");
         };
         assert!(a.p_auto_create);

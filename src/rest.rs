@@ -225,6 +225,7 @@ mod tests {
     use crate::event::parse;
     use crate::plan::{plan, Plan};
     use crate::roles::Roles;
+    use crate::time::Timestamp;
 
     fn target() -> RestTarget {
         let config = Config::from_env([
@@ -248,7 +249,9 @@ mod tests {
             br#"{"id":"e","type":"session.open.success","timestamp":"2024-10-04T18:00:02Z","data":{"room_id":"r","session_id":"s"}}"#,
         )
         .unwrap();
-        let Plan::Apply(args, _) = plan(&event, &Roles::default(), false) else {
+        let Plan::Apply(args, _) =
+            plan(&event, &Roles::default(), false, Timestamp::from_micros(0))
+        else {
             panic!("expected apply");
         };
         let req = request(&target(), &args).unwrap();
@@ -270,11 +273,12 @@ mod tests {
         );
         let body: serde_json::Value = serde_json::from_str(&req.body).unwrap();
         assert_eq!(body["p_action"], "session_open");
-        assert_eq!(body["p_event_at"], "2024-10-04T18:00:02.000000Z");
+        assert_eq!(body["p_event_at"], "2024-10-04T18:00:02.999999Z");
+        assert_eq!(body["p_received_at"], "1970-01-01T00:00:00.000000Z");
         assert_eq!(
             body.as_object().unwrap().len(),
-            12,
-            "all twelve named arguments"
+            13,
+            "all thirteen named arguments"
         );
     }
 

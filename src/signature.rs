@@ -151,6 +151,14 @@ pub struct Verifier {
     secrets: Vec<Secret>,
 }
 
+/// The bytes a header value arrived as. Header values are byte strings (Fetch): the runtime
+/// hands each byte over as one character U+0000..U+00FF (Latin-1), so a secret with non-ASCII
+/// characters, sent as its UTF-8 bytes, arrives as those bytes one character each. A character
+/// above U+00FF cannot come from a runtime: None, which matches no secret.
+fn header_bytes(value: &str) -> Option<Vec<u8>> {
+    value.chars().map(|c| u8::try_from(c).ok()).collect()
+}
+
 fn find_header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
     headers
         .iter()
@@ -191,10 +199,10 @@ impl Verifier {
         if self.mode.accepts_header() {
             if let Some(value) = find_header(headers, &self.header_name) {
                 presented = true;
-                if self
-                    .secrets
-                    .iter()
-                    .any(|s| s.header_matches(value.as_bytes()))
+                let bytes = header_bytes(value);
+                if bytes
+                    .as_deref()
+                    .is_some_and(|b| self.secrets.iter().any(|s| s.header_matches(b)))
                 {
                     return Ok(AuthMethod::Header);
                 }
@@ -237,6 +245,39 @@ mod tests {
             DEFAULT_SECRET_HEADER.into(),
             vec![Secret::new(HMS_SECRET), Secret::new(PREV_SECRET)],
         )
+    }
+
+    #[test]
+    fn a_non_ascii_secret_matches_the_header_as_it_arrives() {
+        let secret = "sécret-ключ-0123456789";
+        let v = Verifier::new(
+            AuthMode::Either,
+            DEFAULT_SECRET_HEADER.into(),
+            vec![Secret::new(secret)],
+        );
+        // Sent as its UTF-8 bytes, handed over by the runtime one Latin-1 character per byte.
+        let arrived: String = secret.bytes().map(char::from).collect();
+        assert_eq!(
+            v.check(&headers(&[(DEFAULT_SECRET_HEADER, &arrived)]), b"{}"),
+            Ok(AuthMethod::Header)
+        );
+        // The decoded text is not what a runtime delivers: it matches nothing.
+        assert_eq!(
+            v.check(&headers(&[(DEFAULT_SECRET_HEADER, secret)]), b"{}"),
+            Err(Error::InvalidCredentials)
+        );
+        // The HMAC key is the secret's UTF-8.
+        let signature = sign_hex(secret, HMS_BODY);
+        assert_eq!(
+            v.check(&headers(&[(SIGNATURE_HEADER, &signature)]), HMS_BODY),
+            Ok(AuthMethod::Signature)
+        );
+        // ASCII is the same either way.
+        let ascii = verifier(AuthMode::Header);
+        assert_eq!(
+            ascii.check(&headers(&[(DEFAULT_SECRET_HEADER, HMS_SECRET)]), b"{}"),
+            Ok(AuthMethod::Header)
+        );
     }
 
     #[test]

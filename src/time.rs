@@ -37,7 +37,6 @@ impl std::fmt::Display for TimeError {
 
 impl Timestamp {
     /// From microseconds since the epoch.
-    #[cfg(test)]
     pub const fn from_micros(micros: i64) -> Self {
         Timestamp(micros)
     }
@@ -51,6 +50,11 @@ impl Timestamp {
     #[cfg(test)]
     pub fn unix_ms(self) -> i64 {
         self.0.div_euclid(1000)
+    }
+
+    /// From Unix milliseconds (the boundary's clock). Saturates instead of overflowing.
+    pub fn from_unix_ms(ms: i64) -> Self {
+        Timestamp(ms.saturating_mul(1000))
     }
 
     /// The last microsecond of the second this instant falls in.

@@ -1,6 +1,10 @@
 //! Database tests of the counting model (harness = false, feature `db-tests`, needs DATABASE_URL):
-//! 1. ≥10,000 generated histories through the real `hms_apply_event`, each compared with the
-//!    model (and replayed once more: nothing may change); a mismatch is shrunk and printed;
+//! 1. ≥10,000 generated histories — webhook events, snapshot fact batches (`hms_apply_facts`) and
+//!    runs of the 12-hour rule (`hms_close_expired_sessions`), shuffled and duplicated — through
+//!    the real database functions, each room compared with the model (and replayed once more:
+//!    nothing may change); every event is first sent through the function's own parsing and plan
+//!    as the webhook body a sender posts, and bodies that must be refused are checked to be; a
+//!    mismatch is shrunk and printed;
 //! 2. trending parity: SQL `hms_trending_score` / `hms_trending_rank` against Rust `trending`;
 //! 3. SQL behaviour: idempotent migrations, unknown rooms, auto-create, duplicates, featured,
 //!    refresh, prune, permissions, the feed's index plan, concurrency and a 5,000-peer room.
@@ -22,13 +26,18 @@ use support::db::{
 use support::generate::{history, Rng, Shape};
 use support::harness::{compare, Ctx, Tally};
 use support::load::{concurrent_one_room, concurrent_twenty_rooms, feed_plan, hot_room};
-use support::model::{expected, Event, Initial, Micros, RoomState};
+use support::model::{expected_after, Delivery, Event, Initial, Micros, RoomState};
 use support::parity::phase_parity;
+use support::rules::{
+    duplicate_writes_no_room, facts_batch, received_bound, rules_permissions, twelve_hour_rule,
+};
 use support::shrink::minimize;
 use support::time::rfc3339;
+use support::upgrade::upgrade_from_first_build;
+use support::wire;
 
 const DEFAULT_SEED: u64 = 0x100D_5EED;
-const APPLY_SIGNATURE: &str = "public.hms_apply_event(text,text,text,text,text,timestamptz,text,text,text,timestamptz,timestamptz,boolean)";
+const APPLY_SIGNATURE: &str = "public.hms_apply_event(text,text,text,text,text,timestamptz,text,text,text,timestamptz,timestamptz,boolean,timestamptz)";
 
 fn main() {
     let code = match run() {
@@ -134,13 +143,13 @@ fn run() -> Result<Tally, String> {
 struct Prepared {
     room: String,
     before: Micros,
-    delivery: Vec<Event>,
+    delivery: Vec<Delivery>,
     want: RoomState,
     args: HistoryArgs,
 }
 
-fn prepare(room: String, before: Micros, delivery: Vec<Event>) -> Prepared {
-    let want = expected(
+fn prepare(room: String, before: Micros, delivery: Vec<Delivery>) -> Prepared {
+    let want = expected_after(
         Initial {
             is_live: false,
             last_active_at: before,
@@ -166,16 +175,17 @@ fn check_history(ctx: &mut Ctx, p: &Prepared) -> Result<(), String> {
         .run(&mut ctx.svc, &p.room, Some(p.before), &p.args)?;
     ctx.spent[0] += clock.elapsed();
     let mut seen = HashSet::new();
-    for (e, status) in p.delivery.iter().zip(&first.statuses) {
-        let want_status = if seen.insert(e.event_id.as_str()) {
-            "applied"
-        } else {
-            "duplicate"
+    for (d, status) in p.delivery.iter().zip(&first.statuses) {
+        let want_status = match d {
+            Delivery::Event(e) if seen.insert(e.event_id.as_str()) => "applied",
+            Delivery::Event(_) => "duplicate",
+            Delivery::Facts(_) => "applied",
+            Delivery::Expire(_) => "expired",
         };
         if status != want_status {
             return Err(format!(
-                "event {} answered {status}, expected {want_status}",
-                e.event_id
+                "{} answered {status}, expected {want_status}",
+                describe_delivery(d)
             ));
         }
     }
@@ -184,16 +194,27 @@ fn check_history(ctx: &mut Ctx, p: &Prepared) -> Result<(), String> {
     if !diffs.is_empty() {
         return Err(diffs.join("; "));
     }
-    if let Some(last) = &first.last {
+    // The last call's answer describes the room (the 12-hour rule answers for every room).
+    if let (Some(last), Some(Delivery::Event(_) | Delivery::Facts(_))) =
+        (&first.last, p.delivery.last())
+    {
         check_answer_room(last, &p.room, &got)?;
     }
     let clock = Instant::now();
     let replay = ctx.driver.run(&mut ctx.svc, &p.room, None, &p.args)?;
     ctx.spent[1] += clock.elapsed();
-    if let Some(status) = replay.statuses.iter().find(|s| *s != "duplicate") {
-        return Err(format!(
-            "second delivery was not all duplicates: one answered {status}"
-        ));
+    for (d, status) in p.delivery.iter().zip(&replay.statuses) {
+        let want_status = match d {
+            Delivery::Event(_) => "duplicate",
+            Delivery::Facts(_) => "applied",
+            Delivery::Expire(_) => "expired",
+        };
+        if status != want_status {
+            return Err(format!(
+                "second delivery: {} answered {status}, expected {want_status}",
+                describe_delivery(d)
+            ));
+        }
     }
     let again = read_state(&mut ctx.svc, &p.room)?;
     if again != got {
@@ -213,7 +234,7 @@ fn check_answer_room(answer: &serde_json::Value, room: &str, got: &DbState) -> R
         && r["is_live"] == got.is_live
         && r["last_active_at"] == rfc3339(got.last_active_at)
         && r["trending_score"].is_number()
-        && answer["reason"].is_null();
+        && (answer["reason"].is_null() || answer["status"] == "applied");
     if ok {
         Ok(())
     } else {
@@ -225,29 +246,46 @@ fn check_answer_room(answer: &serde_json::Value, room: &str, got: &DbState) -> R
 
 fn phase_histories(ctx: &mut Ctx, count: u64, tally: &mut Tally) -> Result<(), String> {
     let started = Instant::now();
-    let (mut events, mut largest) = (0usize, 0usize);
+    let (mut events, mut largest, mut batches, mut expiries, mut refused) = (0, 0, 0, 0, 0);
     let mut failure = None;
     let seed = ctx.seed;
-    // Generating, modelling and writing SQL happen on a second thread while the database works.
+    // Generating, modelling, the function's parsing and plan, and writing SQL happen on a second
+    // thread while the database works.
     std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Prepared)>(64);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Prepared, Result<usize, String>)>(64);
         scope.spawn(move || {
             for i in 0..count {
                 let mut rng = Rng::for_item(seed, i);
                 let h = history(&mut rng, Shape::default());
                 let room = format!("{ROOM_PREFIX}h:{seed:x}:{i}");
-                if tx.send((i, prepare(room, h.before, h.delivery))).is_err() {
+                let through_the_function = check_wire(&mut rng, &room, &h.events);
+                let p = prepare(room, h.before, h.delivery);
+                if tx.send((i, p, through_the_function)).is_err() {
                     break; // the checker stopped at a failure
                 }
             }
         });
-        for (i, p) in &rx {
-            if let Err(e) = check_history(ctx, &p) {
+        for (i, p, through_the_function) in &rx {
+            let result = through_the_function.and_then(|n| {
+                refused += n;
+                check_history(ctx, &p)
+            });
+            if let Err(e) = result {
                 failure = Some((i, p, e));
                 break;
             }
             events += p.delivery.len();
             largest = largest.max(p.delivery.len());
+            batches += p
+                .delivery
+                .iter()
+                .filter(|d| matches!(d, Delivery::Facts(_)))
+                .count();
+            expiries += p
+                .delivery
+                .iter()
+                .filter(|d| matches!(d, Delivery::Expire(_)))
+                .count();
         }
         drop(rx);
     });
@@ -258,7 +296,7 @@ fn phase_histories(ctx: &mut Ctx, count: u64, tally: &mut Tally) -> Result<(), S
     }
     let secs = started.elapsed().as_secs_f64();
     tally.passed += count as usize;
-    println!("histories: {count} checked, {events} events applied, largest history {largest} events, {secs:.1} s");
+    println!("histories: {count} checked, {events} deliveries ({batches} snapshot fact batches, {expiries} runs of the 12-hour rule), largest history {largest}, {refused} bodies refused by the function as they must be, {secs:.1} s");
     println!(
         "histories: first delivery {:.1} s, second delivery {:.1} s (all answered duplicate, no row changed), reads and checks {:.1} s",
         ctx.spent[0].as_secs_f64(),
@@ -279,12 +317,15 @@ fn report_shrunk(ctx: &mut Ctx, index: u64, failing: &Prepared, first: &str) {
     let mut attempt = 0u64;
     // Each try gets its own room and its own event ids (the ledger remembers ids across rooms);
     // events that shared an id still share one.
-    let retagged = |events: &[Event], tag: &str| -> Vec<Event> {
-        events
+    let retagged = |deliveries: &[Delivery], tag: &str| -> Vec<Delivery> {
+        deliveries
             .iter()
-            .map(|e| Event {
-                event_id: format!("{}#{tag}", e.event_id),
-                ..e.clone()
+            .map(|d| match d {
+                Delivery::Event(e) => Delivery::Event(Event {
+                    event_id: format!("{}#{tag}", e.event_id),
+                    ..e.clone()
+                }),
+                other => other.clone(),
             })
             .collect()
     };
@@ -304,8 +345,8 @@ fn report_shrunk(ctx: &mut Ctx, index: u64, failing: &Prepared, first: &str) {
         "minimal failing delivery ({} events, {attempt} tries), in delivery order:",
         minimal.len()
     );
-    for e in &minimal {
-        println!("  {}", describe_event(e));
+    for d in &minimal {
+        println!("  {}", describe_delivery(d));
     }
     println!(
         "  room before: last_active_at {}, not live",
@@ -313,7 +354,7 @@ fn report_shrunk(ctx: &mut Ctx, index: u64, failing: &Prepared, first: &str) {
     );
     println!(
         "model:    {:?}",
-        expected(
+        expected_after(
             Initial {
                 is_live: false,
                 last_active_at: before
@@ -328,9 +369,38 @@ fn report_shrunk(ctx: &mut Ctx, index: u64, failing: &Prepared, first: &str) {
     println!("check:    {outcome:?}");
 }
 
+/// Every event as the webhook body its sender posts must become exactly that event in the
+/// function's parsing and plan; and its refused variants must be refused. Ok(refusals checked).
+fn check_wire(rng: &mut Rng, room: &str, events: &[Event]) -> Result<usize, String> {
+    let mut refused = 0;
+    for e in events {
+        wire::check(room, e)?;
+        if rng.chance(5) {
+            for r in wire::refused(rng, room, e) {
+                wire::check_refused(&r)?;
+                refused += 1;
+            }
+        }
+    }
+    Ok(refused)
+}
+
+fn describe_delivery(d: &Delivery) -> String {
+    match d {
+        Delivery::Event(e) => describe_event(e),
+        Delivery::Facts(f) => format!(
+            "facts         observed={} received={} {}",
+            rfc3339(f.observed_at),
+            rfc3339(f.received_at),
+            db::facts_json(f)
+        ),
+        Delivery::Expire(now) => format!("12-hour rule  now={}", rfc3339(*now)),
+    }
+}
+
 fn describe_event(e: &Event) -> String {
     format!(
-        "{:<13} id={} session={:?} started={} peer={} role={}/{} at={} joined={}",
+        "{:<13} id={} session={:?} started={} peer={} role={}/{} at={} joined={} received={}",
         e.action.as_str(),
         e.event_id,
         e.session_id,
@@ -339,7 +409,8 @@ fn describe_event(e: &Event) -> String {
         e.role.as_deref().unwrap_or("-"),
         e.role_class.map_or("-", |c| c.as_str()),
         rfc3339(e.event_at),
-        e.joined_at.map_or("-".into(), rfc3339)
+        e.joined_at.map_or("-".into(), rfc3339),
+        e.received_at.map_or("-".into(), rfc3339)
     )
 }
 
@@ -355,6 +426,10 @@ fn phase_behaviour(ctx: &mut Ctx, tally: &mut Tally) {
     let tests: &[(&str, Test)] = &[
         ("migrations applied again are a no-op", migrations_reapply),
         (
+            "a database of the first build upgrades to these rules with its data",
+            upgrade_from_first_build,
+        ),
+        (
             "invalid arguments are refused with 22023 and write nothing",
             invalid_arguments,
         ),
@@ -367,6 +442,26 @@ fn phase_behaviour(ctx: &mut Ctx, tally: &mut Tally) {
             auto_create,
         ),
         ("a duplicate event id changes nothing", duplicate),
+        (
+            "a duplicate id for an unknown room under auto-create creates no room",
+            duplicate_writes_no_room,
+        ),
+        (
+            "last_active_at never passes received + 120 s; activity makes no session",
+            received_bound,
+        ),
+        (
+            "hms_apply_facts: answer, idempotence, refusals, unknown room",
+            facts_batch,
+        ),
+        (
+            "hms_close_expired_sessions closes at start + 12 h",
+            twelve_hour_rule,
+        ),
+        (
+            "anon/authenticated cannot call the facts RPC, the 12-hour rule or a step",
+            rules_permissions,
+        ),
         (
             "featured set by the app updates score and rank at once",
             featured_update,

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use postgres::{Client, NoTls, SimpleQueryMessage};
 
-use super::model::{Event, Micros};
+use super::model::{Delivery, Event, Fact, Facts, Micros};
 use super::time::rfc3339;
 
 /// Every room a test creates starts with this, so a run can remove what earlier runs left.
@@ -60,7 +60,8 @@ pub fn apply_sql(room: &str, e: &Event, auto_create: bool) -> String {
     format!(
         "select public.hms_apply_event(p_event_id => {}, p_event_type => {}, p_action => {}, \
          p_room_id => {}, p_session_id => {}, p_session_started_at => {}, p_peer_id => {}, \
-         p_role => {}, p_role_class => {}, p_event_at => {}, p_joined_at => {}, p_auto_create => {})",
+         p_role => {}, p_role_class => {}, p_event_at => {}, p_joined_at => {}, p_auto_create => {}, \
+         p_received_at => {})",
         text(&e.event_id),
         text(e.action.event_type()),
         text(e.action.as_str()),
@@ -72,7 +73,60 @@ pub fn apply_sql(room: &str, e: &Event, auto_create: bool) -> String {
         opt_text(e.role_class.map(|c| c.as_str())),
         ts(e.event_at),
         opt_ts(e.joined_at),
-        auto_create
+        auto_create,
+        opt_ts(e.received_at)
+    )
+}
+
+/// The `p_facts` argument of `hms_apply_facts` (docs/design.md §6), as JSON.
+pub fn facts_json(f: &Facts) -> serde_json::Value {
+    use serde_json::json;
+    let time = |t: &Option<Micros>| t.map(rfc3339);
+    let facts: Vec<serde_json::Value> = f
+        .facts
+        .iter()
+        .map(|fact| match fact {
+            Fact::Session {
+                session_id,
+                started_at,
+                closed_at,
+            } => {
+                let mut v = json!({"kind": "session", "session_id": session_id,
+                                   "started_at": time(started_at)});
+                // Present (not null) only when 100ms reports the session inactive.
+                if let Some(c) = closed_at {
+                    v["closed_at"] = json!(rfc3339(*c));
+                }
+                v
+            }
+            Fact::Peer {
+                session_id,
+                peer_id,
+                role,
+                role_class,
+                joined_at,
+                left_at,
+            } => json!({"kind": "peer", "session_id": session_id, "peer_id": peer_id,
+                        "role": role, "role_class": role_class.map(|c| c.as_str()),
+                        "joined_at": time(joined_at), "left_at": time(left_at)}),
+            Fact::PresentSet {
+                session_id,
+                peer_ids,
+            } => json!({"kind": "present_set", "session_id": session_id, "peer_ids": peer_ids}),
+        })
+        .collect();
+    serde_json::Value::Array(facts)
+}
+
+/// `select public.hms_apply_facts(...)` for one batch.
+pub fn facts_sql(room: &str, f: &Facts) -> String {
+    format!(
+        "select public.hms_apply_facts(p_room_id => {}, p_observed_at => {}, p_received_at => {}, \
+         p_facts => {}::jsonb)",
+        text(room),
+        ts(f.observed_at),
+        ts(f.received_at),
+        text(&facts_json(f).to_string())
     )
 }
 
@@ -139,7 +193,8 @@ pub struct Applied {
 const DRIVER: &str = r"
 create function pg_temp.hms_apply_history(
   p_room text, p_before text, p_ids text[], p_types text[], p_actions text[], p_sessions text[],
-  p_started text[], p_peers text[], p_roles text[], p_classes text[], p_at text[], p_joined text[]
+  p_started text[], p_peers text[], p_roles text[], p_classes text[], p_at text[], p_joined text[],
+  p_received text[], p_facts text[]
 ) returns text[] language plpgsql as $$
 declare
   v_n integer := coalesce(array_length(p_ids, 1), 0);
@@ -150,38 +205,83 @@ begin
     insert into public.rooms (hms_room_id, last_active_at) values (p_room, p_before::timestamptz);
   end if;
   for i in 1 .. v_n loop
-    v_answer := public.hms_apply_event(
-      p_event_id => p_ids[i], p_event_type => p_types[i], p_action => p_actions[i],
-      p_room_id => p_room, p_session_id => p_sessions[i],
-      p_session_started_at => p_started[i]::timestamptz, p_peer_id => p_peers[i],
-      p_role => p_roles[i], p_role_class => p_classes[i], p_event_at => p_at[i]::timestamptz,
-      p_joined_at => p_joined[i]::timestamptz, p_auto_create => false);
+    if p_actions[i] = 'facts' then
+      v_answer := public.hms_apply_facts(p_room_id => p_room, p_observed_at => p_at[i]::timestamptz,
+        p_received_at => p_received[i]::timestamptz, p_facts => p_facts[i]::jsonb);
+    elsif p_actions[i] = 'expire' then
+      v_answer := public.hms_close_expired_sessions(p_at[i]::timestamptz)
+        || jsonb_build_object('status', 'expired');
+    else
+      v_answer := public.hms_apply_event(
+        p_event_id => p_ids[i], p_event_type => p_types[i], p_action => p_actions[i],
+        p_room_id => p_room, p_session_id => p_sessions[i],
+        p_session_started_at => p_started[i]::timestamptz, p_peer_id => p_peers[i],
+        p_role => p_roles[i], p_role_class => p_classes[i], p_event_at => p_at[i]::timestamptz,
+        p_joined_at => p_joined[i]::timestamptz, p_auto_create => false,
+        p_received_at => p_received[i]::timestamptz);
+    end if;
     v_out := v_out || case when i = v_n then v_answer::text else v_answer ->> 'status' end;
   end loop;
   return v_out;
 end
 $$;";
 
-/// The columns of a history, as the driver takes them (one array per argument).
+/// The columns of a history, as the driver takes them (one array per argument). A facts batch
+/// is action `facts` (time = observed_at, facts JSON), the 12-hour rule action `expire`.
 pub struct HistoryArgs {
-    columns: [Vec<Option<String>>; 10],
+    columns: [Vec<Option<String>>; 12],
 }
 
 impl HistoryArgs {
-    pub fn new(events: &[Event]) -> Self {
-        let col = |f: &dyn Fn(&Event) -> Option<String>| events.iter().map(f).collect::<Vec<_>>();
+    pub fn new(deliveries: &[Delivery]) -> Self {
+        let col = |f: &dyn Fn(&Event) -> Option<String>,
+                   facts: &dyn Fn(&Facts) -> Option<String>,
+                   expire: &dyn Fn(Micros) -> Option<String>| {
+            deliveries
+                .iter()
+                .map(|d| match d {
+                    Delivery::Event(e) => f(e),
+                    Delivery::Facts(x) => facts(x),
+                    Delivery::Expire(now) => expire(*now),
+                })
+                .collect::<Vec<_>>()
+        };
+        let none_f = |_: &Facts| None;
+        let none_x = |_: Micros| None;
         HistoryArgs {
             columns: [
-                col(&|e| Some(e.event_id.clone())),
-                col(&|e| Some(e.action.event_type().to_string())),
-                col(&|e| Some(e.action.as_str().to_string())),
-                col(&|e| Some(e.session_id.clone())),
-                col(&|e| e.session_started_at.map(rfc3339)),
-                col(&|e| e.peer_id.clone()),
-                col(&|e| e.role.clone()),
-                col(&|e| e.role_class.map(|c| c.as_str().to_string())),
-                col(&|e| Some(rfc3339(e.event_at))),
-                col(&|e| e.joined_at.map(rfc3339)),
+                col(&|e| Some(e.event_id.clone()), &none_f, &none_x),
+                col(
+                    &|e| Some(e.action.event_type().to_string()),
+                    &none_f,
+                    &none_x,
+                ),
+                col(
+                    &|e| Some(e.action.as_str().to_string()),
+                    &|_| Some("facts".into()),
+                    &|_| Some("expire".into()),
+                ),
+                col(&|e| Some(e.session_id.clone()), &none_f, &none_x),
+                col(&|e| e.session_started_at.map(rfc3339), &none_f, &none_x),
+                col(&|e| e.peer_id.clone(), &none_f, &none_x),
+                col(&|e| e.role.clone(), &none_f, &none_x),
+                col(
+                    &|e| e.role_class.map(|c| c.as_str().to_string()),
+                    &none_f,
+                    &none_x,
+                ),
+                col(
+                    &|e| Some(rfc3339(e.event_at)),
+                    &|f| Some(rfc3339(f.observed_at)),
+                    &|now| Some(rfc3339(now)),
+                ),
+                col(&|e| e.joined_at.map(rfc3339), &none_f, &none_x),
+                col(
+                    &|e| e.received_at.map(rfc3339),
+                    &|f| Some(rfc3339(f.received_at)),
+                    &none_x,
+                ),
+                col(&|_| None, &|f| Some(facts_json(f).to_string()), &none_x),
             ],
         }
     }
@@ -197,7 +297,8 @@ impl Driver {
         client.batch_execute(DRIVER).map_err(|e| describe(&e))?;
         let statement = client
             .prepare(
-                "select pg_temp.hms_apply_history($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                "select pg_temp.hms_apply_history($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+                 $13, $14)",
             )
             .map_err(|e| describe(&e))?;
         Ok(Driver { statement })
@@ -218,7 +319,7 @@ impl Driver {
                 &self.statement,
                 &[
                     &room, &before, &c[0], &c[1], &c[2], &c[3], &c[4], &c[5], &c[6], &c[7], &c[8],
-                    &c[9],
+                    &c[9], &c[10], &c[11],
                 ],
             )
             .map_err(|e| describe(&e))?;

@@ -1,7 +1,7 @@
 //! Seeded generator of realistic 100ms histories for one room (sessions, joins, leaves, role
 //! changes, closes) and of their delivery (shuffled, duplicated, replayed under new ids).
 
-use super::model::{Action, Event, Micros, RoleClass};
+use super::model::{Action, Delivery, Event, Fact, Facts, Micros, RoleClass, MAX_SESSION};
 
 /// SplitMix64: tiny, fast, and good enough to drive a test generator reproducibly.
 pub struct Rng(u64);
@@ -84,12 +84,17 @@ const SPEAKER_ROLES: &[&str] = &["host", "speaker", "moderator", "co-host", "Bro
 const LISTENER_ROLES: &[&str] = &["listener", "viewer-realtime", "audience", "hls-viewer"];
 const IGNORED_ROLES: &[&str] = &["__internal_recorder", "beam"];
 
-/// A generated history: the events that happened (each once) and how they were delivered.
+/// A generated history: the events that happened (each once), the snapshots 100ms's API gave of
+/// it, and how all of that was delivered.
 pub struct History {
     /// Earlier than every event: the room's last_active_at before the history.
     pub before: Micros,
     pub events: Vec<Event>,
-    pub delivery: Vec<Event>,
+    /// Snapshot fact batches (`hms_apply_facts` calls), in the order they were taken.
+    pub facts: Vec<Facts>,
+    /// A run of the 12-hour rule after everything else, if any.
+    pub expire: Option<Micros>,
+    pub delivery: Vec<Delivery>,
 }
 
 /// Shape knobs; `Default` is the mix used for the 10,000-history run.
@@ -116,11 +121,36 @@ impl Default for Shape {
 struct Builder<'r> {
     rng: &'r mut Rng,
     events: Vec<Event>,
+    legacy: bool,
+    /// Flat format: the peer ids a sender reuses for its users (one per user, every join).
+    reused_ids: Vec<String>,
+}
+
+/// The end of the second `at` falls in: what an event time given only by a whole-second
+/// envelope timestamp means (docs/design.md §5, the one sub-second rule).
+pub fn end_of_second(at: Micros) -> Micros {
+    at.div_euclid(SECOND) * SECOND + SECOND - 1
 }
 
 impl Builder<'_> {
     fn push(&mut self, action: Action, session: &Session, at: Micros) -> &mut Event {
         let event_id = self.rng.uuid();
+        let at = if self.legacy {
+            // The flat format's timestamp is in milliseconds.
+            at.div_euclid(1000) * 1000
+        } else if self.rng.chance(5) && action != Action::SessionOpen {
+            // Sent without its own time: the whole-second envelope timestamp stands in for it.
+            end_of_second(at)
+        } else {
+            at
+        };
+        // Received a little after the event, or (clock skew, an envelope timestamp up to 120 s
+        // ahead and a data time up to 120 s after it) up to 240 s before it.
+        let received_at = if self.rng.chance(4) {
+            at - self.rng.range(0, 240 * SECOND)
+        } else {
+            at + self.rng.range(0, 15 * SECOND)
+        };
         self.events.push(Event {
             event_id,
             action,
@@ -131,6 +161,7 @@ impl Builder<'_> {
             role_class: None,
             event_at: at,
             joined_at: None,
+            received_at: Some(received_at),
         });
         let last = self.events.len() - 1;
         &mut self.events[last]
@@ -169,9 +200,13 @@ pub fn history(rng: &mut Rng, shape: Shape) -> History {
         60..=89 => 2,
         _ => 3,
     };
+    let reused_ids = (0..rng.range(1, 6)).map(|u| format!("user-{u}")).collect();
+    let reuse = legacy && rng.chance(50);
     let mut b = Builder {
         rng,
         events: Vec::new(),
+        legacy,
+        reused_ids: if reuse { reused_ids } else { Vec::new() },
     };
     let mut t = base;
     let mut prev_start = base;
@@ -201,11 +236,107 @@ pub fn history(rng: &mut Rng, shape: Shape) -> History {
         t = t.max(end);
     }
     let events = b.events;
-    let delivery = deliver(rng, &events);
+    let facts = if legacy || !rng.chance(30) {
+        Vec::new()
+    } else {
+        (0..rng.range(1, 3))
+            .map(|_| snapshot(rng, &events, base, t))
+            .collect()
+    };
+    let expire =
+        (!legacy && rng.chance(5)).then(|| t + rng.range(-2 * HOUR, MAX_SESSION + 2 * HOUR));
+    let delivery = deliver(rng, &events, &facts, expire);
     History {
         before: base - 24 * HOUR,
         events,
+        facts,
+        expire,
         delivery,
+    }
+}
+
+/// What 100ms's API says about the room at a time between `from` and `to`, built from the events
+/// that happened (the truth): the request is sent at R, and `p_observed_at` = R - 60 s. Sessions
+/// with their start and (if over by R) their close; peers joined by R with their join, their leave
+/// (if by R) and their role at R; for each session still open at R, the peers present at R. A
+/// random part of it is left out (an API pass cut short).
+fn snapshot(rng: &mut Rng, events: &[Event], from: Micros, to: Micros) -> Facts {
+    let sent = rng.range(from, to + 10 * MINUTE);
+    let observed_at = sent - MINUTE;
+    let mut sessions: Vec<&str> = events.iter().map(|e| e.session_id.as_str()).collect();
+    sessions.sort_unstable();
+    sessions.dedup();
+    let mut facts = Vec::new();
+    for session in sessions {
+        let of_session = || events.iter().filter(move |e| e.session_id == session);
+        let started_at = of_session()
+            .filter_map(|e| match e.action {
+                Action::SessionOpen => Some(e.event_at),
+                _ => e.session_started_at,
+            })
+            .max();
+        let closed_at = of_session()
+            .filter(|e| e.action == Action::SessionClose && e.event_at <= sent)
+            .map(|e| e.event_at)
+            .max();
+        if started_at.is_some_and(|s| s > sent) {
+            continue; // not started yet when the API was asked
+        }
+        facts.push(Fact::Session {
+            session_id: session.to_string(),
+            started_at,
+            closed_at,
+        });
+        let mut peers: Vec<&str> = of_session().filter_map(|e| e.peer_id.as_deref()).collect();
+        peers.sort_unstable();
+        peers.dedup();
+        let mut present = Vec::new();
+        for peer in peers {
+            let of_peer = || of_session().filter(move |e| e.peer_id.as_deref() == Some(peer));
+            let Some(joined_at) = of_peer()
+                .filter(|e| e.action != Action::PeerLeave)
+                .map(|e| e.joined_at.unwrap_or(e.event_at).min(e.event_at))
+                .min()
+            else {
+                continue; // a leave alone: the API never saw this peer join
+            };
+            if joined_at > sent {
+                continue;
+            }
+            let left_at = of_peer()
+                .filter(|e| e.action == Action::PeerLeave && e.event_at <= sent)
+                .map(|e| e.event_at)
+                .max();
+            let role = of_peer()
+                .filter(|e| e.action != Action::PeerLeave && e.event_at <= sent)
+                .max_by_key(|e| e.event_at)
+                .and_then(|e| Some((e.role.clone(), e.role_class?)));
+            if rng.chance(85) {
+                facts.push(Fact::Peer {
+                    session_id: session.to_string(),
+                    peer_id: peer.to_string(),
+                    role: role.as_ref().and_then(|r| r.0.clone()),
+                    role_class: role.map(|r| r.1),
+                    joined_at: rng.chance(95).then_some(joined_at),
+                    left_at,
+                });
+            }
+            if left_at.is_none() {
+                present.push(peer.to_string());
+            }
+        }
+        if closed_at.is_none() && rng.chance(80) {
+            facts.push(Fact::PresentSet {
+                session_id: session.to_string(),
+                peer_ids: present,
+            });
+        }
+    }
+    facts.retain(|_| rng.chance(90));
+    Facts {
+        observed_at,
+        received_at: sent + rng.range(0, SECOND),
+        facts,
     }
 }
 
@@ -248,26 +379,46 @@ fn one_session(
         b.push(Action::Activity, session, at);
     }
     let close = b.rng.below(100);
+    let closed = if legacy { close < 70 } else { close < 65 };
     if legacy {
-        if close < 70 {
-            // The flat format's timestamp is in milliseconds.
-            b.push(Action::SessionClose, session, end / 1000 * 1000);
+        if closed {
+            b.push(Action::SessionClose, session, end);
         }
     } else if close < 45 {
         b.push(Action::SessionClose, session, end);
-    } else if close < 65 {
-        // room.end.success: envelope timestamp (whole seconds) rounded up to the end of its second.
-        let stop = end / SECOND * SECOND + SECOND - 1;
-        b.push(Action::SessionClose, session, stop);
+    } else if closed {
+        // room.end.success carries no stop time: its whole-second envelope timestamp stands in.
+        b.push(Action::SessionClose, session, end_of_second(end));
         if b.rng.chance(50) {
             b.push(Action::SessionClose, session, end);
         }
+    }
+    if closed && !legacy && b.rng.chance(15) {
+        // A join stamped just after the close (clock skew between 100ms servers), perhaps of an
+        // ignored role (a recorder or beam): the session is over all the same.
+        let at = end + b.rng.range(1, 2 * SECOND);
+        let class = if b.rng.chance(40) {
+            RoleClass::Ignored
+        } else {
+            b.initial_class()
+        };
+        let (role, class) = b.role(class);
+        let peer_id = b.rng.uuid();
+        let e = b.push(Action::PeerJoin, session, at);
+        e.peer_id = Some(peer_id);
+        e.role = Some(role);
+        e.role_class = Some(class);
     }
 }
 
 /// One peer id's events; returns when it left (if a leave exists for it).
 fn one_peer(b: &mut Builder, session: &Session, joined: Micros, end: Micros) -> Option<Micros> {
-    let peer_id = b.rng.uuid();
+    let peer_id = if b.reused_ids.is_empty() {
+        b.rng.uuid()
+    } else {
+        // A legacy sender may send the same id every time a user joins, in every epoch.
+        b.rng.pick(&b.reused_ids).clone()
+    };
     let leave = match b.rng.below(100) {
         0..=54 => Some(if b.rng.chance(3) {
             end
@@ -304,7 +455,7 @@ fn one_peer(b: &mut Builder, session: &Session, joined: Micros, end: Micros) -> 
             (false, _) => RoleClass::Speaker,
         };
         current = b.role(class);
-        let reported = reported_join(b.rng, joined);
+        let reported = reported_join(b, joined);
         let e = b.push(Action::RoleChange, session, at);
         e.peer_id = Some(peer_id.clone());
         e.role = Some(current.0.clone());
@@ -312,7 +463,7 @@ fn one_peer(b: &mut Builder, session: &Session, joined: Micros, end: Micros) -> 
         e.joined_at = reported;
     }
     if let Some(l) = leave {
-        let reported = reported_join(b.rng, joined);
+        let reported = reported_join(b, joined);
         let e = b.push(Action::PeerLeave, session, l);
         e.peer_id = Some(peer_id);
         e.role = Some(current.0);
@@ -323,54 +474,89 @@ fn one_peer(b: &mut Builder, session: &Session, joined: Micros, end: Micros) -> 
 }
 
 /// `data.joined_at` on leaves and role changes: usually the join time, sometimes absent, rarely a
-/// little earlier (the join's own time was truncated differently).
-fn reported_join(rng: &mut Rng, joined: Micros) -> Option<Micros> {
-    match rng.below(100) {
+/// little earlier (the join's own time was truncated differently). The flat format has none.
+fn reported_join(b: &mut Builder, joined: Micros) -> Option<Micros> {
+    if b.legacy {
+        return None;
+    }
+    match b.rng.below(100) {
         0..=9 => None,
-        10..=11 => Some(joined - rng.range(1, 1000)),
+        10..=11 => Some(joined - b.rng.range(1, 1000)),
         _ => Some(joined),
     }
 }
 
-/// How 100ms might deliver `events`: retries of the same id (1-4 extra copies), occasional replays
-/// under a new id, in a shuffled, jittered or reversed order.
-pub fn deliver(rng: &mut Rng, events: &[Event]) -> Vec<Event> {
-    let mut out = Vec::with_capacity(events.len() * 2);
+/// How 100ms might deliver `events`: retries of the same id (1-4 extra copies, each received
+/// later), occasional replays under a new id, in a shuffled, jittered or reversed order; the
+/// snapshot batches mixed in anywhere (each possibly twice); the 12-hour rule last.
+pub fn deliver(
+    rng: &mut Rng,
+    events: &[Event],
+    facts: &[Facts],
+    expire: Option<Micros>,
+) -> Vec<Delivery> {
+    let mut out: Vec<(Micros, Delivery)> = Vec::with_capacity(events.len() * 2);
     for e in events {
-        out.push(e.clone());
+        let copy = |rng: &mut Rng, e: &Event| {
+            let mut c = e.clone();
+            c.received_at = c.received_at.map(|r| r + rng.range(SECOND, 15 * SECOND));
+            c
+        };
+        out.push((e.event_at, Delivery::Event(e.clone())));
         if rng.chance(20) {
             for _ in 0..rng.range(1, 5) {
-                out.push(e.clone());
+                let c = copy(rng, e);
+                out.push((e.event_at, Delivery::Event(c)));
             }
         }
         if rng.chance(4) {
-            let mut replay = e.clone();
+            let mut replay = copy(rng, e);
             replay.event_id = rng.uuid();
-            out.push(replay);
+            out.push((e.event_at, Delivery::Event(replay)));
+        }
+    }
+    for f in facts {
+        out.push((f.observed_at, Delivery::Facts(f.clone())));
+        if rng.chance(20) {
+            out.push((f.observed_at, Delivery::Facts(f.clone())));
         }
     }
     match rng.below(4) {
         0 | 1 => rng.shuffle(&mut out),
         2 => {
             // Mostly in time order; retries land up to ~14 s late, a few replays hours later.
-            let mut keyed: Vec<(Micros, Event)> = out
-                .into_iter()
-                .map(|e| {
-                    let delay = if rng.chance(90) {
-                        rng.range(0, 15 * SECOND)
-                    } else {
-                        rng.range(0, 6 * HOUR)
-                    };
-                    (e.event_at + delay, e)
-                })
-                .collect();
-            keyed.sort_by_key(|(k, _)| *k);
-            out = keyed.into_iter().map(|(_, e)| e).collect();
+            for (key, _) in &mut out {
+                *key += if rng.chance(90) {
+                    rng.range(0, 15 * SECOND)
+                } else {
+                    rng.range(0, 6 * HOUR)
+                };
+            }
+            out.sort_by_key(|(k, _)| *k);
         }
         _ => {
-            out.sort_by_key(|e| e.event_at);
+            out.sort_by_key(|(k, _)| *k);
             out.reverse();
         }
     }
+    let mut delivery: Vec<Delivery> = out.into_iter().map(|(_, d)| d).collect();
+    delivery.extend(expire.map(Delivery::Expire));
+    delivery
+}
+
+/// The same deliveries again in another order (the 12-hour rule stays last).
+pub fn reshuffle(rng: &mut Rng, delivery: &[Delivery]) -> Vec<Delivery> {
+    let mut out: Vec<Delivery> = delivery
+        .iter()
+        .filter(|d| !matches!(d, Delivery::Expire(_)))
+        .cloned()
+        .collect();
+    rng.shuffle(&mut out);
+    out.extend(
+        delivery
+            .iter()
+            .filter(|d| matches!(d, Delivery::Expire(_)))
+            .cloned(),
+    );
     out
 }

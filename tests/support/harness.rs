@@ -137,6 +137,7 @@ pub fn event(id: &str, action: Action, session: &str, at: Micros) -> Event {
         role_class: None,
         event_at: at,
         joined_at: None,
+        received_at: None,
     }
 }
 

@@ -14,5 +14,10 @@ pub mod load;
 pub mod model;
 #[cfg(feature = "db-tests")]
 pub mod parity;
+#[cfg(feature = "db-tests")]
+pub mod rules;
 pub mod shrink;
 pub mod time;
+#[cfg(feature = "db-tests")]
+pub mod upgrade;
+pub mod wire;

@@ -1,0 +1,193 @@
+//! The upgrade path: a database built by the first build's migrations (commit e3c104a, copied in
+//! tests/fixtures/migrations-e3c104a), with rooms filled through its own hms_apply_event, then
+//! only the newer migration files applied (what `supabase db push` does on a deployed project).
+//! It must end with the schema of a fresh install and with every room as the v2 model says.
+
+use std::path::{Path, PathBuf};
+
+use postgres::Client;
+
+use super::behaviour::fingerprint;
+use super::db::{connect, create_room_sql, read_state, text, ts};
+use super::generate::{history, Rng, Shape};
+use super::harness::{compare, q, Ctx};
+use super::model::{expected, Delivery, Event, Initial};
+
+fn sql_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+fn apply_files(client: &mut Client, files: &[PathBuf]) -> Result<(), String> {
+    for f in files {
+        let sql = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
+        client
+            .batch_execute(&sql)
+            .map_err(|e| format!("{}: {}", f.display(), q(e)))?;
+    }
+    Ok(())
+}
+
+/// The first build's hms_apply_event (12 arguments, no p_received_at).
+fn old_apply_sql(room: &str, e: &Event) -> String {
+    let opt = |s: Option<&str>| s.map_or("null".into(), text);
+    let opt_ts = |t: Option<i64>| t.map_or("null".into(), ts);
+    format!(
+        "select public.hms_apply_event({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, false)",
+        text(&e.event_id),
+        text(e.action.event_type()),
+        text(e.action.as_str()),
+        text(room),
+        text(&e.session_id),
+        opt_ts(e.session_started_at),
+        opt(e.peer_id.as_deref()),
+        opt(e.role.as_deref()),
+        opt(e.role_class.map(|c| c.as_str())),
+        ts(e.event_at),
+        opt_ts(e.joined_at)
+    )
+}
+
+/// Schema lines of the fingerprint (the data lines differ between the two databases).
+fn schema(print: &str) -> Vec<String> {
+    print
+        .lines()
+        .filter(|l| {
+            !["rooms ", "ledger ", "settings "]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+pub fn upgrade_from_first_build(ctx: &mut Ctx) -> Result<String, String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let old = sql_files(&root.join("tests/fixtures/migrations-e3c104a"))?;
+    let all = sql_files(&root.join("supabase/migrations"))?;
+    let old_names: Vec<_> = old.iter().filter_map(|p| p.file_name()).collect();
+    let new: Vec<PathBuf> = all
+        .iter()
+        .filter(|p| p.file_name().is_some_and(|n| !old_names.contains(&n)))
+        .cloned()
+        .collect();
+    if old.len() != 2 || new.is_empty() {
+        return Err(format!(
+            "expected 2 old and some new migrations, got {old:?} / {new:?}"
+        ));
+    }
+
+    let name = format!("hmstest_upgrade_{:x}", ctx.seed);
+    for statement in [
+        format!("drop database if exists {name} with (force)"),
+        format!("create database {name}"),
+    ] {
+        ctx.admin.batch_execute(&statement).map_err(q)?;
+    }
+    let url = match ctx.url.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => return Err(format!("cannot derive a database URL from {}", ctx.url)),
+    };
+    let result = (|| -> Result<String, String> {
+        let mut admin = connect(&url, None)?;
+        apply_files(&mut admin, &[root.join("scripts/stack/supabase_roles.sql")])?;
+        apply_files(&mut admin, &old)?;
+
+        // Rooms filled by the first rules: 300 generated histories' webhooks, in delivery order.
+        let mut rooms = Vec::new();
+        let mut events = 0;
+        for i in 0..300u64 {
+            let mut rng = Rng::for_item(ctx.seed ^ 0x0bad_cafe, i);
+            let h = history(&mut rng, Shape::default());
+            let delivery: Vec<Event> = h
+                .delivery
+                .into_iter()
+                .filter_map(|d| match d {
+                    Delivery::Event(e) => Some(Event {
+                        received_at: None,
+                        ..e
+                    }),
+                    _ => None,
+                })
+                .collect();
+            let room = format!("hmstest:upgrade:{i}");
+            let mut sql = create_room_sql(&room, h.before);
+            for e in &delivery {
+                sql.push_str(";\n");
+                sql.push_str(&old_apply_sql(&room, e));
+            }
+            admin.batch_execute(&sql).map_err(q)?;
+            events += delivery.len();
+            rooms.push((room, h.before, delivery));
+        }
+
+        let mut old_states = Vec::new();
+        for (room, _, _) in &rooms {
+            old_states.push(read_state(&mut admin, room)?);
+        }
+        apply_files(&mut admin, &new)?;
+
+        let fresh = schema(&fingerprint(&mut ctx.admin)?);
+        let upgraded = schema(&fingerprint(&mut admin)?);
+        if fresh != upgraded {
+            let only_fresh: Vec<_> = fresh.iter().filter(|l| !upgraded.contains(l)).collect();
+            let only_upgraded: Vec<_> = upgraded.iter().filter(|l| !fresh.contains(l)).collect();
+            return Err(format!(
+                "schemas differ: fresh only {only_fresh:?}, upgraded only {only_upgraded:?}"
+            ));
+        }
+        let mut changed = 0;
+        for ((room, before, delivery), old_state) in rooms.iter().zip(&old_states) {
+            let want = expected(
+                Initial {
+                    is_live: false,
+                    last_active_at: *before,
+                },
+                delivery,
+            );
+            let got = read_state(&mut admin, room)?;
+            let diffs = compare(&got, &want, &ctx.weights);
+            if !diffs.is_empty() {
+                return Err(format!("{room} after the upgrade: {}", diffs.join("; ")));
+            }
+            changed += usize::from(
+                (
+                    old_state.is_live,
+                    old_state.listener_count,
+                    old_state.speaker_count,
+                ) != (got.is_live, got.listener_count, got.speaker_count),
+            );
+        }
+        // The upgraded database keeps working under the new rules: everything again is a no-op.
+        let mut svc = connect(&url, Some("service_role"))?;
+        for (room, _, delivery) in rooms.iter().take(30) {
+            let state = read_state(&mut svc, room)?;
+            let sql: Vec<String> = delivery
+                .iter()
+                .map(|e| super::db::apply_sql(room, e, false))
+                .collect();
+            svc.batch_execute(&sql.join(";\n")).map_err(q)?;
+            if read_state(&mut svc, room)? != state {
+                return Err(format!("{room}: re-sent events changed the upgraded room"));
+            }
+        }
+        if changed == 0 {
+            return Err(
+                "no room differs between the first rules and v2: the test shows nothing".into(),
+            );
+        }
+        Ok(format!(
+            "{} rooms, {events} events applied by the first rules; schema equals a fresh install; every room equals the v2 model ({changed} rooms corrected)",
+            rooms.len()
+        ))
+    })();
+    ctx.admin
+        .batch_execute(&format!("drop database if exists {name} with (force)"))
+        .map_err(q)?;
+    result
+}
