@@ -9,7 +9,7 @@ import type { SizeResult } from "../sections/size.ts";
 import type { E2eResult } from "../sections/e2e.ts";
 import type { CeilingResult } from "../sections/ceiling.ts";
 import type { MemoryResult } from "../sections/memory.ts";
-import type { DbCostResult, Window } from "../sections/dbcost.ts";
+import { type DbCostResult, modeKey, type Window } from "../sections/dbcost.ts";
 import type { LevelResult } from "./traffic.ts";
 
 export interface Sections {
@@ -156,15 +156,19 @@ export function targets(
 
 /** WAL per event within 2× the floor (fpw on, every kind) and a HOT rooms update. */
 function dbTargets(d: DbCostResult | undefined): Target[] {
-  const on = d?.windows.filter((w) => w.full_page_writes && w.kind !== "floor");
+  const on = d?.windows.filter((w) =>
+    w.full_page_writes && w.wal_compression === "off" && w.kind !== "floor"
+  );
   const worst = on && on.length > 0
     ? Math.max(
       ...on.map((w) =>
-        d!.wal_over_floor[`${w.kind}, fpw on`] ?? Number.POSITIVE_INFINITY
+        d!.wal_over_floor[modeKey(w)] ?? Number.POSITIVE_INFINITY
       ),
     )
     : undefined;
-  const joins = d?.windows.find((w) => w.kind === "join" && w.full_page_writes);
+  const joins = d?.windows.find((w) =>
+    w.kind === "join" && w.full_page_writes && w.wal_compression === "off"
+  );
   return [
     check(
       "WAL per event vs the floor, fpw on (worst kind)",
@@ -519,17 +523,10 @@ function renderDbCost(d: DbCostResult, byName: Map<string, Target>): string {
   const row = (w: Window) => [
     `${w.kind === "floor" ? "floor (rooms +1)" : w.kind}, fpw ${
       w.full_page_writes ? "on" : "off"
-    }`,
+    }${w.wal_compression === "off" ? "" : ` + ${w.wal_compression}`}`,
     int(w.events),
     int(w.wal_bytes_per_event),
-    w.kind === "floor" ? "" : `${
-      num(
-        d.wal_over_floor[
-          `${w.kind}, fpw ${w.full_page_writes ? "on" : "off"}`
-        ],
-        2,
-      )
-    }×`,
+    w.kind === "floor" ? "" : `${num(d.wal_over_floor[modeKey(w)], 2)}×`,
     num(w.wal_fpi_per_event, 2),
     `${num(w.rows_inserted_per_event, 2)} / ${
       num(w.rows_updated_per_event, 2)
