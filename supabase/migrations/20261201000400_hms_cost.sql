@@ -64,22 +64,37 @@ language plpgsql
 security definer
 set search_path = ''
 as $$
+declare
+  v_live boolean := coalesce(new.is_live, false);
+  v_rank double precision := coalesce(new.trending_rank, '-Infinity');
 begin
-  if tg_op = 'UPDATE' then
-    -- Found through its partition's feed index, from the values the row had; a change of
-    -- is_live moves it to the other partition.
-    update public.hms_room_rank
-    set is_live = coalesce(new.is_live, false),
-        trending_rank = coalesce(new.trending_rank, '-Infinity')
-    where is_live = coalesce(old.is_live, false)
-      and trending_rank = coalesce(old.trending_rank, '-Infinity')
-      and room_id = old.id;
+  -- The common case, same partition: found through that partition's feed index from the values
+  -- the row had (written to the partition itself: routing through the parent costs several
+  -- times more per row).
+  if tg_op = 'UPDATE' and coalesce(old.is_live, false) = v_live and old.id = new.id then
+    if v_live then
+      update public.hms_room_rank_live set trending_rank = v_rank
+      where trending_rank = coalesce(old.trending_rank, '-Infinity') and room_id = old.id;
+    else
+      update public.hms_room_rank_idle set trending_rank = v_rank
+      where trending_rank = coalesce(old.trending_rank, '-Infinity') and room_id = old.id;
+    end if;
     if found then
       return null;
     end if;
   end if;
-  insert into public.hms_room_rank (room_id, is_live, trending_rank)
-  values (new.id, coalesce(new.is_live, false), coalesce(new.trending_rank, '-Infinity'));
+  -- A room that became live or stopped being live (or a new room): its row moves. Should the
+  -- row not be where the rooms row says (only if someone wrote the table or disabled the
+  -- trigger), it is found by id instead, so a room never has two.
+  if tg_op = 'UPDATE' then
+    delete from public.hms_room_rank
+    where is_live = coalesce(old.is_live, false)
+      and trending_rank = coalesce(old.trending_rank, '-Infinity') and room_id = old.id;
+    if not found then
+      delete from public.hms_room_rank where room_id in (old.id, new.id);
+    end if;
+  end if;
+  insert into public.hms_room_rank (room_id, is_live, trending_rank) values (new.id, v_live, v_rank);
   return null;
 end
 $$;
