@@ -23,7 +23,7 @@
 -- one. A room whose base is 0 (rooms.trending_rank null) has rank -infinity, so it sorts last
 -- exactly as `trending_rank desc nulls last` does.
 create table if not exists public.hms_room_rank (
-  room_id uuid not null references public.rooms (id) on delete cascade,
+  room_id uuid not null,
   is_live boolean not null,
   trending_rank double precision not null
 ) partition by list (is_live);
@@ -170,13 +170,47 @@ grant execute on function public.trending_rooms(integer, integer, boolean)
 -- 2. The ledger keeps one b-tree, its event_id key (a repeated id is a duplicate whatever its
 --    payload, design §7). The prune finds old rows through a BRIN on received_at (rows arrive in
 --    that order: one range per 128 pages, almost nothing to maintain per insert). No room_id
---    index: the ledger is read by event id; the cascade of a deleted room (rare) scans it once
---    instead of every webhook paying an index entry.
+--    index: the ledger is read by event id; deleting rooms (rare) scans it once per statement
+--    (the rooms delete trigger above) instead of every webhook paying an index entry.
 -- ---------------------------------------------------------------------------------------------
 drop index if exists public.hms_events_room_idx;
 drop index if exists public.hms_events_received_at_idx;
 create index if not exists hms_events_received_at_brin
   on public.hms_events using brin (received_at);
+
+-- A deleted room takes its rank row and its ledger rows with it, found in one pass per DELETE
+-- statement (a hash join with the deleted rows) instead of a foreign-key cascade per row: neither
+-- table has (or needs, for anything else) a room_id index, and a per-row cascade without one
+-- would scan the table once per deleted room.
+alter table public.hms_events drop constraint if exists hms_events_room_id_fkey;
+
+create or replace function public.hms_rooms_deleted()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  if tg_op = 'TRUNCATE' then
+    truncate public.hms_room_rank, public.hms_events;
+    return null;
+  end if;
+  delete from public.hms_room_rank as k using hms_deleted_rooms as d where k.room_id = d.id;
+  delete from public.hms_events as e using hms_deleted_rooms as d where e.room_id = d.id;
+  return null;
+end
+$$;
+
+revoke all on function public.hms_rooms_deleted() from public, anon, authenticated;
+
+create or replace trigger hms_rooms_deleted
+  after delete on public.rooms
+  referencing old table as hms_deleted_rooms
+  for each statement execute function public.hms_rooms_deleted();
+
+create or replace trigger hms_rooms_truncated
+  after truncate on public.rooms
+  for each statement execute function public.hms_rooms_deleted();
 
 -- ---------------------------------------------------------------------------------------------
 -- 3. Room on each page for HOT updates (new pages; existing ones as they are rewritten). rooms
