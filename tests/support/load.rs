@@ -36,7 +36,10 @@ pub fn feed_plan(ctx: &mut Ctx) -> Result<String, String> {
     // The rank key lives in hms_room_rank (migration 20261201000400_hms_cost.sql), one ordered
     // index per partition: the feed merges both, the live-only feed reads the live one.
     for (args, indexes) in [
-        ("20", &["hms_room_rank_live_feed_idx", "hms_room_rank_idle_feed_idx"][..]),
+        (
+            "20",
+            &["hms_room_rank_live_feed_idx", "hms_room_rank_idle_feed_idx"][..],
+        ),
         ("20, 0, true", &["hms_room_rank_live_feed_idx"][..]),
     ] {
         let call = format!("trending_rooms({args})");
