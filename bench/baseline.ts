@@ -32,6 +32,7 @@ export interface ApplyArgs {
   p_event_at: string;
   p_joined_at: string | null;
   p_auto_create: boolean;
+  p_received_at: string;
 }
 
 export interface BaselineConfig {
@@ -362,6 +363,8 @@ interface Parsed {
   type: string;
   action: Action | "failure" | "unhandled";
   stampUs: number;
+  /** What the envelope timestamp means as an event time: +999,999 µs without fraction digits. */
+  standInUs: number;
   roomId: string;
   sessionId: string;
   peerId: string | null;
@@ -406,6 +409,10 @@ function parseEnvelope(obj: Json): Parsed {
   const type = required(obj, "type", "type");
   const stampUs = time(obj, "timestamp", "timestamp");
   if (stampUs === null) refuse(400, "missing_field", "timestamp is required");
+  const whole = String(obj.timestamp).charAt(19) !== ".";
+  const standInUs = whole
+    ? Math.floor(stampUs / 1_000_000) * 1_000_000 + 999_999
+    : stampUs;
   const d = obj.data;
   if (d === undefined) refuse(400, "missing_field", "data is required");
   if (!isObject(d)) refuse(400, "invalid_field", "data must be an object");
@@ -415,6 +422,7 @@ function parseEnvelope(obj: Json): Parsed {
     type,
     action,
     stampUs,
+    standInUs,
     roomId: "",
     sessionId: "",
     peerId: null,
@@ -429,7 +437,7 @@ function parseEnvelope(obj: Json): Parsed {
   // The envelope is valid; the payload of types we ignore is not our business.
   if (action === "failure" || action === "unhandled") return ev;
   ev.roomId = required(d, "room_id", "data.room_id");
-  ev.sessionId = text(d, "session_id", "data.session_id", true) ?? "";
+  ev.sessionId = required(d, "session_id", "data.session_id");
   if (PEER_ACTIONS.has(action)) {
     ev.peerId = required(d, "peer_id", "data.peer_id");
     ev.role = action === "role_change"
@@ -446,6 +454,24 @@ function parseEnvelope(obj: Json): Parsed {
   }
   if (action === "session_close") {
     ev.stoppedUs = time(d, "session_stopped_at", "data.session_stopped_at");
+  }
+  // Data times at most 24 h before and 120 s after the envelope timestamp.
+  for (
+    const [us, field] of [
+      [ev.startedUs, "data.session_started_at"],
+      [ev.leftUs, "data.left_at"],
+      [ev.changedUs, "data.role_changed_at"],
+      [ev.joinedUs, "data.joined_at"],
+      [ev.stoppedUs, "data.session_stopped_at"],
+    ] as const
+  ) {
+    if (us !== null && (us < stampUs - 86_400e6 || us > stampUs + 120e6)) {
+      refuse(
+        400,
+        "invalid_timestamp",
+        `${field} is too far from the envelope timestamp`,
+      );
+    }
   }
   return ev;
 }
@@ -484,6 +510,7 @@ async function parseFlat(obj: Json, body: Bytes): Promise<Parsed> {
     type,
     action,
     stampUs,
+    standInUs: stampUs,
     roomId: "",
     sessionId: "",
     peerId: null,
@@ -518,9 +545,9 @@ function ignored(reason: string, id: string, type: string): Decision {
 }
 
 function checkFreshness(cfg: BaselineConfig, eventUs: number, nowMs: number) {
-  if (cfg.toleranceMs === 0) return;
   const ageUs = nowMs * 1000 - eventUs;
-  if (ageUs > cfg.toleranceMs * 1000 || ageUs < -FUTURE_SKEW_MS * 1000) {
+  const tooOld = cfg.toleranceMs > 0 && ageUs > cfg.toleranceMs * 1000;
+  if (tooOld || ageUs < -FUTURE_SKEW_MS * 1000) {
     refuse(
       401,
       "stale_timestamp",
@@ -532,11 +559,6 @@ function checkFreshness(cfg: BaselineConfig, eventUs: number, nowMs: number) {
 /** The event's own time (design §5), falling back to the envelope timestamp. */
 function eventTime(ev: Parsed, action: Action): number {
   if (ev.flat) return ev.stampUs;
-  // room.end.success carries no stop time and its whole-second envelope time is truncated,
-  // while every join of that session happened before the end: round up.
-  if (action === "session_close" && ev.type === "room.end.success") {
-    return Math.floor(ev.stampUs / 1_000_000) * 1_000_000 + 999_999;
-  }
   const own = action === "peer_join"
     ? ev.joinedUs
     : action === "peer_leave"
@@ -548,10 +570,15 @@ function eventTime(ev: Parsed, action: Action): number {
     : action === "session_close"
     ? ev.stoppedUs
     : null;
-  return own ?? ev.stampUs;
+  return own ?? ev.standInUs;
 }
 
-function plan(cfg: BaselineConfig, ev: Parsed, action: Action): ApplyArgs {
+function plan(
+  cfg: BaselineConfig,
+  ev: Parsed,
+  action: Action,
+  nowMs: number,
+): ApplyArgs {
   const peerEvent = PEER_ACTIONS.has(action);
   const joined = action === "peer_leave" || action === "role_change"
     ? ev.joinedUs
@@ -571,6 +598,7 @@ function plan(cfg: BaselineConfig, ev: Parsed, action: Action): ApplyArgs {
     p_event_at: formatTime(eventTime(ev, action)),
     p_joined_at: joined === null ? null : formatTime(joined),
     p_auto_create: cfg.autoCreate,
+    p_received_at: formatTime(nowMs * 1000),
   };
 }
 
@@ -600,7 +628,7 @@ export async function checkEvent(
     if (action === "unhandled") {
       return ignored("event type not handled", ev.id, ev.type);
     }
-    const args = plan(cfg, ev, action);
+    const args = plan(cfg, ev, action, nowMs);
     return {
       kind: "call",
       args,
