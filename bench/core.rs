@@ -6,6 +6,10 @@
 //! `npm run bench` passes the exact bytes the Wasm and TypeScript runs also get:
 //! `cargo run --release --example bench_core -- --body FILE --signature HEX --secret S
 //! --now-ms MS [--iters N] [--warmup N]`. Without `--body` it times a built-in sample.
+//!
+//! For instruction profiles (`valgrind --tool=callgrind`), `--repeat N --variant
+//! full|bad_signature|no_credentials` only runs `begin` N times on that variant, untimed: the
+//! difference between two N gives the exact instructions of one call.
 
 use std::hint::black_box;
 use std::process::ExitCode;
@@ -27,6 +31,7 @@ struct Args {
     now_ms: i64,
     iters: usize,
     warmup: usize,
+    repeat: Option<(usize, String)>,
 }
 
 /// The sample's `x-100ms-signature` (hex HMAC-SHA256 of the body), as a sender computes it.
@@ -44,7 +49,10 @@ fn parse_args() -> Result<Args, String> {
         now_ms: SAMPLE_NOW_MS,
         iters: 50_000,
         warmup: 5_000,
+        repeat: None,
     };
+    let mut variant = "full".to_owned();
+    let mut repeat = None;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -58,12 +66,15 @@ fn parse_args() -> Result<Args, String> {
             "--now-ms" => args.now_ms = value()?.parse().map_err(|e| format!("--now-ms: {e}"))?,
             "--iters" => args.iters = value()?.parse().map_err(|e| format!("--iters: {e}"))?,
             "--warmup" => args.warmup = value()?.parse().map_err(|e| format!("--warmup: {e}"))?,
+            "--repeat" => repeat = Some(value()?.parse().map_err(|e| format!("--repeat: {e}"))?),
+            "--variant" => variant = value()?,
             other => return Err(format!("unknown option {other}")),
         }
     }
     if args.iters == 0 {
         return Err("--iters must be at least 1".to_owned());
     }
+    args.repeat = repeat.map(|n| (n, variant));
     Ok(args)
 }
 
@@ -165,6 +176,23 @@ fn main() -> ExitCode {
         body: &args.body,
         now_ms: args.now_ms,
     };
+
+    if let Some((n, variant)) = &args.repeat {
+        let headers = match variant.as_str() {
+            "full" => &full,
+            "bad_signature" => &bad_signature,
+            "no_credentials" => &no_credentials,
+            other => {
+                eprintln!("bench_core: unknown --variant {other}");
+                return ExitCode::from(2);
+            }
+        };
+        let incoming = incoming(headers);
+        for _ in 0..*n {
+            black_box(begin(black_box(&config), black_box(&incoming)));
+        }
+        return ExitCode::SUCCESS;
+    }
 
     let (outcome, rpc_body) = match begin(&config, &incoming(&full)) {
         Step::Call(call) => ("call".to_owned(), Some(call.request.body.clone())),

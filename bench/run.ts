@@ -9,15 +9,23 @@ import { compare, render, type Sections, targets } from "./lib/report.ts";
 import { type HostedStack, hostStack } from "./lib/stack_client.ts";
 import { runCeiling } from "./sections/ceiling.ts";
 import { runCore } from "./sections/core.ts";
+import { runDbCost } from "./sections/dbcost.ts";
 import { runE2e } from "./sections/e2e.ts";
 import { runMemory } from "./sections/memory.ts";
 import { runSize } from "./sections/size.ts";
 
-const SECTIONS = ["core", "size", "e2e", "ceiling", "memory"] as const;
+const SECTIONS = [
+  "core",
+  "size",
+  "e2e",
+  "ceiling",
+  "memory",
+  "dbcost",
+] as const;
 type Section = typeof SECTIONS[number];
 
 const USAGE =
-  `Usage: npm run bench [-- --quick] [--only core,size,e2e,ceiling,memory] [--out FILE]
+  `Usage: npm run bench [-- --quick] [--only core,size,e2e,ceiling,memory,dbcost] [--out FILE]
 
   --quick        small counts (seconds, not minutes); used by tests/bench_smoke.test.ts
   --only LIST    run only these sections (comma-separated)
@@ -156,6 +164,9 @@ async function main(args: string[]): Promise<number> {
   }
   await attempt("memory", async () => {
     sections.memory = await runMemory(ctx);
+  });
+  await attempt("dbcost", async () => {
+    sections.dbcost = await runDbCost(ctx);
   });
 
   const comparisons = sections.e2e && sections.ceiling

@@ -71,12 +71,6 @@ impl<'a> Object<'a> {
     pub fn into_members(self) -> Vec<(Cow<'a, str>, Value<'a>)> {
         self.members
     }
-
-    /// Members in document order (the bench entry point reads headers with it).
-    #[cfg(all(target_arch = "wasm32", feature = "bench"))]
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value<'a>)> {
-        self.members.iter().map(|(k, v)| (k.as_ref(), v))
-    }
 }
 
 /// Why a document is not JSON; the text says where, like serde_json's messages.
@@ -114,6 +108,7 @@ struct Parser<'a> {
 }
 
 impl<'a> Parser<'a> {
+    #[inline(always)]
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.pos).copied()
     }
@@ -125,12 +120,14 @@ impl<'a> Parser<'a> {
         JsonError(format!("{what} at line {line} column {column}"))
     }
 
+    #[inline]
     fn skip_whitespace(&mut self) {
         while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
             self.pos += 1;
         }
     }
 
+    #[inline]
     fn slice(&self, start: usize, end: usize) -> Result<&'a str, JsonError> {
         // Boundaries are always next to ASCII bytes, so this cannot fail on valid input.
         self.text
@@ -271,40 +268,73 @@ impl<'a> Parser<'a> {
         Ok(c)
     }
 
+    /// Bytes from `pos` up to the first `"`, `\\` or control character (or the end).
+    #[inline(always)]
+    fn plain_run(&self) -> usize {
+        plain_len(self.bytes.get(self.pos..).unwrap_or_default())
+    }
+
     fn string(&mut self) -> Result<Cow<'a, str>, JsonError> {
         self.pos += 1; // opening quote
-        let mut owned: Option<String> = None;
-        let mut chunk_start = self.pos;
+        let start = self.pos;
+        // Most strings have no escapes: one scan, then borrow.
+        self.pos += self.plain_run();
+        match self.peek() {
+            Some(b'"') => {
+                let chunk = self.slice(start, self.pos)?;
+                self.pos += 1;
+                Ok(Cow::Borrowed(chunk))
+            }
+            Some(b'\\') => self.escaped_string(start).map(Cow::Owned),
+            Some(_) => {
+                Err(self.error("control character (\\u0000-\\u001F) found while parsing a string"))
+            }
+            None => Err(self.error("EOF while parsing a string")),
+        }
+    }
+
+    /// The rest of a string that has escapes, from its first backslash at `pos`. Unescaping
+    /// never makes text longer, so one allocation of the raw length (up to the closing quote)
+    /// holds it.
+    fn escaped_string(&mut self, start: usize) -> Result<String, JsonError> {
+        let mut out = String::with_capacity(self.raw_string_len(start));
+        let mut chunk_start = start;
         loop {
             match self.peek() {
-                None => return Err(self.error("EOF while parsing a string")),
                 Some(b'"') => {
-                    let chunk = self.slice(chunk_start, self.pos)?;
+                    out.push_str(self.slice(chunk_start, self.pos)?);
                     self.pos += 1;
-                    return Ok(match owned {
-                        None => Cow::Borrowed(chunk),
-                        Some(mut s) => {
-                            s.push_str(chunk);
-                            Cow::Owned(s)
-                        }
-                    });
+                    return Ok(out);
                 }
                 Some(b'\\') => {
-                    let chunk = self.slice(chunk_start, self.pos)?;
+                    out.push_str(self.slice(chunk_start, self.pos)?);
                     self.pos += 1;
-                    let escaped = self.escape()?;
-                    let s = owned.get_or_insert_with(String::new);
-                    s.push_str(chunk);
-                    s.push(escaped);
+                    out.push(self.escape()?);
                     chunk_start = self.pos;
                 }
-                Some(0x00..=0x1F) => {
+                Some(_) => {
                     return Err(self
                         .error("control character (\\u0000-\\u001F) found while parsing a string"))
                 }
-                Some(_) => self.pos += 1,
+                None => return Err(self.error("EOF while parsing a string")),
+            }
+            self.pos += self.plain_run();
+        }
+    }
+
+    /// Raw length of the string starting at `start` up to its closing quote (or the end of the
+    /// input), skipping the character after each backslash. Only sizes the allocation.
+    fn raw_string_len(&self, start: usize) -> usize {
+        let rest = self.bytes.get(start..).unwrap_or_default();
+        let mut i = 0;
+        while let Some(&b) = rest.get(i) {
+            match b {
+                b'"' => return i,
+                b'\\' => i += 2,
+                _ => i += 1,
             }
         }
+        rest.len()
     }
 
     fn array(&mut self, depth: usize) -> Result<Vec<Value<'a>>, JsonError> {
@@ -338,7 +368,8 @@ impl<'a> Parser<'a> {
 
     fn object(&mut self, depth: usize) -> Result<Object<'a>, JsonError> {
         self.pos += 1; // {
-        let mut members = Vec::new();
+                       // Webhook objects have up to ~16 members: one allocation instead of four growths.
+        let mut members = Vec::with_capacity(16);
         self.skip_whitespace();
         if self.peek() == Some(b'}') {
             self.pos += 1;
@@ -376,6 +407,36 @@ impl<'a> Parser<'a> {
             }
         }
     }
+}
+
+/// Length of the leading run of `bytes` that a JSON string holds verbatim: up to the first `"`,
+/// `\\` or control character (or the end). Eight bytes per step (SWAR: the classic "has a zero
+/// byte" / "has a byte below n" word tricks), since strings are most of a webhook body.
+#[inline]
+fn plain_len(bytes: &[u8]) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(LO) & !x & HI;
+    let mut done = 0;
+    for word in bytes.chunks_exact(8) {
+        let Ok(word) = <[u8; 8]>::try_from(word) else {
+            break;
+        };
+        let x = u64::from_le_bytes(word);
+        // Bytes below 0x20 (high bit clear and x - 0x20 borrows), `"` and `\\`.
+        let stop = (x.wrapping_sub(LO * 0x20) & !x & HI)
+            | has_zero(x ^ (LO * u64::from(b'"')))
+            | has_zero(x ^ (LO * u64::from(b'\\')));
+        if stop != 0 {
+            break;
+        }
+        done += 8;
+    }
+    let rest = bytes.get(done..).unwrap_or_default();
+    done + rest
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .unwrap_or(rest.len())
 }
 
 /// Classifies a JSON number's text for integer fields.
@@ -449,6 +510,295 @@ pub fn hundredths(number: &str) -> Option<i64> {
     };
     let magnitude = i64::try_from(magnitude).ok()?;
     Some(if negative { -magnitude } else { magnitude })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing: the RPC arguments are a flat record of strings, options and a bool. serde_json's
+// generic writer costs ~3x more per event than this one at the size-optimised profile; the
+// output is byte-for-byte serde_json's (compact, same escapes), and anything this writer does
+// not know (numbers with fractions, nested values) is handed to serde_json whole.
+// ---------------------------------------------------------------------------------------------
+
+/// `serde_json::to_string(value)`, faster for flat structs of strings, bools, integers and
+/// options; any other shape is written by serde_json itself.
+pub fn to_string<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, serde_json::Error> {
+    let mut out = String::with_capacity(1024);
+    match value.serialize(Record { out: &mut out }) {
+        Ok(()) => Ok(out),
+        Err(Unsupported) => serde_json::to_string(value),
+    }
+}
+
+/// Writes `text` as a JSON string, escaping exactly what serde_json escapes.
+pub fn write_str(out: &mut String, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push('"');
+    let mut rest = text;
+    loop {
+        let run = plain_len(rest.as_bytes());
+        // `run` stops before an ASCII byte (or at the end), so it is a char boundary.
+        let (plain, tail) = rest.split_at_checked(run).unwrap_or((rest, ""));
+        out.push_str(plain);
+        let mut chars = tail.chars();
+        let Some(c) = chars.next() else {
+            break;
+        };
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            other => {
+                let b = other as u32;
+                out.push_str("\\u00");
+                for nibble in [b >> 4, b & 0xF] {
+                    let digit = HEX.get(nibble as usize).copied().unwrap_or(b'0');
+                    out.push(char::from(digit));
+                }
+            }
+        }
+        rest = chars.as_str();
+    }
+    out.push('"');
+}
+
+/// The shape [`to_string`] does not write itself.
+#[derive(Debug)]
+struct Unsupported;
+
+impl std::fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("unsupported by the flat-record writer")
+    }
+}
+
+impl std::error::Error for Unsupported {}
+
+impl serde::ser::Error for Unsupported {
+    fn custom<T: std::fmt::Display>(_: T) -> Self {
+        Unsupported
+    }
+}
+
+/// Declares serializer methods that refuse their input.
+macro_rules! unsupported {
+    ($($name:ident($($arg:ty),*) -> $ret:ty;)*) => {
+        $(fn $name(self, $(_: $arg),*) -> Result<$ret, Unsupported> { Err(Unsupported) })*
+    };
+}
+
+type No = serde::ser::Impossible<(), Unsupported>;
+
+/// The top level: a struct with named fields, nothing else.
+struct Record<'o> {
+    out: &'o mut String,
+}
+
+/// A struct being written; `first` until the first field is out.
+struct Fields<'o> {
+    out: &'o mut String,
+    first: bool,
+}
+
+/// One field's value: a scalar or an option of one.
+struct Scalar<'o> {
+    out: &'o mut String,
+}
+
+impl<'o> serde::Serializer for Record<'o> {
+    type Ok = ();
+    type Error = Unsupported;
+    type SerializeSeq = No;
+    type SerializeTuple = No;
+    type SerializeTupleStruct = No;
+    type SerializeTupleVariant = No;
+    type SerializeMap = No;
+    type SerializeStruct = Fields<'o>;
+    type SerializeStructVariant = No;
+
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Fields<'o>, Unsupported> {
+        self.out.push('{');
+        Ok(Fields {
+            out: self.out,
+            first: true,
+        })
+    }
+
+    unsupported! {
+        serialize_bool(bool) -> ();
+        serialize_i8(i8) -> ();
+        serialize_i16(i16) -> ();
+        serialize_i32(i32) -> ();
+        serialize_i64(i64) -> ();
+        serialize_u8(u8) -> ();
+        serialize_u16(u16) -> ();
+        serialize_u32(u32) -> ();
+        serialize_u64(u64) -> ();
+        serialize_f32(f32) -> ();
+        serialize_f64(f64) -> ();
+        serialize_char(char) -> ();
+        serialize_str(&str) -> ();
+        serialize_bytes(&[u8]) -> ();
+        serialize_none() -> ();
+        serialize_unit() -> ();
+        serialize_unit_struct(&'static str) -> ();
+        serialize_unit_variant(&'static str, u32, &'static str) -> ();
+        serialize_seq(Option<usize>) -> No;
+        serialize_tuple(usize) -> No;
+        serialize_tuple_struct(&'static str, usize) -> No;
+        serialize_tuple_variant(&'static str, u32, &'static str, usize) -> No;
+        serialize_map(Option<usize>) -> No;
+        serialize_struct_variant(&'static str, u32, &'static str, usize) -> No;
+    }
+
+    fn serialize_some<T: serde::Serialize + ?Sized>(self, _: &T) -> Result<(), Unsupported> {
+        Err(Unsupported)
+    }
+
+    fn serialize_newtype_struct<T: serde::Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), Unsupported> {
+        Err(Unsupported)
+    }
+
+    fn serialize_newtype_variant<T: serde::Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), Unsupported> {
+        Err(Unsupported)
+    }
+}
+
+impl serde::ser::SerializeStruct for Fields<'_> {
+    type Ok = ();
+    type Error = Unsupported;
+
+    fn serialize_field<T: serde::Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), Unsupported> {
+        if !self.first {
+            self.out.push(',');
+        }
+        self.first = false;
+        write_str(self.out, key);
+        self.out.push(':');
+        value.serialize(Scalar { out: self.out })
+    }
+
+    fn end(self) -> Result<(), Unsupported> {
+        self.out.push('}');
+        Ok(())
+    }
+}
+
+impl Scalar<'_> {
+    fn integer(self, value: impl std::fmt::Display) -> Result<(), Unsupported> {
+        use std::fmt::Write;
+        write!(self.out, "{value}").map_err(|_| Unsupported)
+    }
+}
+
+impl serde::Serializer for Scalar<'_> {
+    type Ok = ();
+    type Error = Unsupported;
+    type SerializeSeq = No;
+    type SerializeTuple = No;
+    type SerializeTupleStruct = No;
+    type SerializeTupleVariant = No;
+    type SerializeMap = No;
+    type SerializeStruct = No;
+    type SerializeStructVariant = No;
+
+    fn serialize_bool(self, value: bool) -> Result<(), Unsupported> {
+        self.out.push_str(if value { "true" } else { "false" });
+        Ok(())
+    }
+    fn serialize_i8(self, v: i8) -> Result<(), Unsupported> {
+        self.integer(v)
+    }
+    fn serialize_i16(self, v: i16) -> Result<(), Unsupported> {
+        self.integer(v)
+    }
+    fn serialize_i32(self, v: i32) -> Result<(), Unsupported> {
+        self.integer(v)
+    }
+    fn serialize_i64(self, v: i64) -> Result<(), Unsupported> {
+        self.integer(v)
+    }
+    fn serialize_u8(self, v: u8) -> Result<(), Unsupported> {
+        self.integer(v)
+    }
+    fn serialize_u16(self, v: u16) -> Result<(), Unsupported> {
+        self.integer(v)
+    }
+    fn serialize_u32(self, v: u32) -> Result<(), Unsupported> {
+        self.integer(v)
+    }
+    fn serialize_u64(self, v: u64) -> Result<(), Unsupported> {
+        self.integer(v)
+    }
+    fn serialize_char(self, v: char) -> Result<(), Unsupported> {
+        write_str(self.out, v.encode_utf8(&mut [0; 4]));
+        Ok(())
+    }
+    fn serialize_str(self, v: &str) -> Result<(), Unsupported> {
+        write_str(self.out, v);
+        Ok(())
+    }
+    fn serialize_none(self) -> Result<(), Unsupported> {
+        self.out.push_str("null");
+        Ok(())
+    }
+    fn serialize_unit(self) -> Result<(), Unsupported> {
+        self.out.push_str("null");
+        Ok(())
+    }
+    fn serialize_some<T: serde::Serialize + ?Sized>(self, value: &T) -> Result<(), Unsupported> {
+        value.serialize(self)
+    }
+
+    unsupported! {
+        serialize_f32(f32) -> ();
+        serialize_f64(f64) -> ();
+        serialize_bytes(&[u8]) -> ();
+        serialize_unit_struct(&'static str) -> ();
+        serialize_unit_variant(&'static str, u32, &'static str) -> ();
+        serialize_seq(Option<usize>) -> No;
+        serialize_tuple(usize) -> No;
+        serialize_tuple_struct(&'static str, usize) -> No;
+        serialize_tuple_variant(&'static str, u32, &'static str, usize) -> No;
+        serialize_map(Option<usize>) -> No;
+        serialize_struct(&'static str, usize) -> No;
+        serialize_struct_variant(&'static str, u32, &'static str, usize) -> No;
+    }
+
+    fn serialize_newtype_struct<T: serde::Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), Unsupported> {
+        Err(Unsupported)
+    }
+
+    fn serialize_newtype_variant<T: serde::Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), Unsupported> {
+        Err(Unsupported)
+    }
 }
 
 #[cfg(test)]
@@ -687,5 +1037,79 @@ mod tests {
                 assert_eq!(a, b);
             }
         }
+    }
+
+    /// Long strings (past the 8-byte steps) with a stop byte at every offset parse like serde_json.
+    #[test]
+    fn long_strings_stop_at_every_offset() {
+        for stop in ["\"", "\\n", "\u{1}", "é", "\\u0041"] {
+            for at in 0..40 {
+                let body = format!("\"{}{}{}\"", "a".repeat(at), stop, "b".repeat(17));
+                let ours = parse(&body);
+                let oracle = serde_json::from_str::<serde_json::Value>(&body);
+                assert_eq!(ours.is_ok(), oracle.is_ok(), "{body:?}");
+                if let (Ok(Value::String(a)), Ok(serde_json::Value::String(b))) = (ours, oracle) {
+                    assert_eq!(a, b);
+                }
+            }
+        }
+    }
+
+    #[derive(serde::Serialize)]
+    struct Flat<'a> {
+        text: &'a str,
+        owned: Option<String>,
+        missing: Option<&'a str>,
+        flag: bool,
+        small: u8,
+        big: i64,
+        letter: char,
+    }
+
+    #[derive(serde::Serialize)]
+    struct WithFloat {
+        x: f64,
+        y: Option<f64>,
+    }
+
+    /// The writer is byte-for-byte serde_json on every character class, and hands shapes it does
+    /// not write (floats, nested values) to serde_json.
+    #[test]
+    fn writer_matches_serde_json() {
+        let mut samples: Vec<String> = (0u32..0x80)
+            .filter_map(char::from_u32)
+            .map(|c| format!("x{c}y{c}"))
+            .collect();
+        samples.extend(
+            [
+                "",
+                "é ü 😀",
+                "\u{7f}\u{80}\u{2028}",
+                "quote\"back\\slash",
+                "long plain text more than eight",
+            ]
+            .map(String::from),
+        );
+        for text in &samples {
+            let value = Flat {
+                text,
+                owned: Some(text.repeat(3)),
+                missing: None,
+                flag: text.len() % 2 == 0,
+                small: 7,
+                big: -1_234_567_890_123,
+                letter: text.chars().nth(1).unwrap_or('"'),
+            };
+            assert_eq!(
+                to_string(&value).unwrap(),
+                serde_json::to_string(&value).unwrap()
+            );
+        }
+        let float = WithFloat { x: 1.5, y: None };
+        assert_eq!(
+            to_string(&float).unwrap(),
+            serde_json::to_string(&float).unwrap()
+        );
+        assert_eq!(to_string(&[1, 2]).unwrap(), "[1,2]");
     }
 }

@@ -102,7 +102,7 @@ pub fn request(target: &RestTarget, args: &ApplyArgs<'_>) -> Result<RpcRequest, 
             ("content-type".into(), "application/json".into()),
             ("accept".into(), "application/json".into()),
         ],
-        body: serde_json::to_string(args)?,
+        body: json::to_string(args)?,
     })
 }
 

@@ -6,8 +6,6 @@ use crate::error::Error;
 use crate::handler::{self, Incoming, Step};
 use crate::hms_api::Api;
 use crate::http::{self, Http, Outcome as HttpOutcome};
-#[cfg(feature = "bench")]
-use crate::json::{self, Value};
 use crate::reconcile;
 use crate::reply::{Log, Outcome, Reply};
 use crate::rest::{RpcOutcome, RpcRequest};
@@ -118,50 +116,46 @@ impl WebhookHandler {
         .to_string()
     }
 
-    /// Runs `begin` on a POST without I/O and returns a JSON summary of the decision. Used to
-    /// benchmark verify + parse + classify + plan inside Wasm; request headers (the service key)
-    /// are never included.
-    pub fn check_event(&self, headers_json: &str, body: &[u8], now_ms: f64) -> String {
-        // A JSON object of header strings; anything else means "no headers".
-        let headers: Vec<(String, String)> = match json::parse(headers_json) {
-            Ok(Value::Object(object)) => object
-                .iter()
-                .filter_map(|(name, value)| match value {
-                    Value::String(v) => Some((name.to_ascii_lowercase(), v.to_string())),
-                    _ => None,
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
+    /// Runs `begin` on a POST without I/O, for benchmarking verify + parse + classify + plan
+    /// inside Wasm with the boundary the request path has: the two credential header values
+    /// (what `handle` fetches by name), the body bytes in, one string out. Answers
+    /// `call\n<RPC body>` or `<status>\n<reply body>`; the service key is never included.
+    pub fn check_event(
+        &self,
+        signature: Option<String>,
+        secret_header: Option<String>,
+        body: &[u8],
+        now_ms: f64,
+    ) -> String {
         let step = match &self.config {
-            Ok(config) => handler::begin(
-                config,
-                &Incoming {
-                    method: "POST",
-                    headers: &headers,
-                    body,
-                    now_ms: now_ms as i64,
-                },
-            ),
+            Ok(config) => {
+                let [signature_name, secret_name] = config.settings().verifier.header_names();
+                let headers: Vec<(String, String)> =
+                    [(signature_name, signature), (secret_name, secret_header)]
+                        .into_iter()
+                        .filter_map(|(name, value)| Some((name.to_owned(), value?)))
+                        .collect();
+                handler::begin(
+                    config,
+                    &Incoming {
+                        method: "POST",
+                        headers: &headers,
+                        body,
+                        now_ms: now_ms as i64,
+                    },
+                )
+            }
             Err(misconfigured) => Step::Respond(misconfigured.clone()),
         };
-        let summary = match &step {
-            Step::Respond(reply) => Summary {
-                step: "respond",
-                status: Some(reply.status),
-                body: Some(&reply.body),
-                url: None,
-                args: None,
-            },
-            Step::Call(call) => Summary {
-                step: "call",
-                status: None,
-                body: None,
-                url: Some(&call.request.url),
-                args: Some(&call.request.body),
-            },
-        };
-        serde_json::to_string(&summary).unwrap_or_default()
+        match step {
+            Step::Respond(reply) => format!("{}\n{}", reply.status, reply.body),
+            Step::Call(call) => {
+                let mut out = String::with_capacity(5 + call.request.body.len());
+                out.push_str("call\n");
+                out.push_str(&call.request.body);
+                out
+            }
+        }
     }
 }
 
@@ -170,7 +164,7 @@ impl WebhookHandler {
     async fn reconcile(&self, config: &Config, request: &Request) -> Reply {
         let received = now_ms();
         let method = request.method();
-        let headers = read_headers(&request.headers());
+        let headers = read_headers(config, &request.headers());
         if let Some(reply) = handler::preflight(config, &method, None) {
             return reply;
         }
@@ -278,21 +272,6 @@ async fn fetch_any(request: &http::Request) -> Result<HttpOutcome, JsValue> {
     })
 }
 
-/// What `check_event` reports.
-#[cfg(feature = "bench")]
-#[derive(serde::Serialize)]
-struct Summary<'a> {
-    step: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    body: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    url: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    args: Option<&'a str>,
-}
-
 fn internal(config: &Config, problem: &'static str, started_ms: i64) -> Reply {
     let log = Log {
         problem: Some(problem.into()),
@@ -321,7 +300,7 @@ fn env_pairs(env: &JsValue) -> Option<Vec<(String, String)>> {
 async fn handle_request(config: &Config, request: &Request) -> Reply {
     let started = now_ms();
     let method = request.method();
-    let headers = read_headers(&request.headers());
+    let headers = read_headers(config, &request.headers());
     let content_length = headers
         .iter()
         .find(|(name, _)| name == "content-length")
@@ -349,15 +328,14 @@ async fn handle_request(config: &Config, request: &Request) -> Reply {
     }
 }
 
-fn read_headers(headers: &Headers) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let Ok(Some(entries)) = js_sys::try_iter(headers) else {
-        return out;
-    };
-    for entry in entries.flatten() {
-        let pair: js_sys::Array = entry.unchecked_into();
-        if let (Some(name), Some(value)) = (pair.get(0).as_string(), pair.get(1).as_string()) {
-            out.push((name.to_ascii_lowercase(), value));
+/// The request headers the core reads — `content-length` and the credential headers — fetched
+/// by name: a few calls across the boundary instead of an iterator step, an array and two
+/// strings for every header the request has.
+fn read_headers(config: &Config, headers: &Headers) -> Vec<(String, String)> {
+    let mut out = Vec::with_capacity(3);
+    for name in std::iter::once("content-length").chain(config.settings().verifier.header_names()) {
+        if let Ok(Some(value)) = headers.get(name) {
+            out.push((name.to_owned(), value));
         }
     }
     out

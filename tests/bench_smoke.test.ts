@@ -13,7 +13,12 @@ import {
   DEFAULT_SPEAKERS,
   loadConfig,
 } from "../bench/baseline.ts";
-import { type BenchContract, loadBenchPackage } from "../bench/lib/pkg.ts";
+import {
+  type BenchContract,
+  credentialHeaders,
+  loadBenchPackage,
+  readDecision,
+} from "../bench/lib/pkg.ts";
 import { quantile, summarize } from "../bench/lib/stats.ts";
 import assert from "./helpers/assert.ts";
 
@@ -175,8 +180,8 @@ Deno.test("baseline: decides exactly like the Rust core in Wasm (fair comparison
       ? new TextEncoder().encode(c.body)
       : c.body) as Bytes;
     const now = Date.now();
-    const rust = JSON.parse(
-      handler.check_event(JSON.stringify(c.headers), bytes, now),
+    const rust = readDecision(
+      handler.check_event(...credentialHeaders(c.headers), bytes, now),
     );
     const ts = await checkEvent(
       config,
@@ -330,6 +335,7 @@ Deno.test({
           "3. End to end",
           "4. Ceiling",
           "5. Memory",
+          "6. Database cost",
           "Targets",
         ]
       ) {
@@ -340,7 +346,7 @@ Deno.test({
       assert.deepEqual(r.errors, {});
       assert.deepEqual(obj(r.options, "options"), {
         quick: true,
-        only: ["core", "size", "e2e", "ceiling", "memory"],
+        only: ["core", "size", "e2e", "ceiling", "memory", "dbcost"],
       });
       positive(obj(r.machine, "machine").cores, "machine.cores");
       assert.ok(!Number.isNaN(Date.parse(r.date as string)), "date");
@@ -462,8 +468,23 @@ Deno.test({
         positive(statuses[code], `status ${code}`);
       }
 
+      const db = obj(s.dbcost, "dbcost");
+      const windows = db.windows as Json[];
+      for (const fpw of [false, true]) {
+        for (const kind of ["floor", "join", "role_change", "leave", "close"]) {
+          const w = windows.find((x) =>
+            x.kind === kind && x.full_page_writes === fpw
+          );
+          assert.ok(w !== undefined, `dbcost window ${kind}, fpw ${fpw}`);
+          positive(w.wal_bytes_per_event, `${kind} WAL bytes`);
+          positive(w.backend_cpu_us_per_event, `${kind} backend CPU`);
+          positive(w.rows_updated_per_event, `${kind} rows updated`);
+        }
+      }
+      positive(obj(db.ledger, "ledger").total_bytes_per_million, "ledger size");
+
       const targets = r.targets as Json[];
-      assert.equal(targets.length, 9);
+      assert.equal(targets.length, 11);
       for (const t of targets) {
         assert.equal(typeof t.name, "string");
         assert.ok(

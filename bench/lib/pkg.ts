@@ -41,9 +41,14 @@ export const BENCH_PKG_DIR = new URL(
   import.meta.url,
 );
 
-/** The handler of the bench build: `begin` without I/O, a JSON summary of the decision. */
+/** The handler of the bench build: `begin` without I/O (read its answer with `readDecision`). */
 export interface BenchHandler {
-  check_event(headersJson: string, body: Uint8Array, nowMs: number): string;
+  check_event(
+    signature: string | undefined,
+    secretHeader: string | undefined,
+    body: Uint8Array,
+    nowMs: number,
+  ): string;
 }
 
 export interface BenchPackage {
@@ -78,4 +83,31 @@ export interface BenchContract {
   actions: Record<string, string>;
   speaker_roles: string;
   ignored_roles: string;
+}
+
+/** What `WebhookHandler.check_event` decided, read from its `call\n…` / `<status>\n…` answer. */
+export type CoreDecision =
+  | { step: "call"; args: string }
+  | { step: "respond"; status: number; body: string };
+
+/** Reads a `check_event` answer. */
+export function readDecision(answer: string): CoreDecision {
+  const newline = answer.indexOf("\n");
+  const head = answer.slice(0, newline);
+  const rest = answer.slice(newline + 1);
+  return head === "call"
+    ? { step: "call", args: rest }
+    : { step: "respond", status: Number(head), body: rest };
+}
+
+/**
+ * The two credential header values `check_event` takes, picked from request headers by the
+ * names the core reads (`x-100ms-signature` and the default secret header, `x-webhook-secret`).
+ */
+export function credentialHeaders(
+  headers: Record<string, string>,
+): [string | undefined, string | undefined] {
+  const get = (name: string) =>
+    Object.entries(headers).find(([k]) => k.toLowerCase() === name)?.[1];
+  return [get("x-100ms-signature"), get("x-webhook-secret")];
 }

@@ -9,6 +9,7 @@ import type { SizeResult } from "../sections/size.ts";
 import type { E2eResult } from "../sections/e2e.ts";
 import type { CeilingResult } from "../sections/ceiling.ts";
 import type { MemoryResult } from "../sections/memory.ts";
+import { type DbCostResult, modeKey, type Window } from "../sections/dbcost.ts";
 import type { LevelResult } from "./traffic.ts";
 
 export interface Sections {
@@ -17,6 +18,7 @@ export interface Sections {
   e2e?: E2eResult;
   ceiling?: CeilingResult;
   memory?: MemoryResult;
+  dbcost?: DbCostResult;
 }
 
 export interface Target {
@@ -147,6 +149,40 @@ export function targets(
       s.memory?.wasm_memory_growth_bytes,
       "B",
       (v) => v === 0,
+    ),
+    ...dbTargets(s.dbcost),
+  ];
+}
+
+/** WAL per event within 2× the floor (fpw on, every kind) and a HOT rooms update. */
+function dbTargets(d: DbCostResult | undefined): Target[] {
+  const on = d?.windows.filter((w) =>
+    w.full_page_writes && w.wal_compression === "off" && w.kind !== "floor"
+  );
+  const worst = on && on.length > 0
+    ? Math.max(
+      ...on.map((w) =>
+        d!.wal_over_floor[modeKey(w)] ?? Number.POSITIVE_INFINITY
+      ),
+    )
+    : undefined;
+  const joins = d?.windows.find((w) =>
+    w.kind === "join" && w.full_page_writes && w.wal_compression === "off"
+  );
+  return [
+    check(
+      "WAL per event vs the floor, fpw on (worst kind)",
+      "<= 2×",
+      worst,
+      "×",
+      (v) => v <= 2,
+    ),
+    check(
+      "rooms update HOT share (joins, fpw on)",
+      ">= 90%",
+      joins?.rooms_hot_share,
+      "×",
+      (v) => v >= 0.9,
     ),
   ];
 }
@@ -457,6 +493,7 @@ export function render(
         } requests/s in process (incl. building + signing)`,
     );
   }
+  if (s.dbcost) out.push(renderDbCost(s.dbcost, byName));
   out.push("\nTargets");
   out.push(table([
     ["target", "value", "goal", ""],
@@ -474,5 +511,56 @@ export function render(
   for (const [section, message] of Object.entries(errors)) {
     out.push(`\n!! ${section} FAILED: ${message}`);
   }
+  return out.join("\n");
+}
+
+function renderDbCost(d: DbCostResult, byName: Map<string, Target>): string {
+  const out = [
+    `\n6. Database cost per event (${d.postgres}; ${d.rooms} rooms, ledger prefilled with ${
+      int(d.ledger_prefill_rows)
+    } rows; CHECKPOINT before each window)`,
+  ];
+  const row = (w: Window) => [
+    `${w.kind === "floor" ? "floor (rooms +1)" : w.kind}, fpw ${
+      w.full_page_writes ? "on" : "off"
+    }${w.wal_compression === "off" ? "" : ` + ${w.wal_compression}`}`,
+    int(w.events),
+    int(w.wal_bytes_per_event),
+    w.kind === "floor" ? "" : `${num(d.wal_over_floor[modeKey(w)], 2)}×`,
+    num(w.wal_fpi_per_event, 2),
+    `${num(w.rows_inserted_per_event, 2)} / ${
+      num(w.rows_updated_per_event, 2)
+    }`,
+    w.rooms_hot_share === null ? "-" : `${num(w.rooms_hot_share * 100, 0)}%`,
+    num(w.backend_cpu_us_per_event, 0),
+  ];
+  out.push(table([
+    [
+      "kind",
+      "events",
+      "WAL B/event",
+      "vs floor",
+      "FPI/event",
+      "rows ins / upd",
+      "rooms HOT",
+      "backend CPU µs",
+    ],
+    ...d.windows.map(row),
+  ]));
+  const l = d.ledger;
+  out.push(
+    `  ledger: ${int(l.rows)} rows, ${
+      num(l.total_bytes_per_million / 1e6, 1)
+    } MB per million events (heap + ${
+      Object.keys(l.index_bytes).length
+    } indexes); prune of ${int(l.prune.rows_deleted)} rows: ${
+      num(l.prune.ms, 0)
+    } ms, ${int(l.prune.wal_bytes_per_row)} WAL B/row (fpw on)`,
+  );
+  out.push(
+    `  targets: WAL vs floor ${
+      mark(byName.get("WAL per event vs the floor, fpw on (worst kind)"))
+    }; rooms HOT ${mark(byName.get("rooms update HOT share (joins, fpw on)"))}`,
+  );
   return out.join("\n");
 }

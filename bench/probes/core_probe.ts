@@ -8,7 +8,11 @@
 
 import { checkEvent, loadConfig } from "../baseline.ts";
 import { flags, need } from "../lib/flags.ts";
-import { loadBenchPackage } from "../lib/pkg.ts";
+import {
+  credentialHeaders,
+  loadBenchPackage,
+  readDecision,
+} from "../lib/pkg.ts";
 import { rounded, summarize } from "../lib/stats.ts";
 
 const f = flags(Deno.args);
@@ -40,18 +44,18 @@ interface Impl {
 async function wasmImpl(): Promise<Impl> {
   const { glue } = await loadBenchPackage();
   const handler = new glue.WebhookHandler(env);
-  const json = Object.fromEntries(
-    Object.entries(VARIANTS).map(([k, h]) => [k, JSON.stringify(h)]),
-  ) as Record<Variant, string>;
+  const creds = Object.fromEntries(
+    Object.entries(VARIANTS).map(([k, h]) => [k, credentialHeaders(h)]),
+  ) as Record<Variant, [string | undefined, string | undefined]>;
   return {
     decide(v) {
-      const summary = JSON.parse(handler.check_event(json[v], body, nowMs));
+      const d = readDecision(handler.check_event(...creds[v], body, nowMs));
       return Promise.resolve({
-        outcome: summary.step === "call" ? "call" : `respond ${summary.status}`,
-        rpcBody: summary.step === "call" ? summary.args as string : null,
+        outcome: d.step === "call" ? "call" : `respond ${d.status}`,
+        rpcBody: d.step === "call" ? d.args : null,
       });
     },
-    once: (v) => handler.check_event(json[v], body, nowMs),
+    once: (v) => handler.check_event(...creds[v], body, nowMs),
   };
 }
 

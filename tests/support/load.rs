@@ -33,9 +33,14 @@ pub fn feed_plan(ctx: &mut Ctx) -> Result<String, String> {
         .map_err(q)?;
     let mut anon = connect(&ctx.url, Some("anon"))?;
     let mut notes = Vec::new();
-    for (args, index) in [
-        ("20", "rooms_trending_rank_idx"),
-        ("20, 0, true", "rooms_trending_rank_live_idx"),
+    // The rank key lives in hms_room_rank (migration 20261201000400_hms_cost.sql), one ordered
+    // index per partition: the feed merges both, the live-only feed reads the live one.
+    for (args, indexes) in [
+        (
+            "20",
+            &["hms_room_rank_live_feed_idx", "hms_room_rank_idle_feed_idx"][..],
+        ),
+        ("20, 0, true", &["hms_room_rank_live_feed_idx"][..]),
     ] {
         let call = format!("trending_rooms({args})");
         // simple_query: the plan comes back as text whatever its column type (json).
@@ -60,11 +65,17 @@ pub fn feed_plan(ctx: &mut Ctx) -> Result<String, String> {
         {
             return Err(format!("{call}: sequential scan on rooms: {seq}"));
         }
-        if !nodes.iter().any(|n| n["Index Name"] == index) {
-            return Err(format!("{call}: {index} not used; plan {}", top["Plan"]));
+        for index in indexes {
+            if !nodes.iter().any(|n| n["Index Name"] == *index) {
+                return Err(format!("{call}: {index} not used; plan {}", top["Plan"]));
+            }
+        }
+        if let Some(seq) = nodes.iter().find(|n| n["Node Type"] == "Seq Scan") {
+            return Err(format!("{call}: sequential scan: {seq}"));
         }
         notes.push(format!(
-            "{call}: index scan on {index}, execution {:.3} ms",
+            "{call}: index scan on {}, execution {:.3} ms",
+            indexes.join(" + "),
             top["Execution Time"].as_f64().unwrap_or(f64::NAN)
         ));
     }
