@@ -478,10 +478,14 @@ async fn discover<H: Http>(
         };
         let full = page.sessions.len() >= hms_api::PAGE_LIMIT as usize;
         let before = sessions.len();
-        sessions.extend(page.sessions.into_iter().filter(|s| s.active));
         // Whether `start` is inclusive is not documented: a repeated session counts once.
-        sessions.sort_by(|a, b| a.id.cmp(&b.id));
-        sessions.dedup_by(|a, b| a.id == b.id);
+        // Kept sorted by id with binary-search inserts (no sort instance of its own: each
+        // costs ~4 KB of Wasm).
+        for session in page.sessions.into_iter().filter(|s| s.active) {
+            if let Err(at) = sessions.binary_search_by(|s| s.id.cmp(&session.id)) {
+                sessions.insert(at, session);
+            }
+        }
         let new = sessions.len() > before;
         match page.last {
             Some(last) if full && new && start.as_deref() != Some(last.as_str()) => {
@@ -577,16 +581,22 @@ pub async fn run<H: Http>(http: &H, pass: &Pass<'_>, received_at_ms: i64) -> Sum
     };
 
     // 4. One job per room: the database's live rooms, then rooms only 100ms knows are live.
-    let mut jobs: Vec<Job> = db_rooms
-        .into_iter()
-        .map(|db| Job {
-            room_id: db.room_id.clone(),
-            db: Some(db),
-            listed: Vec::new(),
-            listed_at_ms,
-        })
-        .collect();
-    jobs.sort_by(|a, b| a.room_id.cmp(&b.room_id));
+    // Sorted by room id with binary-search inserts, like the sessions above (the rows come
+    // ordered by the database's collation, so most inserts land at the end).
+    let mut jobs: Vec<Job> = Vec::with_capacity(db_rooms.len());
+    for db in db_rooms {
+        // After any equal id, as a stable sort would place it.
+        let at = jobs.partition_point(|j| j.room_id <= db.room_id);
+        jobs.insert(
+            at,
+            Job {
+                room_id: db.room_id.clone(),
+                db: Some(db),
+                listed: Vec::new(),
+                listed_at_ms,
+            },
+        );
+    }
     for session in active {
         match jobs.binary_search_by(|j| j.room_id.as_str().cmp(&session.room_id)) {
             Ok(at) => {
