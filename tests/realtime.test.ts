@@ -28,12 +28,14 @@ import {
 import postgres from "postgres";
 import { applySqlFile } from "../scripts/stack/postgres.ts";
 import { assert } from "./helpers/assert.ts";
+import { CRON_STAND_IN } from "./helpers/cron.ts";
 import { createRoom, roomRow } from "./helpers/db.ts";
 import {
   createRealtimeStandIn,
   dropRealtimeStandIn,
   mayJoin,
   PUBLICATION,
+  REALTIME_STAND_IN,
   RealtimeSlot,
   rowOf,
   type W2jChange,
@@ -421,6 +423,67 @@ Deno.test({
     assert.equal(realtime, "postgres_changes");
   },
 });
+
+Deno.test({
+  name:
+    "broadcast with pg_cron: the flush and an hourly clean-up of its run log are scheduled and unscheduled together; the clean-up keeps the last hour and other jobs' runs",
+  ...SHARED,
+  async fn() {
+    const { sql } = await getStack();
+    const outcome = await sql.begin(async (tx: postgres.TransactionSql) => {
+      await tx.unsafe(CRON_STAND_IN);
+      await tx.unsafe(REALTIME_STAND_IN);
+      await tx`update public.hms_settings set realtime = 'broadcast' where id`;
+      const jobs = await tx<{ jobname: string; schedule: string }[]>`
+        select jobname, schedule from cron.job order by jobname`;
+      assert.deepEqual(jobs.map((j) => [j.jobname, j.schedule]), [
+        ["hms-realtime-flush", "1 seconds"],
+        ["hms-realtime-flush-history", "0 * * * *"],
+      ]);
+      // A day of runs of both jobs and of an app's job, one row every 10 minutes.
+      await tx`select cron.schedule('app-job', '* * * * *', 'select 1')`;
+      await tx`insert into cron.job_run_details (jobid, command, status, start_time, end_time)
+        select j.jobid, j.command, 'succeeded', now() - m * interval '1 minute',
+          now() - m * interval '1 minute' + interval '5 ms'
+        from cron.job j cross join generate_series(5, 1445, 10) as m`;
+      const [{ command }] = await tx`select command from cron.job
+        where jobname = 'hms-realtime-flush-history'`;
+      await tx.unsafe(command);
+      const left = await tx<{ jobname: string; n: number; oldest: number }[]>`
+        select j.jobname, count(*)::int as n,
+          max(extract(epoch from now() - d.end_time))::float8 as oldest
+        from cron.job_run_details d join cron.job j using (jobid)
+        group by 1 order by 1`;
+      await tx`update public.hms_settings set realtime = 'off' where id`;
+      const after = await tx`select jobname from cron.job order by jobname`;
+      throw new Rollback({ left, after: after.map((j) => j.jobname) });
+    }).catch((e) => {
+      if (e instanceof Rollback) return e.outcome;
+      throw e;
+    });
+    const { left, after } = outcome as {
+      left: { jobname: string; n: number; oldest: number }[];
+      after: string[];
+    };
+    // Runs 5, 15 … 55 minutes ago stay, older ones go; app-job keeps all 145.
+    assert.deepEqual(left.map((r) => [r.jobname, r.n]), [
+      ["app-job", 145],
+      ["hms-realtime-flush", 6],
+      ["hms-realtime-flush-history", 6],
+    ]);
+    for (const r of left.filter((r) => r.jobname !== "app-job")) {
+      assert.ok(r.oldest < 3600, `${r.jobname}: a run ${r.oldest} s old left`);
+    }
+    assert.deepEqual(after, ["app-job"], "off unschedules both, not the app's");
+  },
+});
+
+/** Ends a transaction on purpose, carrying what it read. */
+class Rollback extends Error {
+  constructor(readonly outcome: unknown) {
+    super("rolled back on purpose");
+  }
+}
 
 Deno.test({
   name:
