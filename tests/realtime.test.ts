@@ -69,6 +69,34 @@ async function setMode(
     set realtime = ${mode}, realtime_interval_ms = ${intervalMs} where id`;
 }
 
+/**
+ * Runs `fn` in a transaction that is rolled back, on a connection of its own: what `fn` answered
+ * and the notices the server sent meanwhile.
+ */
+async function rolledBack<T>(
+  stack: TestStack,
+  fn: (tx: postgres.TransactionSql) => Promise<T>,
+): Promise<{ value: T; notices: string[] }> {
+  const notices: string[] = [];
+  const sql = postgres(stack.databaseUrl, {
+    max: 1,
+    onnotice: (n) => notices.push(`${n.severity}: ${n.message}`),
+  });
+  const rollback = new Error("rollback");
+  let value: T | undefined;
+  try {
+    await sql.begin(async (tx) => {
+      value = await fn(tx);
+      throw rollback;
+    }).catch((e) => {
+      if (e !== rollback) throw e;
+    });
+  } finally {
+    await sql.end();
+  }
+  return { value: value as T, notices };
+}
+
 async function publishedTables(stack: TestStack): Promise<string[]> {
   const rows = await stack.sql<{ t: string }[]>`
     select schemaname || '.' || tablename as t from pg_publication_tables
@@ -329,25 +357,12 @@ Deno.test({
   ...SHARED,
   async fn() {
     const stack = await getStack();
-    const notices: string[] = [];
-    const sql = postgres(stack.databaseUrl, {
-      max: 1,
-      onnotice: (n) => notices.push(`${n.severity}: ${n.message}`),
+    // Rolled back: the stack's publication stays as it is.
+    const { notices } = await rolledBack(stack, async (tx) => {
+      await tx.unsafe(`drop publication ${PUBLICATION}`);
+      await tx.unsafe(`create publication ${PUBLICATION} for all tables`);
+      await tx`select public.hms_realtime_apply()`;
     });
-    const rollback = new Error("rollback");
-    try {
-      // In a transaction that is rolled back: the stack's publication stays as it is.
-      await sql.begin(async (tx) => {
-        await tx.unsafe(`drop publication ${PUBLICATION}`);
-        await tx.unsafe(`create publication ${PUBLICATION} for all tables`);
-        await tx`select public.hms_realtime_apply()`;
-        throw rollback;
-      }).catch((e) => {
-        if (e !== rollback) throw e;
-      });
-    } finally {
-      await sql.end();
-    }
     assert.ok(
       notices.some((n) =>
         /^WARNING: .*publishes every table of public, including hms_presence/
@@ -365,29 +380,19 @@ Deno.test({
   ...SHARED,
   async fn() {
     const stack = await getStack();
-    const notices: string[] = [];
-    const sql = postgres(stack.databaseUrl, {
-      max: 1,
-      onnotice: (n) => notices.push(`${n.severity}: ${n.message}`),
-    });
-    const rollback = new Error("rollback");
-    let published: string[] = ["unset"];
-    try {
-      await sql.begin(async (tx) => {
+    const { value: published, notices } = await rolledBack(
+      stack,
+      async (tx) => {
         await tx`update public.hms_settings set realtime = 'off' where id`;
         await tx`alter table public.rooms replica identity nothing`;
         await tx`update public.hms_settings set realtime = 'postgres_changes' where id`;
-        published = (await tx`select tablename from pg_publication_tables
-          where pubname = ${PUBLICATION}`).map((r) => r.tablename);
+        const published = (await tx`select tablename from pg_publication_tables
+        where pubname = ${PUBLICATION}`).map((r) => r.tablename);
         // The webhook's write still works.
         await tx`update public.rooms set featured = featured`;
-        throw rollback;
-      }).catch((e) => {
-        if (e !== rollback) throw e;
-      });
-    } finally {
-      await sql.end();
-    }
+        return published;
+      },
+    );
     assert.deepEqual(published, []);
     assert.ok(
       notices.some((n) => /^WARNING: .*rooms has no replica identity/.test(n)),
@@ -429,8 +434,8 @@ Deno.test({
     "broadcast with pg_cron: the flush and an hourly clean-up of its run log are scheduled and unscheduled together; the clean-up keeps the last hour and other jobs' runs",
   ...SHARED,
   async fn() {
-    const { sql } = await getStack();
-    const outcome = await sql.begin(async (tx: postgres.TransactionSql) => {
+    const stack = await getStack();
+    const { value: { left, after } } = await rolledBack(stack, async (tx) => {
       await tx.unsafe(CRON_STAND_IN);
       await tx.unsafe(REALTIME_STAND_IN);
       await tx`update public.hms_settings set realtime = 'broadcast' where id`;
@@ -456,15 +461,8 @@ Deno.test({
         group by 1 order by 1`;
       await tx`update public.hms_settings set realtime = 'off' where id`;
       const after = await tx`select jobname from cron.job order by jobname`;
-      throw new Rollback({ left, after: after.map((j) => j.jobname) });
-    }).catch((e) => {
-      if (e instanceof Rollback) return e.outcome;
-      throw e;
+      return { left, after: after.map((j) => j.jobname) };
     });
-    const { left, after } = outcome as {
-      left: { jobname: string; n: number; oldest: number }[];
-      after: string[];
-    };
     // Runs 5, 15 … 55 minutes ago stay, older ones go; app-job keeps all 145.
     assert.deepEqual(left.map((r) => [r.jobname, r.n]), [
       ["app-job", 145],
@@ -477,13 +475,6 @@ Deno.test({
     assert.deepEqual(after, ["app-job"], "off unschedules both, not the app's");
   },
 });
-
-/** Ends a transaction on purpose, carrying what it read. */
-class Rollback extends Error {
-  constructor(readonly outcome: unknown) {
-    super("rolled back on purpose");
-  }
-}
 
 Deno.test({
   name:
