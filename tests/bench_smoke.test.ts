@@ -19,7 +19,6 @@ import {
   loadBenchPackage,
   readDecision,
 } from "../bench/lib/pkg.ts";
-import { quantile, summarize } from "../bench/lib/stats.ts";
 import assert from "./helpers/assert.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -29,18 +28,6 @@ const ENV = {
   SUPABASE_URL: "http://127.0.0.1:1",
   SUPABASE_SECRET_KEYS: JSON.stringify({ default: "sb_secret_smoke" }),
 };
-
-Deno.test("stats: nearest-rank quantiles", () => {
-  const xs = Array.from({ length: 100 }, (_, i) => 100 - i); // 100..1, unsorted on purpose
-  const s = summarize(xs);
-  assert.equal(s.median, 50);
-  assert.equal(s.p99, 99);
-  assert.equal(s.min, 1);
-  assert.equal(s.max, 100);
-  assert.equal(s.mean, 50.5);
-  assert.equal(quantile([7], 0.99), 7);
-  assert.ok(Number.isNaN(summarize([]).median));
-});
 
 interface Case {
   name: string;
@@ -250,17 +237,6 @@ Deno.test("baseline: decides exactly like the Rust core in Wasm (fair comparison
     expected.sort(),
     "every kind of refusal was compared",
   );
-});
-
-Deno.test("bench: bad options exit 2 with a message", async () => {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "bench/run.ts", "--only", "nope"],
-    cwd: ROOT,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assert.equal(out.code, 2);
-  assert.match(new TextDecoder().decode(out.stderr), /unknown section/);
 });
 
 type Json = Record<string, unknown>;

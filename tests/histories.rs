@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use support::behaviour::{
     auto_create, duplicate, featured_update, invalid_arguments, migrations_reapply, permissions,
-    prune, refresh, settings_weights, trending_defaults, unknown_room,
+    prune, refresh, settings_row_missing, settings_weights, trending_defaults, unknown_room,
 };
 use support::db::{
     self, connect, describe, read_state, text, DbState, Driver, HistoryArgs, ROOM_PREFIX,
@@ -463,6 +463,10 @@ fn phase_behaviour(ctx: &mut Ctx, tally: &mut Tally) {
         (
             "featured set by the app updates score and rank at once",
             featured_update,
+        ),
+        (
+            "without the settings row the rooms trigger scores with the column defaults",
+            settings_row_missing,
         ),
         (
             "hms_refresh_trending decays stale scores and leaves current rows alone",

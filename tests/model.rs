@@ -21,18 +21,7 @@ const BEFORE: Initial = Initial {
 };
 
 fn ev(id: &str, action: Action, session: &str, at: Micros) -> Event {
-    Event {
-        event_id: id.to_string(),
-        action,
-        session_id: session.to_string(),
-        session_started_at: None,
-        peer_id: None,
-        role: None,
-        role_class: None,
-        event_at: at,
-        joined_at: None,
-        received_at: None,
-    }
+    Event::new(id, action, session, at)
 }
 
 fn open(id: &str, session: &str, at: Micros) -> Event {

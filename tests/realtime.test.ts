@@ -28,12 +28,14 @@ import {
 import postgres from "postgres";
 import { applySqlFile } from "../scripts/stack/postgres.ts";
 import { assert } from "./helpers/assert.ts";
+import { CRON_STAND_IN } from "./helpers/cron.ts";
 import { createRoom, roomRow } from "./helpers/db.ts";
 import {
   createRealtimeStandIn,
   dropRealtimeStandIn,
   mayJoin,
   PUBLICATION,
+  REALTIME_STAND_IN,
   RealtimeSlot,
   rowOf,
   type W2jChange,
@@ -65,6 +67,34 @@ async function setMode(
 ): Promise<void> {
   await stack.sql`update public.hms_settings
     set realtime = ${mode}, realtime_interval_ms = ${intervalMs} where id`;
+}
+
+/**
+ * Runs `fn` in a transaction that is rolled back, on a connection of its own: what `fn` answered
+ * and the notices the server sent meanwhile.
+ */
+async function rolledBack<T>(
+  stack: TestStack,
+  fn: (tx: postgres.TransactionSql) => Promise<T>,
+): Promise<{ value: T; notices: string[] }> {
+  const notices: string[] = [];
+  const sql = postgres(stack.databaseUrl, {
+    max: 1,
+    onnotice: (n) => notices.push(`${n.severity}: ${n.message}`),
+  });
+  const rollback = new Error("rollback");
+  let value: T | undefined;
+  try {
+    await sql.begin(async (tx) => {
+      value = await fn(tx);
+      throw rollback;
+    }).catch((e) => {
+      if (e !== rollback) throw e;
+    });
+  } finally {
+    await sql.end();
+  }
+  return { value: value as T, notices };
 }
 
 async function publishedTables(stack: TestStack): Promise<string[]> {
@@ -327,25 +357,12 @@ Deno.test({
   ...SHARED,
   async fn() {
     const stack = await getStack();
-    const notices: string[] = [];
-    const sql = postgres(stack.databaseUrl, {
-      max: 1,
-      onnotice: (n) => notices.push(`${n.severity}: ${n.message}`),
+    // Rolled back: the stack's publication stays as it is.
+    const { notices } = await rolledBack(stack, async (tx) => {
+      await tx.unsafe(`drop publication ${PUBLICATION}`);
+      await tx.unsafe(`create publication ${PUBLICATION} for all tables`);
+      await tx`select public.hms_realtime_apply()`;
     });
-    const rollback = new Error("rollback");
-    try {
-      // In a transaction that is rolled back: the stack's publication stays as it is.
-      await sql.begin(async (tx) => {
-        await tx.unsafe(`drop publication ${PUBLICATION}`);
-        await tx.unsafe(`create publication ${PUBLICATION} for all tables`);
-        await tx`select public.hms_realtime_apply()`;
-        throw rollback;
-      }).catch((e) => {
-        if (e !== rollback) throw e;
-      });
-    } finally {
-      await sql.end();
-    }
     assert.ok(
       notices.some((n) =>
         /^WARNING: .*publishes every table of public, including hms_presence/
@@ -363,29 +380,19 @@ Deno.test({
   ...SHARED,
   async fn() {
     const stack = await getStack();
-    const notices: string[] = [];
-    const sql = postgres(stack.databaseUrl, {
-      max: 1,
-      onnotice: (n) => notices.push(`${n.severity}: ${n.message}`),
-    });
-    const rollback = new Error("rollback");
-    let published: string[] = ["unset"];
-    try {
-      await sql.begin(async (tx) => {
+    const { value: published, notices } = await rolledBack(
+      stack,
+      async (tx) => {
         await tx`update public.hms_settings set realtime = 'off' where id`;
         await tx`alter table public.rooms replica identity nothing`;
         await tx`update public.hms_settings set realtime = 'postgres_changes' where id`;
-        published = (await tx`select tablename from pg_publication_tables
-          where pubname = ${PUBLICATION}`).map((r) => r.tablename);
+        const published = (await tx`select tablename from pg_publication_tables
+        where pubname = ${PUBLICATION}`).map((r) => r.tablename);
         // The webhook's write still works.
         await tx`update public.rooms set featured = featured`;
-        throw rollback;
-      }).catch((e) => {
-        if (e !== rollback) throw e;
-      });
-    } finally {
-      await sql.end();
-    }
+        return published;
+      },
+    );
     assert.deepEqual(published, []);
     assert.ok(
       notices.some((n) => /^WARNING: .*rooms has no replica identity/.test(n)),
@@ -419,6 +426,53 @@ Deno.test({
     const [{ realtime }] = await stack
       .sql`select realtime from public.hms_settings`;
     assert.equal(realtime, "postgres_changes");
+  },
+});
+
+Deno.test({
+  name:
+    "broadcast with pg_cron: the flush and an hourly clean-up of its run log are scheduled and unscheduled together; the clean-up keeps the last hour and other jobs' runs",
+  ...SHARED,
+  async fn() {
+    const stack = await getStack();
+    const { value: { left, after } } = await rolledBack(stack, async (tx) => {
+      await tx.unsafe(CRON_STAND_IN);
+      await tx.unsafe(REALTIME_STAND_IN);
+      await tx`update public.hms_settings set realtime = 'broadcast' where id`;
+      const jobs = await tx<{ jobname: string; schedule: string }[]>`
+        select jobname, schedule from cron.job order by jobname`;
+      assert.deepEqual(jobs.map((j) => [j.jobname, j.schedule]), [
+        ["hms-realtime-flush", "1 seconds"],
+        ["hms-realtime-flush-history", "0 * * * *"],
+      ]);
+      // A day of runs of both jobs and of an app's job, one row every 10 minutes.
+      await tx`select cron.schedule('app-job', '* * * * *', 'select 1')`;
+      await tx`insert into cron.job_run_details (jobid, command, status, start_time, end_time)
+        select j.jobid, j.command, 'succeeded', now() - m * interval '1 minute',
+          now() - m * interval '1 minute' + interval '5 ms'
+        from cron.job j cross join generate_series(5, 1445, 10) as m`;
+      const [{ command }] = await tx`select command from cron.job
+        where jobname = 'hms-realtime-flush-history'`;
+      await tx.unsafe(command);
+      const left = await tx<{ jobname: string; n: number; oldest: number }[]>`
+        select j.jobname, count(*)::int as n,
+          max(extract(epoch from now() - d.end_time))::float8 as oldest
+        from cron.job_run_details d join cron.job j using (jobid)
+        group by 1 order by 1`;
+      await tx`update public.hms_settings set realtime = 'off' where id`;
+      const after = await tx`select jobname from cron.job order by jobname`;
+      return { left, after: after.map((j) => j.jobname) };
+    });
+    // Runs 5, 15 … 55 minutes ago stay, older ones go; app-job keeps all 145.
+    assert.deepEqual(left.map((r) => [r.jobname, r.n]), [
+      ["app-job", 145],
+      ["hms-realtime-flush", 6],
+      ["hms-realtime-flush-history", 6],
+    ]);
+    for (const r of left.filter((r) => r.jobname !== "app-job")) {
+      assert.ok(r.oldest < 3600, `${r.jobname}: a run ${r.oldest} s old left`);
+    }
+    assert.deepEqual(after, ["app-job"], "off unschedules both, not the app's");
   },
 });
 

@@ -69,6 +69,22 @@ async function close(w: World): Promise<void> {
   await w.fn.stop();
 }
 
+/** A test with its own world, closed however the test ends. */
+function worldTest(
+  name: string,
+  fn: (w: World) => Promise<void>,
+  env: Record<string, string> = {},
+): void {
+  Deno.test(name, SHARED, async () => {
+    const w = await world(env);
+    try {
+      await fn(w);
+    } finally {
+      await close(w);
+    }
+  });
+}
+
 /** One pass through the route, authenticated with the secret header. */
 async function reconcile(w: World): Promise<Record<string, unknown>> {
   const answer = await post(
@@ -144,152 +160,133 @@ async function roomsState(w: World, rooms: RoomHistory[]): Promise<string> {
   return JSON.stringify(rows, (_, v) => typeof v === "bigint" ? String(v) : v);
 }
 
-Deno.test(
+worldTest(
   "an unauthenticated POST /reconcile is a 401 and makes no API call",
-  SHARED,
-  async () => {
-    const w = await world();
-    try {
-      const before = await snapshot(w.stack.sql);
-      const json = { "content-type": "application/json" };
-      const forged: Record<string, string>[] = [
-        json,
-        { ...json, [w.stack.secretHeader]: "wrong" },
-        { ...json, "x-100ms-signature": "ab".repeat(32) },
-      ];
-      for (const headers of forged) {
-        const answer = await post(`${w.url}/reconcile`, "{}", headers);
-        assert.equal(answer.status, 401);
-        assert.equal(answer.json?.code, "unauthorized");
-      }
-      const get = await fetch(`${w.url}/reconcile`);
-      assert.equal(get.status, 405);
-      await get.body?.cancel();
-      assert.equal(w.api.served().length, 0, "no call reached 100ms");
-      assert.deepEqual(await snapshot(w.stack.sql), before, "nothing written");
-    } finally {
-      await close(w);
+  async (w) => {
+    const before = await snapshot(w.stack.sql);
+    const json = { "content-type": "application/json" };
+    const forged: Record<string, string>[] = [
+      json,
+      { ...json, [w.stack.secretHeader]: "wrong" },
+      { ...json, "x-100ms-signature": "ab".repeat(32) },
+    ];
+    for (const headers of forged) {
+      const answer = await post(`${w.url}/reconcile`, "{}", headers);
+      assert.equal(answer.status, 401);
+      assert.equal(answer.json?.code, "unauthorized");
     }
+    const get = await fetch(`${w.url}/reconcile`);
+    assert.equal(get.status, 405);
+    await get.body?.cancel();
+    assert.equal(w.api.served().length, 0, "no call reached 100ms");
+    assert.deepEqual(await snapshot(w.stack.sql), before, "nothing written");
   },
 );
 
-Deno.test(
+worldTest(
   "one pass makes every room exact after 10-40 % of the webhooks were lost",
-  SHARED,
-  async () => {
-    const w = await world();
-    try {
-      const random = seeded(SEED);
-      const histories = await generatedHistories(w.stack.root, SEED, 120);
-      const rooms = histories.map((h) =>
-        toRoom(h, 180_000 + Math.floor(random() * 600_000))
-      );
-      const dropRate = 0.1 + random() * 0.3;
-      const { kept, dropped, total } = await setUp(w, rooms, dropRate, random);
-      await deliverAll(w, kept);
-      const wrongBefore = await mismatches(w, rooms);
+  async (w) => {
+    const random = seeded(SEED);
+    const histories = await generatedHistories(w.stack.root, SEED, 120);
+    const rooms = histories.map((h) =>
+      toRoom(h, 180_000 + Math.floor(random() * 600_000))
+    );
+    const dropRate = 0.1 + random() * 0.3;
+    const { kept, dropped, total } = await setUp(w, rooms, dropRate, random);
+    await deliverAll(w, kept);
+    const wrongBefore = await mismatches(w, rooms);
 
-      const summary = await reconcile(w);
-      assert.equal(summary.status, "completed", JSON.stringify(summary));
-      assert.deepEqual(summary.api_errors, []);
-      assert.deepEqual(await mismatches(w, rooms), []);
-      const live = rooms.filter((r) =>
-        expected(w.api.sessions(), r.roomId).isLive
-      ).length;
-      console.log(
-        `${rooms.length} histories/rooms (${live} live), ${total} webhooks, ` +
-          `${dropped} lost (${
-            (dropRate * 100).toFixed(0)
-          } %): ${wrongBefore.length} rooms wrong ` +
-          `before the pass, 0 after; ${
-            (summary.rooms_corrected as unknown[]).length
-          } corrected, ` +
-          `${summary.sessions_closed} sessions closed, ${summary.ms} ms`,
-      );
-      assert.ok(wrongBefore.length > 0, "the losses made some rooms wrong");
+    const summary = await reconcile(w);
+    assert.equal(summary.status, "completed", JSON.stringify(summary));
+    assert.deepEqual(summary.api_errors, []);
+    assert.deepEqual(await mismatches(w, rooms), []);
+    const live =
+      rooms.filter((r) => expected(w.api.sessions(), r.roomId).isLive).length;
+    console.log(
+      `${rooms.length} histories/rooms (${live} live), ${total} webhooks, ` +
+        `${dropped} lost (${
+          (dropRate * 100).toFixed(0)
+        } %): ${wrongBefore.length} rooms wrong ` +
+        `before the pass, 0 after; ${
+          (summary.rooms_corrected as unknown[]).length
+        } corrected, ` +
+        `${summary.sessions_closed} sessions closed, ${summary.ms} ms`,
+    );
+    assert.ok(wrongBefore.length > 0, "the losses made some rooms wrong");
 
-      // Tokens: HS256 with the app secret and 100ms's claims, checked by an independent library.
-      const served = w.api.served();
-      assert.ok(served.every((s) => s.tokenProblem === null));
-      const { payload, protectedHeader } = await jwtVerify(
-        served[0].token!,
-        new TextEncoder().encode(APP_SECRET),
-        { algorithms: ["HS256"] },
-      );
-      assert.equal(protectedHeader.alg, "HS256");
-      assert.equal(payload.access_key, ACCESS_KEY);
-      assert.equal(payload.type, "management");
-      assert.equal(payload.version, 2);
-      assert.match(String(payload.jti), /^[0-9a-f-]{36}$/);
+    // Tokens: HS256 with the app secret and 100ms's claims, checked by an independent library.
+    const served = w.api.served();
+    assert.ok(served.every((s) => s.tokenProblem === null));
+    const { payload, protectedHeader } = await jwtVerify(
+      served[0].token!,
+      new TextEncoder().encode(APP_SECRET),
+      { algorithms: ["HS256"] },
+    );
+    assert.equal(protectedHeader.alg, "HS256");
+    assert.equal(payload.access_key, ACCESS_KEY);
+    assert.equal(payload.type, "management");
+    assert.equal(payload.version, 2);
+    assert.match(String(payload.jti), /^[0-9a-f-]{36}$/);
+    assert.ok(
+      payload.iat === payload.nbf && payload.exp! - payload.iat! === 86_400,
+    );
+    assert.equal(
+      new Set(served.map((s) => s.token)).size,
+      1,
+      "one token for the whole pass",
+    );
+    // The function's logs never show the token or the secret.
+    for (const line of w.fn.logs()) {
       assert.ok(
-        payload.iat === payload.nbf && payload.exp! - payload.iat! === 86_400,
+        !line.includes(APP_SECRET) && !line.includes(served[0].token!),
+        line,
       );
-      assert.equal(
-        new Set(served.map((s) => s.token)).size,
-        1,
-        "one token for the whole pass",
-      );
-      // The function's logs never show the token or the secret.
-      for (const line of w.fn.logs()) {
-        assert.ok(
-          !line.includes(APP_SECRET) && !line.includes(served[0].token!),
-          line,
-        );
-      }
-
-      // Twice changes nothing.
-      const state = await roomsState(w, rooms);
-      const again = await reconcile(w);
-      assert.deepEqual(again.rooms_corrected, []);
-      assert.equal(again.sessions_closed, 0);
-      assert.equal(await roomsState(w, rooms), state);
-    } finally {
-      await close(w);
     }
+
+    // Twice changes nothing.
+    const state = await roomsState(w, rooms);
+    const again = await reconcile(w);
+    assert.deepEqual(again.rooms_corrected, []);
+    assert.equal(again.sessions_closed, 0);
+    assert.equal(await roomsState(w, rooms), state);
   },
 );
 
-Deno.test(
+worldTest(
   "a pass racing the remaining deliveries never makes a count wrong; the next ends exact",
-  SHARED,
-  async () => {
-    const w = await world();
-    try {
-      const random = seeded(SEED + 1);
-      const histories = await generatedHistories(w.stack.root, SEED + 1, 60);
-      const rooms = histories.map((h) =>
-        toRoom(h, 180_000 + Math.floor(random() * 600_000))
-      );
-      const { kept } = await setUp(w, rooms, 0.1 + random() * 0.3, random);
-      const half = Math.floor(kept.length / 2);
-      await deliverAll(w, kept.slice(0, half));
-      const [summary] = await Promise.all([
-        reconcile(w),
-        deliverAll(w, kept.slice(half)),
-      ]);
-      assert.equal(summary.status, "completed", JSON.stringify(summary));
-      // The pass never makes a count wrong. What it cannot fix is a session it had no way to
-      // know of: one whose first webhooks reached the database only after the pass read it
-      // and whose close was lost; such a room shows live until the next pass closes it.
-      const truth = w.api.sessions();
-      const left = await mismatches(w, rooms);
-      for (const line of left) {
-        const roomId = line.slice(0, line.indexOf(":"));
-        assert.equal(expected(truth, roomId).isLive, false, line);
-      }
-      const next = await reconcile(w);
-      assert.equal(next.status, "completed");
-      assert.deepEqual(await mismatches(w, rooms), []);
-      console.log(
-        `${rooms.length} rooms, ${
-          kept.length - half
-        } deliveries raced the pass: ` +
-          `${left.length} rooms showed a session the pass could not have seen (closed by the next pass), ` +
-          `no count made wrong; exact after the next pass`,
-      );
-    } finally {
-      await close(w);
+  async (w) => {
+    const random = seeded(SEED + 1);
+    const histories = await generatedHistories(w.stack.root, SEED + 1, 60);
+    const rooms = histories.map((h) =>
+      toRoom(h, 180_000 + Math.floor(random() * 600_000))
+    );
+    const { kept } = await setUp(w, rooms, 0.1 + random() * 0.3, random);
+    const half = Math.floor(kept.length / 2);
+    await deliverAll(w, kept.slice(0, half));
+    const [summary] = await Promise.all([
+      reconcile(w),
+      deliverAll(w, kept.slice(half)),
+    ]);
+    assert.equal(summary.status, "completed", JSON.stringify(summary));
+    // The pass never makes a count wrong. What it cannot fix is a session it had no way to
+    // know of: one whose first webhooks reached the database only after the pass read it
+    // and whose close was lost; such a room shows live until the next pass closes it.
+    const truth = w.api.sessions();
+    const left = await mismatches(w, rooms);
+    for (const line of left) {
+      const roomId = line.slice(0, line.indexOf(":"));
+      assert.equal(expected(truth, roomId).isLive, false, line);
     }
+    const next = await reconcile(w);
+    assert.equal(next.status, "completed");
+    assert.deepEqual(await mismatches(w, rooms), []);
+    console.log(
+      `${rooms.length} rooms, ${
+        kept.length - half
+      } deliveries raced the pass: ` +
+        `${left.length} rooms showed a session the pass could not have seen (closed by the next pass), ` +
+        `no count made wrong; exact after the next pass`,
+    );
   },
 );
 
@@ -369,31 +366,26 @@ Deno.test(
   },
 );
 
-Deno.test(
+worldTest(
   "a refused token stops the pass cleanly; nothing is written",
-  SHARED,
-  async () => {
-    const w = await world({ HMS_APP_SECRET: "not-the-app-secret" });
-    try {
-      const histories = await generatedHistories(w.stack.root, SEED + 20, 5);
-      const rooms = histories.map((h) => toRoom(h, 180_000));
-      const { kept } = await setUp(w, rooms, 0.3, seeded(SEED + 20));
-      await deliverAll(w, kept);
-      const before = await roomsState(w, rooms);
-      const summary = await reconcile(w);
-      assert.equal(summary.stopped, "unauthorized", JSON.stringify(summary));
-      assert.equal(
-        (summary.api_errors as { error: string }[])[0].error,
-        "unauthorized",
-      );
-      assert.equal(w.api.served().length, 1, "stopped after the first refusal");
-      assert.equal(w.api.served()[0].tokenProblem, "bad signature");
-      assert.equal(await roomsState(w, rooms), before);
-      assert.ok(!JSON.stringify(summary).includes("not-the-app-secret"));
-    } finally {
-      await close(w);
-    }
+  async (w) => {
+    const histories = await generatedHistories(w.stack.root, SEED + 20, 5);
+    const rooms = histories.map((h) => toRoom(h, 180_000));
+    const { kept } = await setUp(w, rooms, 0.3, seeded(SEED + 20));
+    await deliverAll(w, kept);
+    const before = await roomsState(w, rooms);
+    const summary = await reconcile(w);
+    assert.equal(summary.stopped, "unauthorized", JSON.stringify(summary));
+    assert.equal(
+      (summary.api_errors as { error: string }[])[0].error,
+      "unauthorized",
+    );
+    assert.equal(w.api.served().length, 1, "stopped after the first refusal");
+    assert.equal(w.api.served()[0].tokenProblem, "bad signature");
+    assert.equal(await roomsState(w, rooms), before);
+    assert.ok(!JSON.stringify(summary).includes("not-the-app-secret"));
   },
+  { HMS_APP_SECRET: "not-the-app-secret" },
 );
 
 Deno.test(
@@ -439,138 +431,127 @@ Deno.test(
   },
 );
 
-Deno.test(
+worldTest(
   "npm run replay: old deliveries apply with the default configuration, twice changes nothing",
-  SHARED,
-  async () => {
-    const w = await world();
-    try {
-      const random = seeded(SEED + 30);
-      const histories = await generatedHistories(w.stack.root, SEED + 30, 20);
-      // An outage an hour ago or more: every lost delivery is far older than the 900 s window.
-      const rooms = histories.map((h) =>
-        toRoom(h, 3600_000 + Math.floor(random() * 3600_000))
-      );
-      const { kept, dropped } = await setUp(w, rooms, 0.3, random);
-      await deliverAll(w, kept);
-      const lost = w.api.deliveries().filter((d) => d.status === "failed");
-      // Unmarked, an old delivery is still refused: the freshness window holds.
-      const stale = await deliver(w.url, lost[0].body, {
-        secret: w.stack.secret,
-      });
-      assert.equal(stale.status, 401);
-      assert.equal(stale.json?.code, "stale_timestamp");
+  async (w) => {
+    const random = seeded(SEED + 30);
+    const histories = await generatedHistories(w.stack.root, SEED + 30, 20);
+    // An outage an hour ago or more: every lost delivery is far older than the 900 s window.
+    const rooms = histories.map((h) =>
+      toRoom(h, 3600_000 + Math.floor(random() * 3600_000))
+    );
+    const { kept, dropped } = await setUp(w, rooms, 0.3, random);
+    await deliverAll(w, kept);
+    const lost = w.api.deliveries().filter((d) => d.status === "failed");
+    // Unmarked, an old delivery is still refused: the freshness window holds.
+    const stale = await deliver(w.url, lost[0].body, {
+      secret: w.stack.secret,
+    });
+    assert.equal(stale.status, 401);
+    assert.equal(stale.json?.code, "stale_timestamp");
 
-      const replay = async (...args: string[]) => {
-        const out = await new Deno.Command(
-          `${w.stack.root}/node_modules/.bin/deno`,
-          {
-            args: [
-              "run",
-              "-A",
-              `${w.stack.root}/scripts/tools/replay.ts`,
-              ...args,
-            ],
-            env: {
-              HMS_APP_ACCESS_KEY: ACCESS_KEY,
-              HMS_APP_SECRET: APP_SECRET,
-              HMS_API_URL: w.api.url,
-            },
-            stdout: "piped",
-            stderr: "piped",
+    const replay = async (...args: string[]) => {
+      const out = await new Deno.Command(
+        `${w.stack.root}/node_modules/.bin/deno`,
+        {
+          args: [
+            "run",
+            "-A",
+            `${w.stack.root}/scripts/tools/replay.ts`,
+            ...args,
+          ],
+          env: {
+            HMS_APP_ACCESS_KEY: ACCESS_KEY,
+            HMS_APP_SECRET: APP_SECRET,
+            HMS_API_URL: w.api.url,
           },
-        ).output();
-        const text = new TextDecoder().decode(out.stdout) +
-          new TextDecoder().decode(out.stderr);
-        assert.equal(out.code, 0, text);
-        await w.api.replaysDone();
-        return text;
-      };
-      const printed = await replay("--since", "1d");
-      assert.match(printed, /replay workflow [0-9a-f-]{36}: started/);
-      const [workflow] = w.api.workflows();
-      const replayable = lost.filter((d) =>
-        !d.type.startsWith("role.change") && !d.type.startsWith("room.end")
-      );
-      assert.equal(workflow.total, replayable.length);
-      assert.ok(
-        workflow.answers.every((s) => s === 200),
-        JSON.stringify(workflow.answers),
-      );
-      const ids = replayable.map((d) => JSON.parse(d.body).id);
-      const [{ n }] = await w.stack.sql`
+          stdout: "piped",
+          stderr: "piped",
+        },
+      ).output();
+      const text = new TextDecoder().decode(out.stdout) +
+        new TextDecoder().decode(out.stderr);
+      assert.equal(out.code, 0, text);
+      await w.api.replaysDone();
+      return text;
+    };
+    const printed = await replay("--since", "1d");
+    assert.match(printed, /replay workflow [0-9a-f-]{36}: started/);
+    const [workflow] = w.api.workflows();
+    const replayable = lost.filter((d) =>
+      !d.type.startsWith("role.change") && !d.type.startsWith("room.end")
+    );
+    assert.equal(workflow.total, replayable.length);
+    assert.ok(
+      workflow.answers.every((s) => s === 200),
+      JSON.stringify(workflow.answers),
+    );
+    const ids = replayable.map((d) => JSON.parse(d.body).id);
+    const [{ n }] = await w.stack.sql`
       select count(*)::int as n from public.hms_events where event_id = any(${ids})`;
-      assert.equal(n, ids.length, "every replayed delivery was applied");
+    assert.equal(n, ids.length, "every replayed delivery was applied");
 
-      // Everything again (status all): duplicates, nothing changes.
-      const state = await snapshot(w.stack.sql);
-      await replay("--since", "1d", "--status", "all");
-      const everyReplayable = w.api.deliveries().filter((d) =>
-        !d.type.startsWith("role.change")
-      );
-      assert.equal(w.api.workflows()[1].total, everyReplayable.length);
-      assert.ok(w.api.workflows()[1].answers.every((s) => s === 200));
-      assert.deepEqual(await snapshot(w.stack.sql), state);
-      console.log(
-        `replay: ${dropped} deliveries lost, ${replayable.length} replayable re-sent and applied; ` +
-          `${lost.length - replayable.length} role changes left to reconcile`,
-      );
-      // Role changes are not replayable: reconcile repairs what is left.
-      await reconcile(w);
-      assert.deepEqual(await mismatches(w, rooms), []);
-    } finally {
-      await close(w);
-    }
+    // Everything again (status all): duplicates, nothing changes.
+    const state = await snapshot(w.stack.sql);
+    await replay("--since", "1d", "--status", "all");
+    const everyReplayable = w.api.deliveries().filter((d) =>
+      !d.type.startsWith("role.change")
+    );
+    assert.equal(w.api.workflows()[1].total, everyReplayable.length);
+    assert.ok(w.api.workflows()[1].answers.every((s) => s === 200));
+    assert.deepEqual(await snapshot(w.stack.sql), state);
+    console.log(
+      `replay: ${dropped} deliveries lost, ${replayable.length} replayable re-sent and applied; ` +
+        `${lost.length - replayable.length} role changes left to reconcile`,
+    );
+    // Role changes are not replayable: reconcile repairs what is left.
+    await reconcile(w);
+    assert.deepEqual(await mismatches(w, rooms), []);
   },
 );
 
-Deno.test("figure: one pass over 100 live rooms", SHARED, async () => {
-  const w = await world();
-  try {
-    const rooms: RoomHistory[] = [];
-    for (let i = 0; i < 100; i++) {
-      const roomId = objectId();
-      const sessionId = objectId();
-      const start = new Date(Date.now() - 3600_000);
-      const bodies = [
-        buildEvent("session.open.success", { roomId, sessionId, at: start })
-          .body,
-      ];
-      for (let p = 0; p < 5; p++) {
-        bodies.push(
-          buildEvent("peer.join.success", {
-            roomId,
-            sessionId,
-            sessionStartedAt: start,
-            role: p === 0 ? "host" : "listener",
-            at: new Date(start.getTime() + 60_000 * (p + 1)),
-          }).body,
-        );
-      }
-      rooms.push({
-        roomId,
-        bodies,
-        oldBodies: bodies,
-        at: bodies.map(() => start.getTime()),
-      });
+worldTest("figure: one pass over 100 live rooms", async (w) => {
+  const rooms: RoomHistory[] = [];
+  for (let i = 0; i < 100; i++) {
+    const roomId = objectId();
+    const sessionId = objectId();
+    const start = new Date(Date.now() - 3600_000);
+    const bodies = [
+      buildEvent("session.open.success", { roomId, sessionId, at: start })
+        .body,
+    ];
+    for (let p = 0; p < 5; p++) {
+      bodies.push(
+        buildEvent("peer.join.success", {
+          roomId,
+          sessionId,
+          sessionStartedAt: start,
+          role: p === 0 ? "host" : "listener",
+          at: new Date(start.getTime() + 60_000 * (p + 1)),
+        }).body,
+      );
     }
-    // 100ms knows them all; the database heard nothing: every room is corrected.
-    await setUp(w, rooms, 1, () => 0);
-    const started = performance.now();
-    const summary = await reconcile(w);
-    const ms = performance.now() - started;
-    assert.equal((summary.rooms_corrected as unknown[]).length, 100);
-    assert.deepEqual(await mismatches(w, rooms), []);
-    const calls = w.api.served().length;
-    console.log(
-      `one pass, 100 live rooms (5 peers each), all corrected: ${
-        ms.toFixed(0)
-      } ms end to end ` +
-        `(function's own figure ${summary.ms} ms), ${calls} API calls, 100 RPCs`,
-    );
-  } finally {
-    await close(w);
+    rooms.push({
+      roomId,
+      bodies,
+      oldBodies: bodies,
+      at: bodies.map(() => start.getTime()),
+    });
   }
+  // 100ms knows them all; the database heard nothing: every room is corrected.
+  await setUp(w, rooms, 1, () => 0);
+  const started = performance.now();
+  const summary = await reconcile(w);
+  const ms = performance.now() - started;
+  assert.equal((summary.rooms_corrected as unknown[]).length, 100);
+  assert.deepEqual(await mismatches(w, rooms), []);
+  const calls = w.api.served().length;
+  console.log(
+    `one pass, 100 live rooms (5 peers each), all corrected: ${
+      ms.toFixed(0)
+    } ms end to end ` +
+      `(function's own figure ${summary.ms} ms), ${calls} API calls, 100 RPCs`,
+  );
 });
 
 Deno.test(

@@ -13,6 +13,7 @@
 
 import type postgres from "postgres";
 import { assert } from "./helpers/assert.ts";
+import { CRON_STAND_IN } from "./helpers/cron.ts";
 import { getStack, SHARED } from "./helpers/stack.ts";
 
 class Rollback extends Error {}
@@ -29,18 +30,7 @@ async function sqlError(
   throw new Error("expected an SQL error");
 }
 
-const STUBS = `
-create schema cron;
-create table cron.job (jobid bigserial primary key, jobname text unique, schedule text, command text);
-create function cron.schedule(job_name text, schedule text, command text) returns bigint
-language sql as $$
-  insert into cron.job (jobname, schedule, command) values (job_name, schedule, command)
-  on conflict (jobname) do update set schedule = excluded.schedule, command = excluded.command
-  returning jobid $$;
-create function cron.unschedule(job_name text) returns boolean
-language sql as $$
-  with gone as (delete from cron.job where jobname = job_name returning 1)
-  select exists (select 1 from gone) $$;
+const STUBS = `${CRON_STAND_IN}
 create schema net;
 create table net.calls (id bigserial primary key, url text, body jsonb, params jsonb, headers jsonb,
   timeout_milliseconds integer);

@@ -14,6 +14,21 @@ import { assert } from "./helpers/assert.ts";
 import { getStack, SHARED } from "./helpers/stack.ts";
 import { deliver } from "./helpers/webhook.ts";
 
+/** True when `path` exists. */
+function exists(path: string): Promise<boolean> {
+  return Deno.stat(path).then(() => true, () => false);
+}
+
+/** The stack removed its data dir and the dir's owner file. */
+async function assertDataDirRemoved(dataDir: string): Promise<void> {
+  assert.equal(await exists(dataDir), false, "data dir removed");
+  assert.equal(
+    await exists(`${dataDir}.owner.json`),
+    false,
+    "owner file removed",
+  );
+}
+
 /** Every process below `pid` (children, grandchildren, …). */
 function descendants(pid: number): number[] {
   const found: number[] = [];
@@ -215,24 +230,8 @@ Deno.test({
         [],
         "a postgres still uses the data dir",
       );
-      assert.equal(
-        await Deno.stat(file.dataDir).then(() => true, () => false),
-        false,
-        "data dir removed",
-      );
-      assert.equal(
-        await Deno.stat(`${file.dataDir}.owner.json`).then(
-          () => true,
-          () => false,
-        ),
-        false,
-        "owner file removed",
-      );
-      assert.equal(
-        await Deno.stat(stackFile).then(() => true, () => false),
-        false,
-        "stack file removed",
-      );
+      await assertDataDirRemoved(file.dataDir);
+      assert.equal(await exists(stackFile), false, "stack file removed");
     } finally {
       if (!exited) {
         // The test failed midway: do what npm start should have done.
@@ -330,19 +329,7 @@ for (
         ]);
         assert.ok(status !== null, "npm start did not exit");
         assert.deepEqual(await waitGone(owned, 10_000), [], "left running");
-        assert.equal(
-          await Deno.stat(file.dataDir).then(() => true, () => false),
-          false,
-          "data dir removed",
-        );
-        assert.equal(
-          await Deno.stat(`${file.dataDir}.owner.json`).then(
-            () => true,
-            () => false,
-          ),
-          false,
-          "owner file removed",
-        );
+        await assertDataDirRemoved(file.dataDir);
       } finally {
         try {
           child.kill("SIGKILL");

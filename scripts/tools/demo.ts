@@ -326,36 +326,21 @@ export async function runStory(ctx: DemoContext): Promise<string[]> {
   );
 
   await story.step("Hosts and listeners join", async () => {
-    await story.deliver(
-      join(jazz, peers.maya, "Maya", "host", at(2)),
-      "Maya joins jazz (host)",
-      applied,
-    );
-    await story.deliver(
-      join(jazz, peers.ravi, "Ravi", "listener", at(20)),
-      "Ravi joins jazz (listener)",
-      applied,
-    );
-    await story.deliver(
-      join(jazz, peers.aiko, "Aiko", "listener", at(25)),
-      "Aiko joins jazz (listener)",
-      applied,
-    );
-    await story.deliver(
-      join(jazz, peers.lena, "Lena", "listener", at(31)),
-      "Lena joins jazz (listener)",
-      applied,
-    );
-    await story.deliver(
-      join(tech, peers.sam, "Sam", "host", at(8)),
-      "Sam joins tech (host)",
-      applied,
-    );
-    await story.deliver(
-      join(tech, peers.zoe, "Zoe", "listener", at(40)),
-      "Zoe joins tech (listener)",
-      applied,
-    );
+    const joins: [SessionTimeline, string, string, string, string, number][] = [
+      [jazz, "jazz", peers.maya, "Maya", "host", 2],
+      [jazz, "jazz", peers.ravi, "Ravi", "listener", 20],
+      [jazz, "jazz", peers.aiko, "Aiko", "listener", 25],
+      [jazz, "jazz", peers.lena, "Lena", "listener", 31],
+      [tech, "tech", peers.sam, "Sam", "host", 8],
+      [tech, "tech", peers.zoe, "Zoe", "listener", 40],
+    ];
+    for (const [room, label, peer, name, role, second] of joins) {
+      await story.deliver(
+        join(room, peer, name, role, at(second)),
+        `${name} joins ${label} (${role})`,
+        applied,
+      );
+    }
   });
 
   await story.step("Maya promotes Ravi from listener to speaker", async () => {

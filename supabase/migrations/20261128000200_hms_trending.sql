@@ -173,6 +173,7 @@ create index if not exists rooms_trending_rank_live_idx
 -- Every write to a room recomputes its score (as of now) and rank from the row and the settings,
 -- so the app setting `featured` (or anything else) is reflected at once. Security definer: the
 -- writer (e.g. an authenticated app user with an update policy) cannot read hms_settings.
+-- Re-created with a fallback for a missing settings row in 20261201000100_hms_rules_v2.sql.
 create or replace function public.hms_rooms_trending()
 returns trigger
 language plpgsql

@@ -804,6 +804,36 @@ as $$
   offset greatest(coalesce(p_offset, 0), 0)
 $$;
 
+-- ---------------------------------------------------------------------------------------------
+-- The rooms trigger (its home is the trending migration, re-created here for deployed databases):
+-- without the settings row it scores with the fallbacks hms_refresh_trending uses, never with
+-- nulls (which made every written room score 99999999.99). An aggregate always answers one row;
+-- the fallbacks are checked against the hms_settings column defaults by the behaviour tests.
+-- ---------------------------------------------------------------------------------------------
+create or replace function public.hms_rooms_trending()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_wl double precision;
+  v_ws double precision;
+  v_fb double precision;
+  v_hl double precision;
+begin
+  select coalesce(max(listener_weight), 1), coalesce(max(speaker_weight), 3),
+    coalesce(max(featured_bonus), 5), coalesce(max(half_life_hours), 6)
+  into v_wl, v_ws, v_fb, v_hl
+  from public.hms_settings where id;
+  new.trending_score := public.hms_room_score(new.listener_count, new.speaker_count, new.featured,
+    new.last_active_at, now(), v_wl, v_ws, v_fb, v_hl);
+  new.trending_rank := public.hms_trending_rank(new.listener_count, new.speaker_count, new.featured,
+    extract(epoch from new.last_active_at)::double precision, v_wl, v_ws, v_fb, v_hl);
+  return new;
+end
+$$;
+
 -- hms_prune_events lives with hms_settings in the trending migration; re-created here from the same
 -- text for databases that ran the earlier version (which read the settings through dynamic SQL).
 create or replace function public.hms_prune_events(p_older_than interval default null)

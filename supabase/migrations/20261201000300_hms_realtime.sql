@@ -9,8 +9,9 @@
 --   'broadcast'        a rooms trigger calls realtime.send() (Broadcast from the database) on a
 --                      private topic per room, 'hms:room:<hms_room_id>', and on 'hms:rooms',
 --                      coalesced to at most one message per topic per realtime_interval_ms; a
---                      flush (pg_cron, every second) sends the last state of a burst. For busy
---                      rooms and big audiences. Costs a realtime.messages row per message.
+--                      flush (pg_cron, every second; its run log is kept to an hour) sends the
+--                      last state of a burst. For busy rooms and big audiences. Costs a
+--                      realtime.messages row per message.
 --   'off'              nothing is published.
 -- Works on Supabase and on a plain PostgreSQL (no publication yet: one is created; no realtime
 -- schema: 'broadcast' is refused with a clear error). Idempotent, and re-running it keeps the
@@ -200,7 +201,15 @@ declare
   v_published boolean;
   v_has_send boolean := to_regprocedure('realtime.send(jsonb, text, text, boolean)') is not null;
   v_has_messages boolean := to_regclass('realtime.messages') is not null;
-  v_has_cron boolean := exists (select 1 from pg_catalog.pg_extension where extname = 'pg_cron');
+  -- pg_cron is recognised by the documented function this calls, as the reconcile migration does.
+  v_has_cron boolean := to_regprocedure('cron.schedule(text,text,text)') is not null;
+  -- pg_cron logs every run in cron.job_run_details and never deletes a row (its README; the only
+  -- switch, cron.log_run, is server-wide): the every-second flush would add 86,400 rows a day.
+  -- An hourly job of its own deletes both jobs' rows older than an hour, the clean-up pg_cron's
+  -- documentation gives (a scheduled delete from cron.job_run_details by end_time).
+  c_history constant text := 'delete from cron.job_run_details where jobid in (select jobid from cron.job'
+    || ' where jobname in (''hms-realtime-flush'', ''hms-realtime-flush-history''))'
+    || ' and end_time < now() - interval ''1 hour''';
   v_done text[] := '{}';
 begin
   select s.realtime into v_mode from public.hms_settings s where s.id;
@@ -294,10 +303,11 @@ begin
       end if;
     end if;
     if v_has_cron then
-      -- Upserts by name. '1 seconds' needs pg_cron 1.5+ (Supabase has it).
+      -- Upserts by name. '1 seconds' needs pg_cron 1.5+ (Supabase has it). Both jobs or neither.
       begin
         perform cron.schedule('hms-realtime-flush', '1 seconds', 'select public.hms_realtime_flush()');
-        v_done := array_append(v_done, 'scheduled hms-realtime-flush');
+        perform cron.schedule('hms-realtime-flush-history', '0 * * * *', c_history);
+        v_done := array_append(v_done, 'scheduled hms-realtime-flush and hms-realtime-flush-history');
       exception when others then
         raise warning 'hms_realtime: could not schedule hms-realtime-flush every second (%): call select public.hms_realtime_flush() from a scheduler', sqlerrm;
       end;
@@ -327,6 +337,10 @@ begin
       if exists (select 1 from cron.job where jobname = 'hms-realtime-flush') then
         perform cron.unschedule('hms-realtime-flush');
         v_done := array_append(v_done, 'unscheduled hms-realtime-flush');
+      end if;
+      if exists (select 1 from cron.job where jobname = 'hms-realtime-flush-history') then
+        perform cron.unschedule('hms-realtime-flush-history');
+        v_done := array_append(v_done, 'unscheduled hms-realtime-flush-history');
       end if;
     end if;
   end if;

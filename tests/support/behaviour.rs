@@ -607,12 +607,7 @@ pub fn trending_defaults(ctx: &mut Ctx) -> Result<String, String> {
     let now = db_now(&mut ctx.admin)?;
     let room = populated_room(ctx, "defaults", 2, 1, now - 3600 * 1_000_000)?;
     let mut tx = ctx.admin.transaction().map_err(q)?;
-    tx.batch_execute(
-        "create temp table hms_settings_defaults (like public.hms_settings including defaults) \
-         on commit drop; insert into hms_settings_defaults default values;",
-    )
-    .map_err(q)?;
-    let d = settings_weights_from(&mut tx, "hms_settings_defaults")?;
+    let d = column_defaults(&mut tx)?;
     let args: [&(dyn postgres::types::ToSql + Sync); 4] = [
         &d.listener,
         &d.speaker,
@@ -674,6 +669,51 @@ pub fn trending_defaults(ctx: &mut Ctx) -> Result<String, String> {
     Ok(format!(
         "column defaults {d:?}; function defaults and fallbacks agree"
     ))
+}
+
+/// Without the settings row the rooms trigger scores with the column defaults, not with nulls
+/// (which made a written room score 99999999.99). Checked in a rolled-back transaction.
+pub fn settings_row_missing(ctx: &mut Ctx) -> Result<String, String> {
+    let now = db_now(&mut ctx.admin)?;
+    let room = populated_room(ctx, "no-settings", 3, 1, now - 30 * 60 * 1_000_000)?;
+    let mut tx = ctx.admin.transaction().map_err(q)?;
+    let d = column_defaults(&mut tx)?;
+    tx.batch_execute("delete from public.hms_settings")
+        .map_err(q)?;
+    let row = tx
+        .query_one(
+            "update public.rooms set featured = true where hms_room_id = $1 returning \
+             trending_score::text, trending_rank, extract(epoch from now())::float8, \
+             extract(epoch from last_active_at)::float8",
+            &[&room],
+        )
+        .map_err(q)?;
+    tx.rollback().map_err(q)?;
+    let (score_text, rank, now_s, last_s): (String, Option<f64>, f64, f64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    let got: f64 = score_text
+        .parse()
+        .map_err(|e| format!("{score_text}: {e}"))?;
+    let want_score = score(3, 1, true, (now_s - last_s) / 3600.0, &d);
+    let want_rank = rank_key(3, 1, true, last_s, &d);
+    if (got - want_score).abs() > 0.0101 || !close_rel(rank, want_rank, 1e-9) {
+        return Err(format!(
+            "without the settings row: score {got} rank {rank:?}, expected {want_score} / \
+             {want_rank:?} from the column defaults {d:?}"
+        ));
+    }
+    Ok(format!("score {got} from the column defaults"))
+}
+
+/// The `hms_settings` column defaults, read from a temporary copy of the table (dropped at the
+/// end of the caller's transaction).
+fn column_defaults(tx: &mut postgres::Transaction) -> Result<Weights, String> {
+    tx.batch_execute(
+        "create temp table hms_settings_defaults (like public.hms_settings including defaults) \
+         on commit drop; insert into hms_settings_defaults default values;",
+    )
+    .map_err(q)?;
+    settings_weights_from(tx, "hms_settings_defaults")
 }
 
 fn settings_weights_from(

@@ -55,13 +55,24 @@ fn opt_ts(t: Option<Micros>) -> String {
     t.map_or_else(|| "null".to_string(), ts)
 }
 
-/// `select public.hms_apply_event(...)` for one event, with named arguments as PostgREST sends them.
-pub fn apply_sql(room: &str, e: &Event, auto_create: bool) -> String {
-    format!(
-        "select public.hms_apply_event(p_event_id => {}, p_event_type => {}, p_action => {}, \
-         p_room_id => {}, p_session_id => {}, p_session_started_at => {}, p_peer_id => {}, \
-         p_role => {}, p_role_class => {}, p_event_at => {}, p_joined_at => {}, p_auto_create => {}, \
-         p_received_at => {})",
+/// The names of the arguments the first build's `hms_apply_event` and today's share, in order.
+const EVENT_ARGS: [&str; 11] = [
+    "p_event_id",
+    "p_event_type",
+    "p_action",
+    "p_room_id",
+    "p_session_id",
+    "p_session_started_at",
+    "p_peer_id",
+    "p_role",
+    "p_role_class",
+    "p_event_at",
+    "p_joined_at",
+];
+
+/// The values of [`EVENT_ARGS`] for one event in `room`, as SQL literals.
+pub fn event_args(room: &str, e: &Event) -> [String; 11] {
+    [
         text(&e.event_id),
         text(e.action.event_type()),
         text(e.action.as_str()),
@@ -73,7 +84,19 @@ pub fn apply_sql(room: &str, e: &Event, auto_create: bool) -> String {
         opt_text(e.role_class.map(|c| c.as_str())),
         ts(e.event_at),
         opt_ts(e.joined_at),
-        auto_create,
+    ]
+}
+
+/// `select public.hms_apply_event(...)` for one event, with named arguments as PostgREST sends them.
+pub fn apply_sql(room: &str, e: &Event, auto_create: bool) -> String {
+    let named: Vec<String> = EVENT_ARGS
+        .iter()
+        .zip(event_args(room, e))
+        .map(|(name, value)| format!("{name} => {value}"))
+        .collect();
+    format!(
+        "select public.hms_apply_event({}, p_auto_create => {auto_create}, p_received_at => {})",
+        named.join(", "),
         opt_ts(e.received_at)
     )
 }

@@ -136,18 +136,7 @@ pub fn new_room(ctx: &mut Ctx, what: &str, at: Micros) -> Result<String, String>
 
 /// An event without peer fields.
 pub fn event(id: &str, action: Action, session: &str, at: Micros) -> Event {
-    Event {
-        event_id: id.to_string(),
-        action,
-        session_id: session.to_string(),
-        session_started_at: None,
-        peer_id: None,
-        role: None,
-        role_class: None,
-        event_at: at,
-        joined_at: None,
-        received_at: None,
-    }
+    Event::new(id, action, session, at)
 }
 
 /// A peer join with the role named after its class.

@@ -118,6 +118,24 @@ pub struct Event {
     pub received_at: Option<Micros>,
 }
 
+impl Event {
+    /// An event without peer fields or reported times.
+    pub fn new(id: &str, action: Action, session: &str, at: Micros) -> Self {
+        Event {
+            event_id: id.to_string(),
+            action,
+            session_id: session.to_string(),
+            session_started_at: None,
+            peer_id: None,
+            role: None,
+            role_class: None,
+            event_at: at,
+            joined_at: None,
+            received_at: None,
+        }
+    }
+}
+
 /// One snapshot fact of `hms_apply_facts` (docs/design.md §6).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fact {

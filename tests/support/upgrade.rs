@@ -1,31 +1,55 @@
-//! The upgrade path: a database built by the first build's migrations (commit e3c104a, copied in
-//! tests/fixtures/migrations-e3c104a), with rooms filled through its own hms_apply_event, then
+//! The upgrade path: a database built by the first build's migrations (commit e3c104a, frozen as
+//! gzip files in tests/fixtures/first-build-migrations), with rooms filled through its own
+//! hms_apply_event, then
 //! only the newer migration files applied (what `supabase db push` does on a deployed project).
 //! It must end with the schema of a fresh install and with every room as the v2 model says.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use postgres::Client;
 
 use super::behaviour::fingerprint;
-use super::db::{connect, create_room_sql, read_state, text, ts};
+use super::db::{connect, create_room_sql, event_args, read_state};
 use super::generate::{history, Rng, Shape};
 use super::harness::{compare, q, Ctx};
 use super::model::{expected, Delivery, Event, Initial};
 
-fn sql_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+/// The files of `dir` whose names end in `suffix` (".sql", or ".sql.gz" for the frozen first
+/// build), in name order.
+fn sql_files(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>, String> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| format!("{}: {e}", dir.display()))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+        .filter(|p| p.to_str().is_some_and(|s| s.ends_with(suffix)))
         .collect();
     files.sort();
     Ok(files)
 }
 
+/// A migration's name: its file name without `.gz`.
+fn migration_name(path: &Path) -> Option<&str> {
+    let name = path.file_name()?.to_str()?;
+    Some(name.strip_suffix(".gz").unwrap_or(name))
+}
+
+/// A migration's SQL, gunzipped when the file is `.gz`.
+fn read_sql(path: &Path) -> Result<String, String> {
+    let fail = |e: std::io::Error| format!("{}: {e}", path.display());
+    if path.extension().is_some_and(|x| x == "gz") {
+        let mut sql = String::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(path).map_err(fail)?)
+            .read_to_string(&mut sql)
+            .map_err(fail)?;
+        Ok(sql)
+    } else {
+        std::fs::read_to_string(path).map_err(fail)
+    }
+}
+
 fn apply_files(client: &mut Client, files: &[PathBuf]) -> Result<(), String> {
     for f in files {
-        let sql = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let sql = read_sql(f)?;
         client
             .batch_execute(&sql)
             .map_err(|e| format!("{}: {}", f.display(), q(e)))?;
@@ -35,21 +59,9 @@ fn apply_files(client: &mut Client, files: &[PathBuf]) -> Result<(), String> {
 
 /// The first build's hms_apply_event (12 arguments, no p_received_at).
 fn old_apply_sql(room: &str, e: &Event) -> String {
-    let opt = |s: Option<&str>| s.map_or("null".into(), text);
-    let opt_ts = |t: Option<i64>| t.map_or("null".into(), ts);
     format!(
-        "select public.hms_apply_event({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, false)",
-        text(&e.event_id),
-        text(e.action.event_type()),
-        text(e.action.as_str()),
-        text(room),
-        text(&e.session_id),
-        opt_ts(e.session_started_at),
-        opt(e.peer_id.as_deref()),
-        opt(e.role.as_deref()),
-        opt(e.role_class.map(|c| c.as_str())),
-        ts(e.event_at),
-        opt_ts(e.joined_at)
+        "select public.hms_apply_event({}, false)",
+        event_args(room, e).join(", ")
     )
 }
 
@@ -68,12 +80,15 @@ fn schema(print: &str) -> Vec<String> {
 
 pub fn upgrade_from_first_build(ctx: &mut Ctx) -> Result<String, String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let old = sql_files(&root.join("tests/fixtures/migrations-e3c104a"))?;
-    let all = sql_files(&root.join("supabase/migrations"))?;
-    let old_names: Vec<_> = old.iter().filter_map(|p| p.file_name()).collect();
+    let old = sql_files(
+        &root.join("tests/fixtures/first-build-migrations"),
+        ".sql.gz",
+    )?;
+    let all = sql_files(&root.join("supabase/migrations"), ".sql")?;
+    let old_names: Vec<_> = old.iter().filter_map(|p| migration_name(p)).collect();
     let new: Vec<PathBuf> = all
         .iter()
-        .filter(|p| p.file_name().is_some_and(|n| !old_names.contains(&n)))
+        .filter(|p| migration_name(p).is_some_and(|n| !old_names.contains(&n)))
         .cloned()
         .collect();
     if old.len() != 2 || new.is_empty() {
