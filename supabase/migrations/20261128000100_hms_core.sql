@@ -164,4 +164,4 @@ revoke all on function public.hms_apply_answer(text, public.rooms) from public, 
 grant execute on function public.hms_apply_answer(text, public.rooms) to service_role;
 
 -- hms_apply_event, hms_apply_facts and their steps: 20261201000100_hms_rules_v2.sql.
--- hms_prune_events: with the settings it reads, in 20261128000200_hms_trending.sql.
+-- hms_prune_events: with the settings it reads, in 20261201000100_hms_rules_v2.sql.

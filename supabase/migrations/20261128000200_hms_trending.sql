@@ -173,7 +173,6 @@ create index if not exists rooms_trending_rank_live_idx
 -- Every write to a room recomputes its score (as of now) and rank from the row and the settings,
 -- so the app setting `featured` (or anything else) is reflected at once. Security definer: the
 -- writer (e.g. an authenticated app user with an update policy) cannot read hms_settings.
--- Re-created with a fallback for a missing settings row in 20261201000100_hms_rules_v2.sql.
 create or replace function public.hms_rooms_trending()
 returns trigger
 language plpgsql
@@ -224,8 +223,8 @@ create or replace trigger hms_settings_changed
   execute function public.hms_settings_changed();
 
 -- ---------------------------------------------------------------------------------------------
--- The public feed; score_now is at most the base score. Inlinable on purpose (language sql,
--- stable, one select, no SET, not security definer): `select * from trending_rooms(20)` plans as an index scan on rooms_trending_rank_idx
+-- The public feed. Inlinable on purpose (language sql, stable, one select, no SET, not security
+-- definer): `select * from trending_rooms(20)` plans as an index scan on rooms_trending_rank_idx
 -- with a LIMIT, and RLS on rooms still applies to the caller.
 -- ---------------------------------------------------------------------------------------------
 create or replace function public.trending_rooms(
@@ -249,8 +248,7 @@ stable
 as $$
   select r.id, r.hms_room_id, r.is_live, r.listener_count, r.speaker_count, r.last_active_at,
     r.trending_score, r.featured, r.trending_rank,
-    public.hms_score_from_rank(r.trending_rank,
-      greatest(extract(epoch from now()), extract(epoch from r.last_active_at))::double precision,
+    public.hms_score_from_rank(r.trending_rank, extract(epoch from now())::double precision,
       (select public.hms_half_life_hours())) as score_now
   from public.rooms as r
   where (not coalesce(p_live_only, false) or r.is_live)
@@ -299,34 +297,6 @@ $$;
 
 revoke all on function public.hms_refresh_trending() from public, anon, authenticated;
 grant execute on function public.hms_refresh_trending() to service_role;
-
--- ---------------------------------------------------------------------------------------------
--- hms_prune_events: the ledger only has to outlive 100ms's retries and replays. Deletes rows
--- received longer ago than p_older_than (default: hms_settings.event_retention, else 7 days).
--- A pruned event that is delivered again is applied again, which changes nothing (monotone rules).
--- ---------------------------------------------------------------------------------------------
-create or replace function public.hms_prune_events(p_older_than interval default null)
-returns bigint
-language plpgsql
-security invoker
-set search_path = ''
-as $$
-declare
-  v_keep interval := coalesce(p_older_than,
-    (select event_retention from public.hms_settings where id), interval '7 days');
-  v_rows bigint;
-begin
-  if v_keep < interval '0' then
-    raise exception using errcode = '22023', message = 'hms_prune_events: p_older_than must not be negative';
-  end if;
-  delete from public.hms_events where received_at < now() - v_keep;
-  get diagnostics v_rows = row_count;
-  return v_rows;
-end
-$$;
-
-revoke all on function public.hms_prune_events(interval) from public, anon, authenticated;
-grant execute on function public.hms_prune_events(interval) to service_role;
 
 -- ---------------------------------------------------------------------------------------------
 -- hms_schedule_jobs: with pg_cron, refresh the scores every 5 minutes and prune the ledger daily

@@ -768,43 +768,6 @@ comment on function public.hms_close_expired_sessions is
   'Closes envelope sessions that started more than 12 h before p_now, at start + 12 h.';
 
 -- ---------------------------------------------------------------------------------------------
--- trending_rooms: score_now is at most the base score (a last_active_at ahead of the clock decays
--- from "now", it never grows). The same definition as in the trending migration, its home:
--- deployed databases only run new migration files, so the new text is applied here too (the
--- upgrade test checks that both paths end in the same schema).
--- ---------------------------------------------------------------------------------------------
-create or replace function public.trending_rooms(
-  p_limit integer default 20,
-  p_offset integer default 0,
-  p_live_only boolean default false
-) returns table (
-  id uuid,
-  hms_room_id text,
-  is_live boolean,
-  listener_count integer,
-  speaker_count integer,
-  last_active_at timestamptz,
-  trending_score numeric,
-  featured boolean,
-  trending_rank double precision,
-  score_now numeric
-)
-language sql
-stable
-as $$
-  select r.id, r.hms_room_id, r.is_live, r.listener_count, r.speaker_count, r.last_active_at,
-    r.trending_score, r.featured, r.trending_rank,
-    public.hms_score_from_rank(r.trending_rank,
-      greatest(extract(epoch from now()), extract(epoch from r.last_active_at))::double precision,
-      (select public.hms_half_life_hours())) as score_now
-  from public.rooms as r
-  where (not coalesce(p_live_only, false) or r.is_live)
-  order by r.trending_rank desc nulls last, r.id
-  limit least(greatest(coalesce(p_limit, 20), 0), 1000)
-  offset greatest(coalesce(p_offset, 0), 0)
-$$;
-
--- ---------------------------------------------------------------------------------------------
 -- The rooms trigger (its home is the trending migration, re-created here for deployed databases):
 -- without the settings row it scores with the fallbacks hms_refresh_trending uses, never with
 -- nulls (which made every written room score 99999999.99). An aggregate always answers one row;
@@ -834,8 +797,11 @@ begin
 end
 $$;
 
--- hms_prune_events lives with hms_settings in the trending migration; re-created here from the same
--- text for databases that ran the earlier version (which read the settings through dynamic SQL).
+-- hms_prune_events: the ledger only has to outlive 100ms's retries and replays. Deletes rows
+-- received longer ago than p_older_than (default: hms_settings.event_retention, else 7 days).
+-- A pruned event that is delivered again is applied again, which changes nothing (monotone rules).
+-- Replaces the first build's version (in its core migration), which read the settings through
+-- dynamic SQL because the core runs before hms_settings exists.
 create or replace function public.hms_prune_events(p_older_than interval default null)
 returns bigint
 language plpgsql

@@ -126,7 +126,9 @@ $$;
 drop index if exists public.rooms_trending_rank_idx;
 drop index if exists public.rooms_trending_rank_live_idx;
 
--- The public feed, same answer as before (trending_rank desc nulls last, id). Inlinable on purpose
+-- The public feed, same answer as before (trending_rank desc nulls last, id); its one definition
+-- among this round's migrations. score_now is never more than the base score: a last_active_at
+-- ahead of the clock decays from "now", it never grows. Inlinable on purpose
 -- (language sql, stable, one select, no SET, not security definer): an ordered index scan of each
 -- hms_room_rank partition, merged (Merge Append; the live-only feed prunes to one partition),
 -- joined to rooms by id, and the LIMIT stops after the rows it needs; RLS on rooms still applies
