@@ -590,6 +590,29 @@ macro_rules! unsupported {
     };
 }
 
+/// Declares the two generic newtype methods, refusing their input (no record field is a newtype).
+macro_rules! unsupported_newtypes {
+    () => {
+        fn serialize_newtype_struct<T: serde::Serialize + ?Sized>(
+            self,
+            _: &'static str,
+            _: &T,
+        ) -> Result<(), Unsupported> {
+            Err(Unsupported)
+        }
+
+        fn serialize_newtype_variant<T: serde::Serialize + ?Sized>(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: &T,
+        ) -> Result<(), Unsupported> {
+            Err(Unsupported)
+        }
+    };
+}
+
 type No = serde::ser::Impossible<(), Unsupported>;
 
 /// The top level: a struct with named fields, nothing else.
@@ -658,23 +681,7 @@ impl<'o> serde::Serializer for Record<'o> {
         Err(Unsupported)
     }
 
-    fn serialize_newtype_struct<T: serde::Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: &T,
-    ) -> Result<(), Unsupported> {
-        Err(Unsupported)
-    }
-
-    fn serialize_newtype_variant<T: serde::Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Result<(), Unsupported> {
-        Err(Unsupported)
-    }
+    unsupported_newtypes!();
 }
 
 impl serde::ser::SerializeStruct for Fields<'_> {
@@ -782,23 +789,7 @@ impl serde::Serializer for Scalar<'_> {
         serialize_struct_variant(&'static str, u32, &'static str, usize) -> No;
     }
 
-    fn serialize_newtype_struct<T: serde::Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: &T,
-    ) -> Result<(), Unsupported> {
-        Err(Unsupported)
-    }
-
-    fn serialize_newtype_variant<T: serde::Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Result<(), Unsupported> {
-        Err(Unsupported)
-    }
+    unsupported_newtypes!();
 }
 
 #[cfg(test)]

@@ -162,23 +162,12 @@ impl WebhookHandler {
 impl WebhookHandler {
     /// `POST …/reconcile`: admitted like a webhook, then one pass with `fetch` as its I/O.
     async fn reconcile(&self, config: &Config, request: &Request) -> Reply {
-        let received = now_ms();
-        let method = request.method();
-        let headers = read_headers(config, &request.headers());
-        if let Some(reply) = handler::preflight(config, &method, None) {
-            return reply;
-        }
-        let cap = config.settings().max_body_bytes.saturating_add(1);
-        let Ok(body) = read_body(request, cap).await else {
-            return internal(config, "request body could not be read", received);
+        let read = match read_request(config, request, false).await {
+            Ok(read) => read,
+            Err(reply) => return reply,
         };
-        let incoming = Incoming {
-            method: &method,
-            headers: &headers,
-            body: &body,
-            now_ms: received,
-        };
-        let settings = match reconcile::admit(config, &incoming) {
+        let received = read.now_ms;
+        let settings = match reconcile::admit(config, &read.incoming()) {
             Ok(settings) => settings,
             Err(reply) => return reply,
         };
@@ -297,29 +286,58 @@ fn env_pairs(env: &JsValue) -> Option<Vec<(String, String)>> {
     Some(pairs)
 }
 
-async fn handle_request(config: &Config, request: &Request) -> Reply {
-    let started = now_ms();
+/// A request as the core reads it, owned; `incoming` lends it out.
+struct Read {
+    method: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    now_ms: i64,
+}
+
+impl Read {
+    fn incoming(&self) -> Incoming<'_> {
+        Incoming {
+            method: &self.method,
+            headers: &self.headers,
+            body: &self.body,
+            now_ms: self.now_ms,
+        }
+    }
+}
+
+/// Reads `request` for the core, or answers it: the preflight's answer (`by_length`: a declared
+/// content-length over the limit is refused before the body is read), else the body up to one
+/// byte over the limit (enough for the core to answer 413), else a 500 if it cannot be read.
+async fn read_request(config: &Config, request: &Request, by_length: bool) -> Result<Read, Reply> {
+    let now_ms = now_ms();
     let method = request.method();
     let headers = read_headers(config, &request.headers());
     let content_length = headers
         .iter()
+        .filter(|_| by_length)
         .find(|(name, _)| name == "content-length")
         .and_then(|(_, value)| value.trim().parse::<u64>().ok());
     if let Some(reply) = handler::preflight(config, &method, content_length) {
-        return reply;
+        return Err(reply);
     }
-    // One byte over the limit is enough for `begin` to answer 413.
     let cap = config.settings().max_body_bytes.saturating_add(1);
     let Ok(body) = read_body(request, cap).await else {
-        return internal(config, "request body could not be read", started);
+        return Err(internal(config, "request body could not be read", now_ms));
     };
-    let incoming = Incoming {
-        method: &method,
-        headers: &headers,
-        body: &body,
-        now_ms: started,
+    Ok(Read {
+        method,
+        headers,
+        body,
+        now_ms,
+    })
+}
+
+async fn handle_request(config: &Config, request: &Request) -> Reply {
+    let read = match read_request(config, request, true).await {
+        Ok(read) => read,
+        Err(reply) => return reply,
     };
-    match handler::begin(config, &incoming) {
+    match handler::begin(config, &read.incoming()) {
         Step::Respond(reply) => reply,
         Step::Call(call) => {
             let outcome = send(&call.request).await;
