@@ -247,14 +247,7 @@ async fn fetch_any(request: &http::Request) -> Result<HttpOutcome, JsValue> {
     if let Some(body) = &request.body {
         init.set_body(&JsValue::from_str(body));
     }
-    let controller = AbortController::new()?;
-    init.set_signal(Some(&controller.signal()));
-    let abort: js_sys::Function = js_sys::Reflect::get(&controller, &JsValue::from_str("abort"))?
-        .dyn_into::<js_sys::Function>()?
-        .bind0(&controller);
-    let timer = set_timeout(&abort, UPSTREAM_TIMEOUT_MS)?;
     let answer = fetch_answer(&request.url, &init).await;
-    clear_timeout(&timer);
     answer.map(|outcome| match outcome {
         RpcOutcome::Response { status, body } => HttpOutcome::Response { status, body },
         RpcOutcome::Unreachable => HttpOutcome::Unreachable,
@@ -398,18 +391,24 @@ async fn try_send(rpc: &RpcRequest) -> Result<RpcOutcome, JsValue> {
     init.set_method("POST");
     init.set_headers(&headers);
     init.set_body(&JsValue::from_str(&rpc.body));
+    fetch_answer(&rpc.url, &init).await
+}
+
+/// Fetches `url` with `init`, aborted after UPSTREAM_TIMEOUT_MS (the timer is cleared either way).
+async fn fetch_answer(url: &str, init: &RequestInit) -> Result<RpcOutcome, JsValue> {
     let controller = AbortController::new()?;
     init.set_signal(Some(&controller.signal()));
     let abort: js_sys::Function = js_sys::Reflect::get(&controller, &JsValue::from_str("abort"))?
         .dyn_into::<js_sys::Function>()?
         .bind0(&controller);
     let timer = set_timeout(&abort, UPSTREAM_TIMEOUT_MS)?;
-    let outcome = fetch_answer(&rpc.url, &init).await;
+    let answer = fetch_within(url, init).await;
     clear_timeout(&timer);
-    outcome
+    answer
 }
 
-async fn fetch_answer(url: &str, init: &RequestInit) -> Result<RpcOutcome, JsValue> {
+/// The fetch and its body, without the timer.
+async fn fetch_within(url: &str, init: &RequestInit) -> Result<RpcOutcome, JsValue> {
     let request = Request::new_with_str_and_init(url, init)?;
     let response: Response = JsFuture::from(fetch_with_request(&request)?)
         .await?
