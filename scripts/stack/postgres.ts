@@ -41,8 +41,8 @@ export interface PostgresOptions {
   /** Default 250: the end-to-end tests open a few hundred concurrent requests. */
   maxConnections?: number;
   /**
-   * postgresql.conf settings over {@link STACK_SETTINGS}, e.g. `{full_page_writes: "off"}` for a
-   * benchmark that measures what the setting costs. `npm start` and the tests never pass any:
+   * postgresql.conf settings over {@link STACK_SETTINGS}, e.g. full-page writes turned off for a
+   * benchmark that measures what they cost. `npm start` and the tests never pass any:
    * they run with a Supabase database's durability.
    */
   settings?: Record<string, string>;
@@ -51,8 +51,8 @@ export interface PostgresOptions {
 /**
  * What a commit survives, as on a Supabase database (PostgreSQL's defaults; Supabase changes
  * none of them): a commit is flushed to the WAL on disk before the server says it committed, and
- * full pages are logged so a crash mid-write cannot tear one. With `synchronous_commit = off`
- * (as this stack once ran), killing one backend lost 6 of 986 events answered 200 (issue #11).
+ * full pages are logged so a crash mid-write cannot tear one. When this stack once ran without
+ * synchronous commit, killing one backend lost 6 of 986 events answered 200 (issue #11).
  */
 export const SUPABASE_DURABILITY: Readonly<Record<string, string>> = {
   fsync: "on",
