@@ -251,11 +251,17 @@ export async function runDbCost(ctx: BenchContext): Promise<DbCostResult> {
         records += after.wal_records - before.wal_records;
         fpi += after.wal_fpi - before.wal_fpi;
         if (walinspect) {
-          // pg_walinspect reads only flushed WAL; the WAL writer gets there within its delay.
-          for (let i = 0; i < 100; i++) {
+          // pg_walinspect reads only flushed WAL. A record no commit follows can stay unflushed
+          // (the WAL writer alone flushes whole pages), so commit an xid after the range: that
+          // asks the WAL writer to flush past it within its delay.
+          await admin`select pg_current_xact_id()`;
+          for (let i = 0;; i++) {
             const [{ ok }] = await admin`select pg_current_wal_flush_lsn() >=
               ${after.lsn}::pg_lsn as ok`;
             if (ok) break;
+            if (i === 100) {
+              throw new Error(`WAL not flushed up to ${after.lsn}`);
+            }
             await new Promise((r) => setTimeout(r, 50));
           }
           const stats = await admin`select "resource_manager/record_type" as rt,

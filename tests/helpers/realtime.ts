@@ -92,10 +92,14 @@ export class RealtimeSlot {
    * shows the slot does see the hms_* writes the filter keeps out).
    */
   async drain(): Promise<{ realtime: W2jChange[]; everything: W2jChange[] }> {
-    // Logical decoding reads flushed WAL only, and the stack may commit asynchronously: wait
-    // (writing nothing) until the WAL writer has flushed everything inserted so far.
+    // Logical decoding reads flushed WAL only. Commits flush themselves, but a record no commit
+    // follows (the running-xacts snapshot the background writer logs at wal_level=logical, a
+    // hint-bit page image) stays unflushed until a later commit asks: the WAL writer on its own
+    // flushes whole pages only. So end with a commit of our own that has an xid; it writes no
+    // row, and asks the WAL writer to flush past it within wal_writer_delay.
     const [{ upto }] = await this.conn<{ upto: string }[]>`
       select pg_current_wal_insert_lsn()::text as upto`;
+    await this.conn`select pg_current_xact_id()`;
     const deadline = Date.now() + 10_000;
     for (;;) {
       const [{ flushed }] = await this.conn<{ flushed: boolean }[]>`
