@@ -768,61 +768,6 @@ comment on function public.hms_close_expired_sessions is
   'Closes envelope sessions that started more than 12 h before p_now, at start + 12 h.';
 
 -- ---------------------------------------------------------------------------------------------
--- The rooms trigger (its home is the trending migration, re-created here for deployed databases):
--- without the settings row it scores with the fallbacks hms_refresh_trending uses, never with
--- nulls (which made every written room score 99999999.99). An aggregate always answers one row;
--- the fallbacks are checked against the hms_settings column defaults by the behaviour tests.
--- ---------------------------------------------------------------------------------------------
-create or replace function public.hms_rooms_trending()
-returns trigger
-language plpgsql
-security definer
-set search_path = ''
-as $$
-declare
-  v_wl double precision;
-  v_ws double precision;
-  v_fb double precision;
-  v_hl double precision;
-begin
-  select coalesce(max(listener_weight), 1), coalesce(max(speaker_weight), 3),
-    coalesce(max(featured_bonus), 5), coalesce(max(half_life_hours), 6)
-  into v_wl, v_ws, v_fb, v_hl
-  from public.hms_settings where id;
-  new.trending_score := public.hms_room_score(new.listener_count, new.speaker_count, new.featured,
-    new.last_active_at, now(), v_wl, v_ws, v_fb, v_hl);
-  new.trending_rank := public.hms_trending_rank(new.listener_count, new.speaker_count, new.featured,
-    extract(epoch from new.last_active_at)::double precision, v_wl, v_ws, v_fb, v_hl);
-  return new;
-end
-$$;
-
--- hms_prune_events: the ledger only has to outlive 100ms's retries and replays. Deletes rows
--- received longer ago than p_older_than (default: hms_settings.event_retention, else 7 days).
--- A pruned event that is delivered again is applied again, which changes nothing (monotone rules).
--- Replaces the first build's version (in its core migration), which read the settings through
--- dynamic SQL because the core runs before hms_settings exists.
-create or replace function public.hms_prune_events(p_older_than interval default null)
-returns bigint
-language plpgsql
-security invoker
-set search_path = ''
-as $$
-declare
-  v_keep interval := coalesce(p_older_than,
-    (select event_retention from public.hms_settings where id), interval '7 days');
-  v_rows bigint;
-begin
-  if v_keep < interval '0' then
-    raise exception using errcode = '22023', message = 'hms_prune_events: p_older_than must not be negative';
-  end if;
-  delete from public.hms_events where received_at < now() - v_keep;
-  get diagnostics v_rows = row_count;
-  return v_rows;
-end
-$$;
-
--- ---------------------------------------------------------------------------------------------
 -- Permissions: the entry points are for the service role only; the steps are internal.
 -- ---------------------------------------------------------------------------------------------
 revoke all on function public.hms_session_live(public.hms_sessions) from public, anon, authenticated;
@@ -857,8 +802,6 @@ revoke all on function public.hms_apply_facts(text, timestamptz, timestamptz, js
 grant execute on function public.hms_apply_facts(text, timestamptz, timestamptz, jsonb) to service_role;
 revoke all on function public.hms_close_expired_sessions(timestamptz) from public, anon, authenticated;
 grant execute on function public.hms_close_expired_sessions(timestamptz) to service_role;
-revoke all on function public.hms_prune_events(interval) from public, anon, authenticated;
-grant execute on function public.hms_prune_events(interval) to service_role;
 
 -- ---------------------------------------------------------------------------------------------
 -- Upgrade of data written under the first rules: once, when this migration added its columns (a

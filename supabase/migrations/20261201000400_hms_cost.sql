@@ -2,7 +2,8 @@
 -- needs. `npm run bench -- --only dbcost` measures it (WAL bytes with and without full-page
 -- images, rows, HOT share, backend CPU) against the floor, one `update rooms` with its trigger.
 -- Idempotent, and the same on a fresh install and on an upgraded database; rooms keeps every
--- column (trending_rank included), so an app's queries keep working.
+-- column (trending_rank included), so an app's queries keep working. This round's one current
+-- definition of the rooms trigger (hms_rooms_trending), the feed and the prune is here.
 --
 -- 1. rooms updates are HOT. The feed's rank key changes on every event; indexed in rooms, it made
 --    every webhook a non-HOT update with a new entry in every index of rooms (the app's too). The
@@ -53,6 +54,36 @@ create policy hms_room_rank_public_read on public.hms_room_rank
 revoke all on public.hms_room_rank, public.hms_room_rank_live, public.hms_room_rank_idle
   from public, anon, authenticated, service_role;
 grant select on public.hms_room_rank to anon, authenticated, service_role;
+
+-- The rooms BEFORE trigger that computes trending_score and trending_rank, which the rank row
+-- follows (its home is the trending migration; its one current definition, re-created here for
+-- deployed databases): without the settings row it scores with the fallbacks
+-- hms_refresh_trending uses, never with nulls (which made every written room score
+-- 99999999.99). An aggregate always answers one row; the fallbacks are checked against the
+-- hms_settings column defaults by the behaviour tests.
+create or replace function public.hms_rooms_trending()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_wl double precision;
+  v_ws double precision;
+  v_fb double precision;
+  v_hl double precision;
+begin
+  select coalesce(max(listener_weight), 1), coalesce(max(speaker_weight), 3),
+    coalesce(max(featured_bonus), 5), coalesce(max(half_life_hours), 6)
+  into v_wl, v_ws, v_fb, v_hl
+  from public.hms_settings where id;
+  new.trending_score := public.hms_room_score(new.listener_count, new.speaker_count, new.featured,
+    new.last_active_at, now(), v_wl, v_ws, v_fb, v_hl);
+  new.trending_rank := public.hms_trending_rank(new.listener_count, new.speaker_count, new.featured,
+    extract(epoch from new.last_active_at)::double precision, v_wl, v_ws, v_fb, v_hl);
+  return new;
+end
+$$;
 
 -- Keeps a room's rank row equal to its rooms row. An update that changes neither the rank nor
 -- is_live (e.g. hms_refresh_trending's score refresh) never reaches it (the trigger's WHEN).
@@ -179,6 +210,34 @@ drop index if exists public.hms_events_room_idx;
 drop index if exists public.hms_events_received_at_idx;
 create index if not exists hms_events_received_at_brin
   on public.hms_events using brin (received_at);
+
+-- hms_prune_events: the ledger only has to outlive 100ms's retries and replays. Deletes rows
+-- received longer ago than p_older_than (default: hms_settings.event_retention, else 7 days),
+-- found through the BRIN above. A pruned event that is delivered again is applied again, which
+-- changes nothing (monotone rules). Replaces the first build's version (in its core migration),
+-- which read the settings through dynamic SQL because the core runs before hms_settings exists.
+create or replace function public.hms_prune_events(p_older_than interval default null)
+returns bigint
+language plpgsql
+security invoker
+set search_path = ''
+as $$
+declare
+  v_keep interval := coalesce(p_older_than,
+    (select event_retention from public.hms_settings where id), interval '7 days');
+  v_rows bigint;
+begin
+  if v_keep < interval '0' then
+    raise exception using errcode = '22023', message = 'hms_prune_events: p_older_than must not be negative';
+  end if;
+  delete from public.hms_events where received_at < now() - v_keep;
+  get diagnostics v_rows = row_count;
+  return v_rows;
+end
+$$;
+
+revoke all on function public.hms_prune_events(interval) from public, anon, authenticated;
+grant execute on function public.hms_prune_events(interval) to service_role;
 
 -- A deleted room takes its rank row and its ledger rows with it, found in one pass per DELETE
 -- statement (a hash join with the deleted rows) instead of a foreign-key cascade per row: neither
