@@ -128,6 +128,16 @@ as $$
   select case when p_room.id is null then null else public.hms_apply_answer('applied', p_room) -> 'room' end
 $$;
 
+-- What a snapshot or the 12-hour rule reports of a room before and after it (design §6.1).
+create or replace function public.hms_room_counts(p_room public.rooms)
+returns jsonb
+language sql
+immutable
+as $$
+  select jsonb_build_object('is_live', coalesce(p_room.is_live, false),
+    'listener_count', coalesce(p_room.listener_count, 0), 'speaker_count', coalesce(p_room.speaker_count, 0))
+$$;
+
 -- The room's current session: the largest (started_at nulls first, session_id). One index step.
 -- PL/pgSQL so that its plan is kept for the connection.
 create or replace function public.hms_current_session(p_room uuid)
@@ -193,6 +203,36 @@ begin
 end
 $$;
 
+-- Step: peers still marked present that the rules no longer hold present (present(P) after a
+-- close, or after a snapshot that no longer listed them) stop being present, and their session's
+-- counts lose them.
+create or replace function public.hms_end_presences(p_session public.hms_sessions)
+returns public.hms_sessions
+language plpgsql
+security invoker
+set search_path = ''
+as $$
+declare
+  v_ended_listeners integer;
+  v_ended_speakers integer;
+begin
+  with ended as (
+    update public.hms_presence as p
+    set present = false, updated_at = now()
+    where p.room_id = p_session.room_id and p.session_id = p_session.session_id and p.present
+      and not public.hms_peer_present(p, p_session)
+    returning p.role_class
+  )
+  select count(*) filter (where role_class = 'listener'), count(*) filter (where role_class = 'speaker')
+  into v_ended_listeners, v_ended_speakers
+  from ended;
+  if v_ended_listeners = 0 and v_ended_speakers = 0 then
+    return p_session;
+  end if;
+  return public.hms_move_counts(p_session.room_id, p_session.session_id, -v_ended_listeners, -v_ended_speakers);
+end
+$$;
+
 -- Step: what an event or fact says about session S. started_at, last_open_at, closed_at and (flat
 -- format) last_join_at only ever grow (greatest ignores nulls); a new S is created. Rule: a close
 -- ends every presence it closes — envelope: all of them, for good; flat: every peer whose latest
@@ -213,8 +253,6 @@ declare
   v_flat_join timestamptz := case when p_session_id = '' then p_joined_at end;
   v_old public.hms_sessions;
   v_new public.hms_sessions;
-  v_ended_listeners integer;
-  v_ended_speakers integer;
 begin
   select * into v_old from public.hms_sessions where room_id = p_room and session_id = p_session_id;
   if not found then
@@ -240,19 +278,7 @@ begin
   returning * into v_new;
 
   if v_new.closed_at is distinct from v_old.closed_at then
-    with ended as (
-      update public.hms_presence as p
-      set present = false, updated_at = now()
-      where p.room_id = p_room and p.session_id = p_session_id and p.present
-        and not public.hms_peer_present(p, v_new)
-      returning p.role_class
-    )
-    select count(*) filter (where role_class = 'listener'), count(*) filter (where role_class = 'speaker')
-    into v_ended_listeners, v_ended_speakers
-    from ended;
-    if v_ended_listeners > 0 or v_ended_speakers > 0 then
-      v_new := public.hms_move_counts(p_room, p_session_id, -v_ended_listeners, -v_ended_speakers);
-    end if;
+    v_new := public.hms_end_presences(v_new);
   end if;
   return v_new;
 end
@@ -386,34 +412,20 @@ declare
   v_session public.hms_sessions := p_session;
   v_listed text[] := coalesce(p_peer_ids, '{}');
   v_peer text;
-  v_ended_listeners integer;
-  v_ended_speakers integer;
 begin
   -- Listed peers first: one without a row yet starts from the earlier snapshots' absent_at.
   foreach v_peer in array v_listed loop
     v_session := public.hms_note_peer(v_session, v_peer, 'listed', p_observed_at);
   end loop;
-  -- Present peers not listed that joined before the snapshot: they have left.
-  with ended as (
-    update public.hms_presence as p
-    set absent_at = p_observed_at, present = false, updated_at = now()
-    where p.room_id = v_session.room_id and p.session_id = v_session.session_id and p.present
-      and p.joined_at < p_observed_at and not (p.peer_id = any (v_listed))
-    returning p.role_class
-  )
-  select count(*) filter (where role_class = 'listener'), count(*) filter (where role_class = 'speaker')
-  into v_ended_listeners, v_ended_speakers
-  from ended;
-  if v_ended_listeners > 0 or v_ended_speakers > 0 then
-    v_session := public.hms_move_counts(v_session.room_id, v_session.session_id,
-      -v_ended_listeners, -v_ended_speakers);
-  end if;
-  -- Every other unlisted peer keeps the fact too: a join reported later may move it before.
+  -- Every unlisted peer without a leave was absent at p_observed_at (absent_at only grows; kept
+  -- also for a peer not present now: a join reported later may move it before the snapshot).
   update public.hms_presence as p
   set absent_at = p_observed_at, updated_at = now()
   where p.room_id = v_session.room_id and p.session_id = v_session.session_id
     and p.left_at is null and (p.absent_at is null or p.absent_at < p_observed_at)
     and not (p.peer_id = any (v_listed));
+  -- Those of them that joined before the snapshot have left (present(P)).
+  v_session := public.hms_end_presences(v_session);
   if v_session.last_snapshot_at is null or v_session.last_snapshot_at < p_observed_at then
     update public.hms_sessions
     set last_snapshot_at = p_observed_at, updated_at = now()
@@ -650,8 +662,7 @@ begin
   if v_room.id is null then
     return jsonb_build_object('status', 'ignored', 'reason', 'unknown room', 'room', null);
   end if;
-  v_before := jsonb_build_object('is_live', coalesce(v_room.is_live, false),
-    'listener_count', coalesce(v_room.listener_count, 0), 'speaker_count', coalesce(v_room.speaker_count, 0));
+  v_before := public.hms_room_counts(v_room);
 
   for v_fact in select value from jsonb_array_elements(p_facts) loop
     v_kind := v_fact ->> 'kind';
@@ -707,8 +718,7 @@ begin
     'status', 'applied',
     'room', public.hms_room_json(v_room),
     'before', v_before,
-    'changed', v_before is distinct from jsonb_build_object('is_live', coalesce(v_room.is_live, false),
-      'listener_count', coalesce(v_room.listener_count, 0), 'speaker_count', coalesce(v_room.speaker_count, 0)),
+    'changed', v_before is distinct from public.hms_room_counts(v_room),
     'sessions_closed', v_closed);
 end
 $$;
@@ -746,8 +756,7 @@ begin
     order by s.room_id
   loop
     select * into v_room from public.rooms where id = v_room_id for update;
-    v_before := jsonb_build_object('is_live', coalesce(v_room.is_live, false),
-      'listener_count', coalesce(v_room.listener_count, 0), 'speaker_count', coalesce(v_room.speaker_count, 0));
+    v_before := public.hms_room_counts(v_room);
     for v_expired in
       select s.session_id, s.started_at from public.hms_sessions as s
       where s.room_id = v_room_id and s.closed_at is null and s.session_id <> '' and s.started_at < v_cutoff
@@ -778,12 +787,16 @@ revoke all on function public.hms_active_at(timestamptz, timestamptz, timestampt
 grant execute on function public.hms_active_at(timestamptz, timestamptz, timestamptz) to service_role;
 revoke all on function public.hms_room_json(public.rooms) from public, anon, authenticated;
 grant execute on function public.hms_room_json(public.rooms) to service_role;
+revoke all on function public.hms_room_counts(public.rooms) from public, anon, authenticated;
+grant execute on function public.hms_room_counts(public.rooms) to service_role;
 revoke all on function public.hms_current_session(uuid) from public, anon, authenticated;
 grant execute on function public.hms_current_session(uuid) to service_role;
 revoke all on function public.hms_lock_room(text, boolean, timestamptz) from public, anon, authenticated;
 grant execute on function public.hms_lock_room(text, boolean, timestamptz) to service_role;
 revoke all on function public.hms_move_counts(uuid, text, integer, integer) from public, anon, authenticated;
 grant execute on function public.hms_move_counts(uuid, text, integer, integer) to service_role;
+revoke all on function public.hms_end_presences(public.hms_sessions) from public, anon, authenticated;
+grant execute on function public.hms_end_presences(public.hms_sessions) to service_role;
 revoke all on function public.hms_note_session(uuid, text, timestamptz, timestamptz, timestamptz, timestamptz) from public, anon, authenticated;
 grant execute on function public.hms_note_session(uuid, text, timestamptz, timestamptz, timestamptz, timestamptz) to service_role;
 revoke all on function public.hms_note_peer(public.hms_sessions, text, text, timestamptz, timestamptz, text, text, timestamptz) from public, anon, authenticated;
