@@ -60,7 +60,8 @@ grant select on public.hms_room_rank to anon, authenticated, service_role;
 -- deployed databases): without the settings row it scores with the fallbacks
 -- hms_refresh_trending uses, never with nulls (which made every written room score
 -- 99999999.99). An aggregate always answers one row; the fallbacks are checked against the
--- hms_settings column defaults by the behaviour tests.
+-- hms_settings column defaults by the behaviour tests. (The rules v2 upgrade, earlier, writes
+-- rooms through the first build's version, which scores the same while the row exists.)
 create or replace function public.hms_rooms_trending()
 returns trigger
 language plpgsql
