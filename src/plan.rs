@@ -1,29 +1,10 @@
-//! `Event` -> `Plan`: ignore it (with a reason) or the named arguments of `hms_apply_event`
+//! `Parsed` -> `Plan`: ignore it (with its reason) or the named arguments of `hms_apply_event`
 //! (design §5 and §6): which time is the event's own, role classes, nulls for absent values.
 
-use crate::event::{Action, Event, Format, Kind};
+use crate::event::{Action, Event, IgnoreReason, Parsed};
 use crate::roles::{RoleClass, Roles};
 use crate::time::Timestamp;
 use serde::Serialize;
-
-/// Why an event is acknowledged without touching the database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IgnoreReason {
-    /// A type the core does not handle.
-    EventTypeNotHandled,
-    /// A `.failure` / `.failed` event, which never changes counts.
-    FailureEvent,
-}
-
-impl IgnoreReason {
-    /// The `reason` in the response body.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IgnoreReason::EventTypeNotHandled => "event type not handled",
-            IgnoreReason::FailureEvent => "failure event",
-        }
-    }
-}
 
 /// The named arguments of `public.hms_apply_event`; `None` serialises as JSON `null`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -69,12 +50,10 @@ pub enum Plan<'a> {
 
 /// The event's own time (design §5); else the envelope timestamp stands in for it, meaning the
 /// end of its second when it has no fraction digits (e.g. `room.end.success`, which has no stop
-/// time: every join of that session happened before the end).
-fn event_at(event: &Event<'_>, action: Action) -> Timestamp {
-    if event.format == Format::Flat {
-        return event.timestamp;
-    }
-    let own = match action {
+/// time: every join of that session happened before the end). Flat events have no own times and
+/// their millisecond timestamp stands for itself.
+fn event_at(event: &Event<'_>) -> Timestamp {
+    let own = match event.action {
         Action::PeerJoin => event.times.joined_at,
         Action::PeerLeave => event.times.left_at,
         Action::RoleChange => event.times.role_changed_at,
@@ -85,46 +64,42 @@ fn event_at(event: &Event<'_>, action: Action) -> Timestamp {
     own.unwrap_or(event.stand_in_time)
 }
 
-/// Decides what to do with a validated event received at `received_at`.
+/// Decides what to do with a parsed event received at `received_at`.
 pub fn plan<'a>(
-    event: &'a Event<'a>,
+    parsed: &'a Parsed<'a>,
     roles: &Roles,
     auto_create: bool,
     received_at: Timestamp,
 ) -> Plan<'a> {
-    let action = match event.kind {
-        Kind::Failure => return Plan::Ignore(IgnoreReason::FailureEvent),
-        Kind::Unhandled => return Plan::Ignore(IgnoreReason::EventTypeNotHandled),
-        Kind::Handled(action) => action,
+    let event = match parsed {
+        Parsed::Ignored(ignored) => return Plan::Ignore(ignored.reason),
+        Parsed::Handled(event) => event,
     };
-    // Handled events always carry a room id (event.rs enforces it); stay total anyway.
-    let Some(room_id) = event.room_id.as_deref() else {
-        return Plan::Ignore(IgnoreReason::EventTypeNotHandled);
+    let (peer_id, role, role_class) = match &event.peer {
+        Some(peer) => {
+            let role = peer.role.as_deref();
+            // A join without a role counts like an unknown role: as a listener.
+            let class = roles.classify(role.unwrap_or(""));
+            (Some(&*peer.id), role, Some(class))
+        }
+        None => (None, None, None),
     };
-    let (peer_id, role, role_class) = if action.is_peer_event() {
-        let role = event.role.as_deref();
-        // A join without a role counts like an unknown role: as a listener.
-        let class = roles.classify(role.unwrap_or(""));
-        (event.peer_id.as_deref(), role, Some(class))
-    } else {
-        (None, None, None)
-    };
-    let joined_at = match action {
+    let joined_at = match event.action {
         Action::PeerLeave | Action::RoleChange => event.times.joined_at,
         _ => None,
     };
     Plan::Apply(
         ApplyArgs {
-            p_event_id: &event.id,
-            p_event_type: &event.event_type,
-            p_action: action.as_str(),
-            p_room_id: room_id,
+            p_event_id: &event.head.id,
+            p_event_type: &event.head.event_type,
+            p_action: event.action.as_str(),
+            p_room_id: &event.room_id,
             p_session_id: &event.session_id,
             p_session_started_at: event.times.session_started_at.map(Timestamp::to_rfc3339),
             p_peer_id: peer_id,
             p_role: role,
             p_role_class: role_class.map(RoleClass::as_str),
-            p_event_at: event_at(event, action).to_rfc3339(),
+            p_event_at: event_at(event).to_rfc3339(),
             p_joined_at: joined_at.map(Timestamp::to_rfc3339),
             p_auto_create: auto_create,
             p_received_at: received_at.to_rfc3339(),
