@@ -1,6 +1,8 @@
 //! Raw body bytes -> `Parsed`: a handled `Event` or an `Ignored` one (with its reason), for the
 //! 100ms envelope and the legacy flat format; the types carry the invariants (a handled event has
-//! a room id, a peer event its peer). Strings are borrowed from the body when they contain no escapes; unknown fields are ignored.
+//! a room id, a peer event its peer). Both formats read the peer and an ignored event's room id
+//! through the same steps. Strings are borrowed from the body when they contain no escapes;
+//! unknown fields are ignored.
 
 use crate::error::Error;
 use crate::json::{self, DuplicateKey, Integer, Object, Value};
@@ -343,15 +345,60 @@ fn replay_flag(object: &mut Object<'_>, field: &'static str) -> Result<bool, Err
     }
 }
 
-fn best_effort_string<'a>(
+/// A valid body of a type the function ignores. Its room id is kept for the log when it is a valid
+/// string and otherwise dropped: the payload of a type we ignore is not ours to refuse.
+fn ignore<'a>(
+    head: Head<'a>,
+    reason: IgnoreReason,
     object: &mut Object<'a>,
-    key: &'static str,
-    field: &'static str,
-) -> Option<Cow<'a, str>> {
-    take(object, key)
-        .and_then(|v| string(v, field, false))
+    room_field: &'static str,
+) -> Parsed<'a> {
+    let room_id = take(object, "room_id")
+        .and_then(|v| string(v, room_field, false))
         .ok()
-        .flatten()
+        .flatten();
+    Parsed::Ignored(Ignored {
+        head,
+        reason,
+        room_id,
+    })
+}
+
+/// Where a format names the peer's id and role: `(key, path in messages)`.
+struct PeerFields {
+    id: (&'static str, &'static str),
+    role: (&'static str, &'static str),
+}
+
+/// The envelope's peer is in `data`.
+const ENVELOPE_PEER: PeerFields = PeerFields {
+    id: ("peer_id", "data.peer_id"),
+    role: ("role", "data.role"),
+};
+
+/// The flat format's peer is the `peer` object.
+const FLAT_PEER: PeerFields = PeerFields {
+    id: ("id", "peer.id"),
+    role: ("role", "peer.role"),
+};
+
+/// The peer of a peer event, read alike in both formats from the object that holds it.
+fn peer<'a>(
+    object: &mut Object<'a>,
+    action: Action,
+    fields: &PeerFields,
+) -> Result<Peer<'a>, Error> {
+    let (id_key, id_field) = fields.id;
+    let (role_key, role_field) = fields.role;
+    let id = required(take(object, id_key)?, id_field)?;
+    let role = take(object, role_key)?;
+    let role = if action == Action::RoleChange {
+        // The new role is the whole point of a role change.
+        Some(required(role, role_field)?)
+    } else {
+        string(role, role_field, true)?
+    };
+    Ok(Peer { id, role })
 }
 
 /// Refuses a time inside `data` too far from the envelope `timestamp`: no single event may pin a
@@ -404,15 +451,8 @@ fn envelope(mut top: Object<'_>) -> Result<Parsed<'_>, Error> {
     };
     let action = match kind_of(&head.event_type) {
         Kind::Handled(action) => action,
-        Kind::Ignored(reason) => {
-            // The envelope is valid; the payload of types we ignore is not our business.
-            let room_id = best_effort_string(&mut data, "room_id", "data.room_id");
-            return Ok(Parsed::Ignored(Ignored {
-                head,
-                reason,
-                room_id,
-            }));
-        }
+        // The envelope is valid; the payload of types we ignore is not our business.
+        Kind::Ignored(reason) => return Ok(ignore(head, reason, &mut data, "data.room_id")),
     };
 
     let room_id = required(take(&mut data, "room_id")?, "data.room_id")?;
@@ -420,15 +460,7 @@ fn envelope(mut top: Object<'_>) -> Result<Parsed<'_>, Error> {
     // "" is the flat format's: without it an event could take over the room's current session.
     let session_id = required(take(&mut data, "session_id")?, "data.session_id")?;
     let peer = if action.is_peer_event() {
-        let id = required(take(&mut data, "peer_id")?, "data.peer_id")?;
-        let role = take(&mut data, "role")?;
-        let role = if action == Action::RoleChange {
-            // The new role is the whole point of a role change.
-            Some(required(role, "data.role")?)
-        } else {
-            string(role, "data.role", true)?
-        };
-        Some(Peer { id, role })
+        Some(peer(&mut data, action, &ENVELOPE_PEER)?)
     } else {
         None
     };
@@ -506,27 +538,13 @@ fn flat<'a>(event_type: Value<'a>, mut top: Object<'a>, body: &[u8]) -> Result<P
     };
     let action = match kind_of(&head.event_type) {
         Kind::Handled(action) => action,
-        Kind::Ignored(reason) => {
-            let room_id = best_effort_string(&mut top, "room_id", "room_id");
-            return Ok(Parsed::Ignored(Ignored {
-                head,
-                reason,
-                room_id,
-            }));
-        }
+        Kind::Ignored(reason) => return Ok(ignore(head, reason, &mut top, "room_id")),
     };
     let room_id = required(take(&mut top, "room_id")?, "room_id")?;
     let peer = if action.is_peer_event() {
-        let mut peer =
+        let mut object =
             object(take(&mut top, "peer")?, "peer")?.ok_or(Error::MissingField("peer"))?;
-        let id = required(take(&mut peer, "id")?, "peer.id")?;
-        let role = take(&mut peer, "role")?;
-        let role = if action == Action::RoleChange {
-            Some(required(role, "peer.role")?)
-        } else {
-            string(role, "peer.role", true)?
-        };
-        Some(Peer { id, role })
+        Some(peer(&mut object, action, &FLAT_PEER)?)
     } else {
         None
     };
