@@ -5,7 +5,7 @@
 //! unknown fields are ignored.
 
 use crate::error::Error;
-use crate::json::{self, DuplicateKey, Integer, Object, Value};
+use crate::json::{self, Integer, Object, Value};
 use crate::time::Timestamp;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
@@ -239,10 +239,9 @@ impl<'a> Parsed<'a> {
 
 /// Takes a member out of an object; `null` counts as absent, a repeated key is refused.
 fn take<'a>(object: &mut Object<'a>, key: &'static str) -> Result<Option<Value<'a>>, Error> {
-    match object.take(key) {
-        Ok(Some(Value::Null)) | Ok(None) => Ok(None),
-        Ok(value) => Ok(value),
-        Err(DuplicateKey) => Err(Error::InvalidJson(format!("duplicate field `{key}`"))),
+    match object.take(key)? {
+        Some(Value::Null) => Ok(None),
+        value => Ok(value),
     }
 }
 
@@ -508,16 +507,12 @@ fn flat_timestamp(value: Option<Value<'_>>) -> Result<Timestamp, Error> {
     match value {
         None => Err(Error::MissingField(FIELD)),
         Some(Value::Number(number)) => match json::integer(number) {
-            Integer::Unsigned(ms) => {
-                Timestamp::from_epoch_ms(ms).map_err(|e| Error::InvalidTimestamp {
-                    field: FIELD,
-                    reason: e.to_string().into(),
-                })
-            }
-            Integer::TooLarge => Err(invalid("milliseconds since epoch out of range")),
-            Integer::Negative => Err(invalid("milliseconds must not be negative")),
-            Integer::NotAnInteger => Err(invalid("milliseconds must be an integer")),
-        },
+            Integer::Unsigned(ms) => Timestamp::from_epoch_ms(ms),
+            Integer::TooLarge => None,
+            Integer::Negative => return Err(invalid("milliseconds must not be negative")),
+            Integer::NotAnInteger => return Err(invalid("milliseconds must be an integer")),
+        }
+        .ok_or_else(|| invalid("milliseconds since epoch out of range")),
         Some(_) => Err(Error::InvalidField {
             field: FIELD,
             expected: "an integer number of milliseconds since the epoch",
