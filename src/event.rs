@@ -363,22 +363,25 @@ fn ignore<'a>(
     })
 }
 
-/// Where a format names the peer's id and role: `(key, path in messages)`.
+/// Where a format names the peer: the id's key, and the paths of id and `role` in messages.
 struct PeerFields {
-    id: (&'static str, &'static str),
-    role: (&'static str, &'static str),
+    id_key: &'static str,
+    id_field: &'static str,
+    role_field: &'static str,
 }
 
 /// The envelope's peer is in `data`.
 const ENVELOPE_PEER: PeerFields = PeerFields {
-    id: ("peer_id", "data.peer_id"),
-    role: ("role", "data.role"),
+    id_key: "peer_id",
+    id_field: "data.peer_id",
+    role_field: "data.role",
 };
 
 /// The flat format's peer is the `peer` object.
 const FLAT_PEER: PeerFields = PeerFields {
-    id: ("id", "peer.id"),
-    role: ("role", "peer.role"),
+    id_key: "id",
+    id_field: "peer.id",
+    role_field: "peer.role",
 };
 
 /// The peer of a peer event, read alike in both formats from the object that holds it.
@@ -387,15 +390,13 @@ fn peer<'a>(
     action: Action,
     fields: &PeerFields,
 ) -> Result<Peer<'a>, Error> {
-    let (id_key, id_field) = fields.id;
-    let (role_key, role_field) = fields.role;
-    let id = required(take(object, id_key)?, id_field)?;
-    let role = take(object, role_key)?;
+    let id = required(take(object, fields.id_key)?, fields.id_field)?;
+    let role = take(object, "role")?;
     let role = if action == Action::RoleChange {
         // The new role is the whole point of a role change.
-        Some(required(role, role_field)?)
+        Some(required(role, fields.role_field)?)
     } else {
-        string(role, role_field, true)?
+        string(role, fields.role_field, true)?
     };
     Ok(Peer { id, role })
 }
