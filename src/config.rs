@@ -60,12 +60,24 @@ pub struct RestTarget {
     pub api_key: String,
 }
 
+/// Debug output of a target: its URL, and its secret fields by name only.
+fn debug_target(
+    f: &mut std::fmt::Formatter<'_>,
+    name: &str,
+    (url_field, url): (&str, &str),
+    secret_fields: &[&str],
+) -> std::fmt::Result {
+    let mut out = f.debug_struct(name);
+    out.field(url_field, &url);
+    for field in secret_fields {
+        out.field(field, &"<redacted>");
+    }
+    out.finish()
+}
+
 impl std::fmt::Debug for RestTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RestTarget")
-            .field("rpc_url", &self.rpc_url)
-            .field("api_key", &"<redacted>")
-            .finish()
+        debug_target(f, "RestTarget", ("rpc_url", &self.rpc_url), &["api_key"])
     }
 }
 
@@ -82,11 +94,8 @@ pub struct ApiTarget {
 
 impl std::fmt::Debug for ApiTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiTarget")
-            .field("base_url", &self.base_url)
-            .field("access_key", &"<redacted>")
-            .field("app_secret", &"<redacted>")
-            .finish()
+        let url = ("base_url", self.base_url.as_str());
+        debug_target(f, "ApiTarget", url, &["access_key", "app_secret"])
     }
 }
 
@@ -438,6 +447,11 @@ mod tests {
         config.settings().unwrap_err()
     }
 
+    /// The variable the base environment plus `extra` is refused for.
+    fn refused_by(extra: &[(&'static str, &'static str)]) -> &'static str {
+        problem(&with(extra)).variable
+    }
+
     #[test]
     fn defaults() {
         let config = with(&[]);
@@ -470,7 +484,7 @@ mod tests {
             "HMS_WEBHOOK_SECRET"
         );
         assert_eq!(
-            problem(&with(&[("HMS_WEBHOOK_SECRET", "")])).variable,
+            refused_by(&[("HMS_WEBHOOK_SECRET", "")]),
             "HMS_WEBHOOK_SECRET"
         );
         assert_eq!(problem(&without("SUPABASE_URL")).variable, "SUPABASE_URL");
@@ -551,13 +565,10 @@ mod tests {
             assert_eq!(config.debug(), value);
         }
         assert_eq!(
-            problem(&with(&[("HMS_AUTO_CREATE_ROOMS", "maybe")])).variable,
+            refused_by(&[("HMS_AUTO_CREATE_ROOMS", "maybe")]),
             "HMS_AUTO_CREATE_ROOMS"
         );
-        assert_eq!(
-            problem(&with(&[("SUPABASE_DEBUG", "on")])).variable,
-            "SUPABASE_DEBUG"
-        );
+        assert_eq!(refused_by(&[("SUPABASE_DEBUG", "on")]), "SUPABASE_DEBUG");
     }
 
     #[test]
@@ -576,19 +587,19 @@ mod tests {
             ("HMS_MAX_BODY_BYTES", "1.5"),
             ("HMS_MAX_BODY_BYTES", "99999999999"),
         ] {
-            assert_eq!(problem(&with(&[(name, bad)])).variable, name, "{bad}");
+            assert_eq!(refused_by(&[(name, bad)]), name, "{bad}");
         }
     }
 
     #[test]
     fn auth_mode_and_header_name() {
         assert_eq!(
-            problem(&with(&[("HMS_WEBHOOK_AUTH", "hmac")])).variable,
+            refused_by(&[("HMS_WEBHOOK_AUTH", "hmac")]),
             "HMS_WEBHOOK_AUTH"
         );
         assert!(with(&[("HMS_WEBHOOK_AUTH", "Header")]).settings().is_ok());
         assert_eq!(
-            problem(&with(&[("HMS_WEBHOOK_SECRET_HEADER", "x secret")])).variable,
+            refused_by(&[("HMS_WEBHOOK_SECRET_HEADER", "x secret")]),
             "HMS_WEBHOOK_SECRET_HEADER"
         );
         assert!(with(&[("HMS_WEBHOOK_SECRET_HEADER", "X-HMS-Secret")])
@@ -606,7 +617,7 @@ mod tests {
             "https://x?y=1",
         ] {
             assert_eq!(
-                problem(&with(&[("SUPABASE_URL", bad)])).variable,
+                refused_by(&[("SUPABASE_URL", bad)]),
                 "SUPABASE_URL",
                 "{bad}"
             );
@@ -669,24 +680,20 @@ mod tests {
             DEFAULT_API_URL
         );
         assert_eq!(
-            problem(&with(&[("HMS_APP_ACCESS_KEY", "ak")])).variable,
+            refused_by(&[("HMS_APP_ACCESS_KEY", "ak")]),
             "HMS_APP_SECRET"
         );
         assert_eq!(
-            problem(&with(&[("HMS_APP_SECRET", "as")])).variable,
+            refused_by(&[("HMS_APP_SECRET", "as")]),
             "HMS_APP_ACCESS_KEY"
         );
         assert_eq!(
-            problem(&with(&[
-                ("HMS_APP_ACCESS_KEY", "ak"),
-                ("HMS_APP_SECRET", "as\n")
-            ]))
-            .variable,
+            refused_by(&[("HMS_APP_ACCESS_KEY", "ak"), ("HMS_APP_SECRET", "as\n")]),
             "HMS_APP_SECRET"
         );
         // A bad URL is refused even before the keys are set: it is validated once, up front.
         assert_eq!(
-            problem(&with(&[("HMS_API_URL", "api.100ms.live")])).variable,
+            refused_by(&[("HMS_API_URL", "api.100ms.live")]),
             "HMS_API_URL"
         );
         assert_eq!(

@@ -121,21 +121,22 @@ fn decide<'a>(config: &Config, incoming: &Incoming<'a>, log: &mut Log<'a>) -> Re
             .check(incoming.headers, incoming.body)?
             .as_str(),
     );
-    let event = event::parse(incoming.body)?;
-    log.format = Some(event.format.as_str());
-    log.event_id = Some(event.id.clone());
-    log.event_type = Some(event.event_type.clone());
-    log.room_id = event.room_id.clone();
+    let parsed = event::parse(incoming.body)?;
+    let head = parsed.head();
+    log.format = Some(head.format.as_str());
+    log.event_id = Some(head.id.clone());
+    log.event_type = Some(head.event_type.clone());
+    log.room_id = parsed.room_id().cloned();
     let tolerance = match settings.tolerance_seconds {
         0 => 0,
-        t if event.replay => t.max(REPLAY_WINDOW_SECONDS),
+        t if head.replay => t.max(REPLAY_WINDOW_SECONDS),
         t => t,
     };
-    check_freshness(event.timestamp, incoming.now_ms, tolerance)?;
+    check_freshness(head.timestamp, incoming.now_ms, tolerance)?;
 
     let received_at = Timestamp::from_unix_ms(incoming.now_ms);
     match plan::plan(
-        &event,
+        &parsed,
         &settings.roles,
         settings.auto_create_rooms,
         received_at,

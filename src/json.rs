@@ -35,10 +35,10 @@ pub struct Object<'a> {
     members: Vec<(Cow<'a, str>, Value<'a>)>,
 }
 
-/// A key occurred more than once where we read it: two parsers could disagree about which
-/// occurrence counts, so the document is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DuplicateKey;
+/// A key (named) occurred more than once where we read it: two parsers could disagree about
+/// which occurrence counts, so the document is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateKey(pub String);
 
 impl<'a> Object<'a> {
     /// Removes and returns the member `key`. `Err` if it occurs more than once.
@@ -47,7 +47,7 @@ impl<'a> Object<'a> {
         for (index, (name, _)) in self.members.iter().enumerate() {
             if name == key {
                 if found.is_some() {
-                    return Err(DuplicateKey);
+                    return Err(DuplicateKey(key.to_owned()));
                 }
                 found = Some(index);
             }
@@ -845,7 +845,7 @@ mod tests {
     fn objects_keep_members_and_refuse_duplicate_reads() {
         let mut o = obj(r#"{"a": 1, "b": {"c": "d"}, "a": 2}"#);
         assert_eq!(o.len(), 3);
-        assert_eq!(o.take("a"), Err(DuplicateKey));
+        assert_eq!(o.take("a"), Err(DuplicateKey("a".into())));
         let Some(Value::Object(mut inner)) = o.take("b").unwrap() else {
             panic!("b is an object");
         };

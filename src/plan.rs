@@ -1,29 +1,10 @@
-//! `Event` -> `Plan`: ignore it (with a reason) or the named arguments of `hms_apply_event`
+//! `Parsed` -> `Plan`: ignore it (with its reason) or the named arguments of `hms_apply_event`
 //! (design §5 and §6): which time is the event's own, role classes, nulls for absent values.
 
-use crate::event::{Action, Event, Format, Kind};
+use crate::event::{Action, Event, IgnoreReason, Parsed};
 use crate::roles::{RoleClass, Roles};
 use crate::time::Timestamp;
 use serde::Serialize;
-
-/// Why an event is acknowledged without touching the database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IgnoreReason {
-    /// A type the core does not handle.
-    EventTypeNotHandled,
-    /// A `.failure` / `.failed` event, which never changes counts.
-    FailureEvent,
-}
-
-impl IgnoreReason {
-    /// The `reason` in the response body.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IgnoreReason::EventTypeNotHandled => "event type not handled",
-            IgnoreReason::FailureEvent => "failure event",
-        }
-    }
-}
 
 /// The named arguments of `public.hms_apply_event`; `None` serialises as JSON `null`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -69,12 +50,10 @@ pub enum Plan<'a> {
 
 /// The event's own time (design §5); else the envelope timestamp stands in for it, meaning the
 /// end of its second when it has no fraction digits (e.g. `room.end.success`, which has no stop
-/// time: every join of that session happened before the end).
-fn event_at(event: &Event<'_>, action: Action) -> Timestamp {
-    if event.format == Format::Flat {
-        return event.timestamp;
-    }
-    let own = match action {
+/// time: every join of that session happened before the end). Flat events have no own times and
+/// their millisecond timestamp stands for itself.
+fn event_at(event: &Event<'_>) -> Timestamp {
+    let own = match event.action {
         Action::PeerJoin => event.times.joined_at,
         Action::PeerLeave => event.times.left_at,
         Action::RoleChange => event.times.role_changed_at,
@@ -85,46 +64,42 @@ fn event_at(event: &Event<'_>, action: Action) -> Timestamp {
     own.unwrap_or(event.stand_in_time)
 }
 
-/// Decides what to do with a validated event received at `received_at`.
+/// Decides what to do with a parsed event received at `received_at`.
 pub fn plan<'a>(
-    event: &'a Event<'a>,
+    parsed: &'a Parsed<'a>,
     roles: &Roles,
     auto_create: bool,
     received_at: Timestamp,
 ) -> Plan<'a> {
-    let action = match event.kind {
-        Kind::Failure => return Plan::Ignore(IgnoreReason::FailureEvent),
-        Kind::Unhandled => return Plan::Ignore(IgnoreReason::EventTypeNotHandled),
-        Kind::Handled(action) => action,
+    let event = match parsed {
+        Parsed::Ignored(ignored) => return Plan::Ignore(ignored.reason),
+        Parsed::Handled(event) => event,
     };
-    // Handled events always carry a room id (event.rs enforces it); stay total anyway.
-    let Some(room_id) = event.room_id.as_deref() else {
-        return Plan::Ignore(IgnoreReason::EventTypeNotHandled);
+    let (peer_id, role, role_class) = match &event.peer {
+        Some(peer) => {
+            let role = peer.role.as_deref();
+            // A join without a role counts like an unknown role: as a listener.
+            let class = roles.classify(role.unwrap_or(""));
+            (Some(&*peer.id), role, Some(class))
+        }
+        None => (None, None, None),
     };
-    let (peer_id, role, role_class) = if action.is_peer_event() {
-        let role = event.role.as_deref();
-        // A join without a role counts like an unknown role: as a listener.
-        let class = roles.classify(role.unwrap_or(""));
-        (event.peer_id.as_deref(), role, Some(class))
-    } else {
-        (None, None, None)
-    };
-    let joined_at = match action {
+    let joined_at = match event.action {
         Action::PeerLeave | Action::RoleChange => event.times.joined_at,
         _ => None,
     };
     Plan::Apply(
         ApplyArgs {
-            p_event_id: &event.id,
-            p_event_type: &event.event_type,
-            p_action: action.as_str(),
-            p_room_id: room_id,
+            p_event_id: &event.head.id,
+            p_event_type: &event.head.event_type,
+            p_action: event.action.as_str(),
+            p_room_id: &event.room_id,
             p_session_id: &event.session_id,
             p_session_started_at: event.times.session_started_at.map(Timestamp::to_rfc3339),
             p_peer_id: peer_id,
             p_role: role,
             p_role_class: role_class.map(RoleClass::as_str),
-            p_event_at: event_at(event, action).to_rfc3339(),
+            p_event_at: event_at(event).to_rfc3339(),
             p_joined_at: joined_at.map(Timestamp::to_rfc3339),
             p_auto_create: auto_create,
             p_received_at: received_at.to_rfc3339(),
@@ -177,66 +152,63 @@ mod tests {
         );
     }
 
+    /// Plans `data` sent as `event_type` at the envelope `timestamp` and checks every argument
+    /// `want` names (the others are not this case's business).
+    fn assert_args(event_type: &str, timestamp: &str, data: Value, want: Value) {
+        let got = args(&envelope(event_type, timestamp, data));
+        for (name, value) in want.as_object().unwrap() {
+            assert_eq!(&got[name], value, "{event_type} at {timestamp}: {name}");
+        }
+    }
+
     #[test]
     fn leave_and_role_change_send_joined_at() {
-        let leave = args(&envelope(
+        assert_args(
             "peer.leave.success",
             "2024-10-04T18:40:31Z",
             json!({"room_id":"r","session_id":"s","peer_id":"p","role":"speaker",
                    "joined_at":"2024-10-04T18:03:10.55810264Z",
                    "left_at":"2024-10-04T18:40:31.904117326Z"}),
-        ));
-        assert_eq!(leave["p_action"], "peer_leave");
-        assert_eq!(leave["p_event_at"], "2024-10-04T18:40:31.904117Z");
-        assert_eq!(leave["p_joined_at"], "2024-10-04T18:03:10.558102Z");
-        assert_eq!(leave["p_session_started_at"], Value::Null);
-
-        let change = args(&envelope(
+            json!({"p_action":"peer_leave","p_event_at":"2024-10-04T18:40:31.904117Z",
+                   "p_joined_at":"2024-10-04T18:03:10.558102Z","p_session_started_at":null}),
+        );
+        assert_args(
             "role.change.success",
             "2024-10-04T18:12:45Z",
             json!({"room_id":"r","session_id":"s","peer_id":"p","role":"speaker",
                    "previous_role":"listener",
                    "joined_at":"2024-10-04T18:03:10.55810264Z",
                    "role_changed_at":"2024-10-04T18:12:45.661207830Z"}),
-        ));
-        assert_eq!(change["p_action"], "role_change");
-        assert_eq!(change["p_role"], "speaker");
-        assert_eq!(change["p_role_class"], "speaker");
-        assert_eq!(change["p_event_at"], "2024-10-04T18:12:45.661207Z");
-        assert_eq!(change["p_joined_at"], "2024-10-04T18:03:10.558102Z");
+            json!({"p_action":"role_change","p_role":"speaker","p_role_class":"speaker",
+                   "p_event_at":"2024-10-04T18:12:45.661207Z",
+                   "p_joined_at":"2024-10-04T18:03:10.558102Z"}),
+        );
     }
 
     #[test]
     fn session_events() {
-        let open = args(&envelope(
+        assert_args(
             "session.open.success",
             "2024-10-04T18:00:02Z",
-            json!({"room_id":"r","session_id":"s","session_started_at":"2024-10-04T18:00:02.183742915Z"}),
-        ));
-        assert_eq!(open["p_action"], "session_open");
-        assert_eq!(open["p_event_at"], "2024-10-04T18:00:02.183742Z");
-        assert_eq!(open["p_peer_id"], Value::Null);
-        assert_eq!(open["p_role_class"], Value::Null);
-
-        let close = args(&envelope(
+            json!({"room_id":"r","session_id":"s",
+                   "session_started_at":"2024-10-04T18:00:02.183742915Z"}),
+            json!({"p_action":"session_open","p_event_at":"2024-10-04T18:00:02.183742Z",
+                   "p_peer_id":null,"p_role_class":null}),
+        );
+        assert_args(
             "session.close.success",
             "2024-10-04T19:02:00Z",
-            json!({"room_id":"r","session_id":"s","session_stopped_at":"2024-10-04T19:01:59.512880041Z"}),
-        ));
-        assert_eq!(close["p_action"], "session_close");
-        assert_eq!(close["p_event_at"], "2024-10-04T19:01:59.512880Z");
-
-        let end = args(&envelope(
+            json!({"room_id":"r","session_id":"s",
+                   "session_stopped_at":"2024-10-04T19:01:59.512880041Z"}),
+            json!({"p_action":"session_close","p_event_at":"2024-10-04T19:01:59.512880Z"}),
+        );
+        // The ender is not a presence change: no peer id.
+        assert_args(
             "room.end.success",
             "2024-10-04T19:01:58Z",
             json!({"room_id":"r","session_id":"s","peer_id":"host-peer","role":"host"}),
-        ));
-        assert_eq!(end["p_action"], "session_close");
-        assert_eq!(end["p_event_at"], "2024-10-04T19:01:58.999999Z");
-        assert_eq!(
-            end["p_peer_id"],
-            Value::Null,
-            "the ender is not a presence change"
+            json!({"p_action":"session_close","p_event_at":"2024-10-04T19:01:58.999999Z",
+                   "p_peer_id":null}),
         );
     }
 
@@ -263,54 +235,51 @@ mod tests {
         ] {
             let mut data = data;
             data["session_id"] = json!("s");
-            let a = args(&envelope(
+            assert_args(
                 event_type,
                 "2024-10-04T18:05:00+02:00",
                 data.clone(),
-            ));
-            assert_eq!(
-                a["p_event_at"], "2024-10-04T16:05:00.999999Z",
-                "{event_type}"
+                json!({"p_event_at":"2024-10-04T16:05:00.999999Z"}),
             );
-            let a = args(&envelope(event_type, "2024-10-04T18:05:00.25+02:00", data));
-            assert_eq!(
-                a["p_event_at"], "2024-10-04T16:05:00.250000Z",
-                "{event_type} with a fraction"
+            assert_args(
+                event_type,
+                "2024-10-04T18:05:00.25+02:00",
+                data,
+                json!({"p_event_at":"2024-10-04T16:05:00.250000Z"}),
             );
         }
     }
 
     #[test]
     fn a_role_change_without_its_time_beats_a_join_earlier_in_its_second() {
-        let change = args(&envelope(
+        assert_args(
             "role.change.success",
             "2024-10-04T18:12:45Z",
             json!({"room_id":"r","session_id":"s","peer_id":"p","role":"speaker"}),
-        ));
-        assert_eq!(change["p_event_at"], "2024-10-04T18:12:45.999999Z");
-        let close = args(&envelope(
+            json!({"p_event_at":"2024-10-04T18:12:45.999999Z"}),
+        );
+        assert_args(
             "session.close.success",
             "2024-10-04T18:12:45Z",
             json!({"room_id":"r","session_id":"s"}),
-        ));
-        assert_eq!(close["p_event_at"], "2024-10-04T18:12:45.999999Z");
+            json!({"p_event_at":"2024-10-04T18:12:45.999999Z"}),
+        );
     }
 
     #[test]
     fn join_without_role_is_a_listener_and_ignored_roles_pass_through() {
-        let a = args(&envelope(
+        assert_args(
             "peer.join.success",
             "2024-10-04T18:05:00Z",
             json!({"room_id":"r","session_id":"s","peer_id":"p"}),
-        ));
-        assert_eq!(a["p_role"], Value::Null);
-        assert_eq!(a["p_role_class"], "listener");
-        let a = args(&envelope(
+            json!({"p_role":null,"p_role_class":"listener"}),
+        );
+        assert_args(
             "peer.join.success",
             "2024-10-04T18:05:00Z",
             json!({"room_id":"r","session_id":"s","peer_id":"p","role":"__internal_recorder"}),
-        ));
-        assert_eq!(a["p_role_class"], "ignored");
+            json!({"p_role_class":"ignored"}),
+        );
     }
 
     #[test]

@@ -74,16 +74,14 @@ impl Timestamp {
         }
     }
 
-    /// A legacy flat-format timestamp: a non-negative integer count of milliseconds.
-    pub fn from_epoch_ms(ms: u64) -> Result<Self, TimeError> {
+    /// A legacy flat-format timestamp: a non-negative integer count of milliseconds; `None`
+    /// beyond year 9999 (the one way it can fail).
+    pub fn from_epoch_ms(ms: u64) -> Option<Self> {
         if ms > MAX_EPOCH_MS {
-            return Err(TimeError::OutOfRange("milliseconds since epoch"));
+            return None;
         }
         // Cannot overflow: MAX_EPOCH_MS * 1000 < i64::MAX.
-        let micros = i64::try_from(ms)
-            .map_err(|_| TimeError::OutOfRange("milliseconds since epoch"))?
-            * 1000;
-        Ok(Timestamp(micros))
+        Some(Timestamp(i64::try_from(ms).ok()? * 1000))
     }
 
     /// RFC 3339 in UTC with exactly six fraction digits, e.g. `2024-10-04T18:03:10.558102Z`.
@@ -445,8 +443,8 @@ mod tests {
             Timestamp::from_epoch_ms(MAX_EPOCH_MS).unwrap().to_rfc3339(),
             "9999-12-31T23:59:59.999000Z"
         );
-        assert!(Timestamp::from_epoch_ms(MAX_EPOCH_MS + 1).is_err());
-        assert!(Timestamp::from_epoch_ms(u64::MAX).is_err());
+        assert!(Timestamp::from_epoch_ms(MAX_EPOCH_MS + 1).is_none());
+        assert!(Timestamp::from_epoch_ms(u64::MAX).is_none());
     }
 
     #[test]

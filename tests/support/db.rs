@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use postgres::{Client, NoTls, SimpleQueryMessage};
 
-use super::model::{Delivery, Event, Fact, Facts, Micros};
+use super::model::{Delivery, Event, EventType, Fact, Facts, Micros};
 use super::time::rfc3339;
 
 /// Every room a test creates starts with this, so a run can remove what earlier runs left.
