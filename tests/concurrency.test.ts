@@ -15,7 +15,8 @@ import {
 } from "../scripts/lib/hms.ts";
 import { assert } from "./helpers/assert.ts";
 import { createRoom, roomRow } from "./helpers/db.ts";
-import { getStack, SHARED, type TestStack } from "./helpers/stack.ts";
+import { shuffle } from "./helpers/histories.ts";
+import { stackTest, type TestStack } from "./helpers/stack.ts";
 import { deliver } from "./helpers/webhook.ts";
 
 const S = 1_000_000_000n;
@@ -38,15 +39,6 @@ interface Story {
   speakers: number;
   /** The latest event time, in microseconds. */
   lastActiveUs: bigint;
-}
-
-function shuffle<T>(items: T[]): T[] {
-  const a = [...items];
-  for (let i = a.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1));
-    [a[i], a[j]] = [a[j], a[i]];
-  }
-  return a;
 }
 
 /**
@@ -147,7 +139,7 @@ async function fire(
   events: BuiltEvent[],
   limit: number,
 ): Promise<void> {
-  const deliveries = shuffle([...events, ...events]);
+  const deliveries = shuffle([...events, ...events], Math.random);
   const answers = await pool(
     deliveries.map((event) => async () => ({
       id: await eventIdOf(event),
@@ -198,12 +190,9 @@ async function assertRoom(
   );
 }
 
-Deno.test({
+stackTest({
   name: "concurrent deliveries with duplicates end with exact counts",
-  ...SHARED,
-  async fn(t) {
-    const stack = await getStack();
-
+  async fn(stack, t) {
     await t.step(
       "one room: 40 peers, 2x every event, all in flight at once",
       async () => {

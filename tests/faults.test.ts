@@ -32,7 +32,7 @@ import {
 import { asPostgresUser, run } from "../scripts/stack/proc.ts";
 import { REST_APPLICATION_NAME } from "../scripts/stack/rest.ts";
 import { assert } from "./helpers/assert.ts";
-import { getStack, SHARED } from "./helpers/stack.ts";
+import { stackTest } from "./helpers/stack.ts";
 import { deliver } from "./helpers/webhook.ts";
 
 const WORKERS = 8;
@@ -135,12 +135,10 @@ interface RoomPlan {
   joined: { peerId: string; role: string }[];
 }
 
-Deno.test({
+stackTest({
   name:
     "faults: restart, immediate stop, killed backend, pause: nothing acknowledged is lost",
-  ...SHARED,
-  async fn(t) {
-    const shared = await getStack();
+  async fn(shared, t) {
     const root = shared.root;
     const port = freePort();
     const dir = await Deno.makeTempDir({ prefix: "hms-faults-" });

@@ -20,10 +20,14 @@ import {
 import { generateSecret } from "../scripts/stack/main.ts";
 import type { FunctionProcess } from "../scripts/stack/function.ts";
 import { assert } from "./helpers/assert.ts";
-import { createRoom, roomRow, snapshot } from "./helpers/db.ts";
+import {
+  assertNothingWritten,
+  createRoom,
+  roomRow,
+  snapshot,
+} from "./helpers/db.ts";
 import {
   assertNoLeak,
-  assertNothingWritten,
   assertRefused,
   type Body,
   changeHexDigit,
@@ -36,7 +40,8 @@ import {
   TABLES,
   waitForLogs,
 } from "./helpers/security.ts";
-import { getStack, SHARED, type TestStack } from "./helpers/stack.ts";
+import { shuffle } from "./helpers/histories.ts";
+import { stackTest, type TestStack } from "./helpers/stack.ts";
 
 const S = 1_000_000_000n;
 const MINUTE = 60n * S;
@@ -262,12 +267,10 @@ const AUTH_CASES: AuthCase[] = [
   },
 ];
 
-Deno.test({
+stackTest({
   name:
     "auth: forged or missing credentials are refused, valid variants accepted",
-  ...SHARED,
-  async fn(t) {
-    const stack = await getStack();
+  async fn(stack, t) {
     const snap = await snapshot(stack.sql);
     for (const table of TABLES) {
       assert.ok(table in snap, `the write guard covers ${table}`);
@@ -298,11 +301,9 @@ Deno.test({
   },
 });
 
-Deno.test({
+stackTest({
   name: "auth: signature-only mode, rotation, and fail-closed configurations",
-  ...SHARED,
-  async fn(t) {
-    const stack = await getStack();
+  async fn(stack, t) {
     const [sigOnly, rotating, unset, spaced, newline] = await instances(stack, [
       { HMS_WEBHOOK_AUTH: "signature" },
       { HMS_WEBHOOK_SECRET_PREVIOUS: OLD_SECRET },
@@ -461,12 +462,10 @@ Deno.test({
 // Freshness (replays)
 // ---------------------------------------------------------------------------------------------
 
-Deno.test({
+stackTest({
   name:
     "freshness: stale and future events are refused, the tolerance is honoured",
-  ...SHARED,
-  async fn(t) {
-    const stack = await getStack();
+  async fn(stack, t) {
     const [noTolerance] = await instances(stack, [
       { HMS_TIMESTAMP_TOLERANCE_SECONDS: "0" },
     ]);
@@ -577,12 +576,10 @@ function joinOfSize(roomId: string, size: number): BuiltEvent {
   return event;
 }
 
-Deno.test({
+stackTest({
   name:
     "limits: methods other than POST, oversized and endless bodies are refused",
-  ...SHARED,
-  async fn(t) {
-    const stack = await getStack();
+  async fn(stack, t) {
     const url = stack.functionUrl;
     const roomId = await createRoom(stack.sql);
 
@@ -885,12 +882,10 @@ const MALFORMED: MalformedCase[] = [
   },
 ];
 
-Deno.test({
+stackTest({
   name:
     "malformed: every broken body is a 400 naming the field, and writes nothing",
-  ...SHARED,
-  async fn(t) {
-    const stack = await getStack();
+  async fn(stack, t) {
     const url = stack.functionUrl;
     const roomId = await createRoom(stack.sql);
     for (const c of MALFORMED) {
@@ -924,15 +919,6 @@ Deno.test({
 // ---------------------------------------------------------------------------------------------
 // Robustness: garbage and valid traffic at once
 // ---------------------------------------------------------------------------------------------
-
-function shuffle<T>(items: T[]): T[] {
-  const a = [...items];
-  for (let i = a.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1));
-    [a[i], a[j]] = [a[j], a[i]];
-  }
-  return a;
-}
 
 /**
  * Garbage aimed at `roomId`: every kind would add a listener if it were wrongly applied (a new
@@ -989,12 +975,10 @@ async function garbage(
   }
 }
 
-Deno.test({
+stackTest({
   name:
     "robustness: 50 garbage requests interleaved with 20 valid ones -> the 20 apply exactly",
-  ...SHARED,
-  async fn() {
-    const stack = await getStack();
+  async fn(stack) {
     const url = stack.functionUrl;
     const roomId = await createRoom(stack.sql);
     const sessionId = objectId();
@@ -1011,7 +995,7 @@ Deno.test({
         status: 200,
       }))),
       ...junk,
-    ]);
+    ], Math.random);
     const before = await snapshot(stack.sql);
     const replies = await Promise.all(
       requests.map((r) => send(url, r.request)),
@@ -1246,12 +1230,10 @@ function checkLines(
   }
 }
 
-Deno.test({
+stackTest({
   name:
     "logs: one JSON line per request, no secrets, header values or body; debug adds detail",
-  ...SHARED,
-  async fn(t) {
-    const stack = await getStack();
+  async fn(stack, t) {
     const [plain, debug] = await instances(stack, [
       { SUPABASE_DEBUG: "false" },
       { SUPABASE_DEBUG: "true" },
@@ -1281,11 +1263,9 @@ Deno.test({
   },
 });
 
-Deno.test({
+stackTest({
   name: "after the whole suite the stack's function still applies valid events",
-  ...SHARED,
-  async fn() {
-    const stack = await getStack();
+  async fn(stack) {
     await stillApplies(stack, stack.functionUrl);
   },
 });

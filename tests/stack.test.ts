@@ -11,7 +11,7 @@ import { DEMO_ROOM_ID, type StackFile } from "../scripts/stack/main.ts";
 import { freePort } from "../scripts/stack/net.ts";
 import { processAlive, stopDataDirSync } from "../scripts/stack/postgres.ts";
 import { assert } from "./helpers/assert.ts";
-import { getStack, SHARED } from "./helpers/stack.ts";
+import { stackTest } from "./helpers/stack.ts";
 import { deliver } from "./helpers/webhook.ts";
 
 /** True when `path` exists. */
@@ -110,12 +110,10 @@ function printed(output: string, label: string): string {
   return m[1];
 }
 
-Deno.test({
+stackTest({
   name:
     "npm start: prints the stack, serves an event, and SIGINT leaves nothing behind",
-  ...SHARED,
-  async fn() {
-    const shared = await getStack();
+  async fn(shared) {
     const root = shared.root;
     const port = freePort();
     const stackFile = `${await Deno.makeTempDir({
@@ -289,11 +287,9 @@ for (
     ],
   ] as const
 ) {
-  Deno.test({
+  stackTest({
     name: `npm start: ${first} killed first, then nothing is left behind`,
-    ...SHARED,
-    async fn() {
-      const shared = await getStack();
+    async fn(shared) {
       const root = shared.root;
       const dir = await Deno.makeTempDir({ prefix: "hms-start-" });
       const stackFile = `${dir}/stack.json`;

@@ -8,7 +8,7 @@
 import { buildEvent, nowNanos, objectId } from "../scripts/lib/hms.ts";
 import { assert } from "./helpers/assert.ts";
 import { createRoom, roomRow, snapshot } from "./helpers/db.ts";
-import { getStack, SHARED } from "./helpers/stack.ts";
+import { stackTest } from "./helpers/stack.ts";
 import { deliver } from "./helpers/webhook.ts";
 
 type Mode = "refuse" | "error500" | "not-rpc" | "forward";
@@ -85,12 +85,10 @@ function freePort(): number {
   return port;
 }
 
-Deno.test({
+stackTest({
   name:
     "REST down -> 503 upstream_unavailable and no write; back up -> applied once, then duplicate",
-  ...SHARED,
-  async fn(t) {
-    const stack = await getStack();
+  async fn(stack, t) {
     const upstream = new Upstream(freePort(), stack.supabaseUrl);
     const instance = await stack.startFunction({ supabaseUrl: upstream.url });
     const options = { secret: stack.secret, headerName: stack.secretHeader };

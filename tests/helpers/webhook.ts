@@ -3,6 +3,7 @@
  * secret header over the exact bytes) and returns the parsed answer for assertions.
  */
 
+import { assert } from "./assert.ts";
 import {
   type Auth,
   type BuiltEvent,
@@ -74,4 +75,13 @@ export async function deliver(
       headerName: options.headerName,
     });
   return await post(url, body, { ...headers, ...options.headers });
+}
+
+/** The answer is the documented JSON error: this status and code, and a message. */
+export function assertError(answer: Answer, status: number, code: string) {
+  assert.equal(answer.status, status, answer.text);
+  assert.match(answer.contentType ?? "", /^application\/json/);
+  assert.equal(answer.json?.status, "error", answer.text);
+  assert.equal(answer.json?.code, code, answer.text);
+  assert.equal(typeof answer.json?.message, "string");
 }
