@@ -96,14 +96,26 @@ async function refused(
   });
 }
 
-/** Sends a valid event and asserts it was applied: one more listener in its room. */
+/** `event` as a request proven by signature only. */
+async function signedRequest(
+  event: BuiltEvent,
+  secret: string,
+): Promise<Outgoing> {
+  return { headers: await signed(event.body, secret), body: event.body };
+}
+
+/**
+ * Sends a valid event (by default signed with the stack's secret) and asserts it was applied:
+ * one more listener in its room.
+ */
 async function applied(
   stack: TestStack,
   url: string,
   label: string,
   event: BuiltEvent,
-  request: Outgoing,
+  request?: Outgoing,
 ): Promise<void> {
+  request ??= await signedRequest(event, stack.secret);
   const roomId = event.payload.data
     ? (event.payload.data as Record<string, string>).room_id
     : event.payload.room_id as string;
@@ -125,10 +137,13 @@ async function stillApplies(
   secret = stack.secret,
 ): Promise<void> {
   const event = join(await createRoom(stack.sql));
-  await applied(stack, url, `valid event after the refusals (${url})`, event, {
-    headers: await signed(event.body, secret),
-    body: event.body,
-  });
+  await applied(
+    stack,
+    url,
+    `valid event after the refusals (${url})`,
+    event,
+    await signedRequest(event, secret),
+  );
 }
 
 /** Starts extra instances at once (each is a Deno process; starting them serially is slow). */
@@ -327,10 +342,7 @@ stackTest({
             body: event.body,
           }, { ...UNAUTHORIZED, mentions: ["missing"] });
           const good = join(roomId);
-          await applied(stack, sigOnly.url, "signed", good, {
-            headers: await signed(good.body, stack.secret),
-            body: good.body,
-          });
+          await applied(stack, sigOnly.url, "signed", good);
         },
       );
 
@@ -492,20 +504,14 @@ stackTest({
 
       await t.step("14 minutes old -> applied", async () => {
         const event = join(roomId, { at: nowNanos() - 14n * MINUTE });
-        await applied(stack, stack.functionUrl, "14 minutes old", event, {
-          headers: await signed(event.body, stack.secret),
-          body: event.body,
-        });
+        await applied(stack, stack.functionUrl, "14 minutes old", event);
       });
 
       await t.step(
         "a captured request replayed within the tolerance -> duplicate, nothing written",
         async () => {
           const event = join(roomId, { at: nowNanos() - 5n * MINUTE });
-          const request = {
-            headers: await signed(event.body, stack.secret),
-            body: event.body,
-          };
+          const request = await signedRequest(event, stack.secret);
           await applied(stack, stack.functionUrl, "original", event, request);
           const replay = await assertNothingWritten(
             stack.sql,
@@ -524,10 +530,7 @@ stackTest({
           const event = join(roomId, {
             at: nowNanos() - 30n * 24n * 60n * MINUTE,
           });
-          const request = {
-            headers: await signed(event.body, stack.secret),
-            body: event.body,
-          };
+          const request = await signedRequest(event, stack.secret);
           await refused(
             stack,
             stack.functionUrl,
@@ -665,10 +668,7 @@ stackTest({
       "exactly 64 KiB, signed -> applied (not refused for size)",
       async () => {
         const event = joinOfSize(roomId, LIMIT);
-        await applied(stack, url, "exactly at the limit", event, {
-          headers: await signed(event.body, stack.secret),
-          body: event.body,
-        });
+        await applied(stack, url, "exactly at the limit", event);
       },
     );
 
