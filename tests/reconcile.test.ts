@@ -96,6 +96,25 @@ async function reconcile(w: World): Promise<Record<string, unknown>> {
   return answer.json!;
 }
 
+/**
+ * `count` generated histories (seeded by `seed`) as fresh rooms, each ending `endMsAgo(random)`
+ * before now, and that seeded random, which the test goes on using.
+ */
+async function generatedRooms(
+  w: World,
+  seed: number,
+  count: number,
+  endMsAgo: (random: () => number) => number,
+): Promise<{ rooms: RoomHistory[]; random: () => number }> {
+  const random = seeded(seed);
+  const histories = await generatedHistories(w.stack.root, seed, count);
+  return { rooms: histories.map((h) => toRoom(h, endMsAgo(random))), random };
+}
+
+/** Ends 3 to 13 minutes ago: recent enough for the webhooks' freshness window. */
+const MINUTES_AGO = (random: () => number) =>
+  180_000 + Math.floor(random() * 600_000);
+
 /** Creates the rooms, records every event in 100ms's log and delivers the kept ones. */
 async function setUp(
   w: World,
@@ -186,11 +205,7 @@ worldTest(
 worldTest(
   "one pass makes every room exact after 10-40 % of the webhooks were lost",
   async (w) => {
-    const random = seeded(SEED);
-    const histories = await generatedHistories(w.stack.root, SEED, 120);
-    const rooms = histories.map((h) =>
-      toRoom(h, 180_000 + Math.floor(random() * 600_000))
-    );
+    const { rooms, random } = await generatedRooms(w, SEED, 120, MINUTES_AGO);
     const dropRate = 0.1 + random() * 0.3;
     const { kept, dropped, total } = await setUp(w, rooms, dropRate, random);
     await deliverAll(w, kept);
@@ -255,10 +270,11 @@ worldTest(
 worldTest(
   "a pass racing the remaining deliveries never makes a count wrong; the next ends exact",
   async (w) => {
-    const random = seeded(SEED + 1);
-    const histories = await generatedHistories(w.stack.root, SEED + 1, 60);
-    const rooms = histories.map((h) =>
-      toRoom(h, 180_000 + Math.floor(random() * 600_000))
+    const { rooms, random } = await generatedRooms(
+      w,
+      SEED + 1,
+      60,
+      MINUTES_AGO,
     );
     const { kept } = await setUp(w, rooms, 0.1 + random() * 0.3, random);
     const half = Math.floor(kept.length / 2);
@@ -305,13 +321,12 @@ Deno.test(
     for (const [i, fault] of faults.entries()) {
       const w = await world();
       try {
-        const random = seeded(SEED + 10 + i);
-        const histories = await generatedHistories(
-          w.stack.root,
+        const { rooms, random } = await generatedRooms(
+          w,
           SEED + 10 + i,
           8,
+          () => 180_000,
         );
-        const rooms = histories.map((h) => toRoom(h, 180_000));
         const { kept } = await setUp(w, rooms, 0.35, random);
         await deliverAll(w, kept);
         const before = new Map<string, string>();
@@ -369,9 +384,13 @@ Deno.test(
 worldTest(
   "a refused token stops the pass cleanly; nothing is written",
   async (w) => {
-    const histories = await generatedHistories(w.stack.root, SEED + 20, 5);
-    const rooms = histories.map((h) => toRoom(h, 180_000));
-    const { kept } = await setUp(w, rooms, 0.3, seeded(SEED + 20));
+    const { rooms, random } = await generatedRooms(
+      w,
+      SEED + 20,
+      5,
+      () => 180_000,
+    );
+    const { kept } = await setUp(w, rooms, 0.3, random);
     await deliverAll(w, kept);
     const before = await roomsState(w, rooms);
     const summary = await reconcile(w);
@@ -434,11 +453,12 @@ Deno.test(
 worldTest(
   "npm run replay: old deliveries apply with the default configuration, twice changes nothing",
   async (w) => {
-    const random = seeded(SEED + 30);
-    const histories = await generatedHistories(w.stack.root, SEED + 30, 20);
     // An outage an hour ago or more: every lost delivery is far older than the 900 s window.
-    const rooms = histories.map((h) =>
-      toRoom(h, 3600_000 + Math.floor(random() * 3600_000))
+    const { rooms, random } = await generatedRooms(
+      w,
+      SEED + 30,
+      20,
+      (r) => 3600_000 + Math.floor(r() * 3600_000),
     );
     const { kept, dropped } = await setUp(w, rooms, 0.3, random);
     await deliverAll(w, kept);
