@@ -17,7 +17,8 @@
 import { jwtVerify } from "jose";
 import { assert } from "./helpers/assert.ts";
 import { roomRow, snapshot } from "./helpers/db.ts";
-import { getStack, SHARED, type TestStack } from "./helpers/stack.ts";
+import { npmStart } from "./helpers/npm_start.ts";
+import { stackTest, type TestStack } from "./helpers/stack.ts";
 import { deliver, post } from "./helpers/webhook.ts";
 import {
   expected,
@@ -28,7 +29,7 @@ import {
   toRoom,
 } from "./helpers/histories.ts";
 import { type HmsApi, startHmsApi } from "../scripts/stack/hms_api.ts";
-import type { FunctionProcess } from "../scripts/stack/function.ts";
+import { denoBinary, type FunctionProcess } from "../scripts/stack/function.ts";
 import { buildEvent, headersFor, objectId } from "../scripts/lib/hms.ts";
 
 const ACCESS_KEY = "64f1a2b3c4d5e6f708192a3c";
@@ -44,8 +45,10 @@ interface World {
 }
 
 /** A stand-in and a function instance that reconciles against it. */
-async function world(env: Record<string, string> = {}): Promise<World> {
-  const stack = await getStack();
+async function world(
+  stack: TestStack,
+  env: Record<string, string>,
+): Promise<World> {
   const api = await startHmsApi({
     accessKey: ACCESS_KEY,
     appSecret: APP_SECRET,
@@ -69,20 +72,27 @@ async function close(w: World): Promise<void> {
   await w.fn.stop();
 }
 
-/** A test with its own world, closed however the test ends. */
+/** Runs `use` in a world of its own, closed however `use` ends. */
+async function withWorld(
+  stack: TestStack,
+  env: Record<string, string>,
+  use: (w: World) => Promise<void>,
+): Promise<void> {
+  const w = await world(stack, env);
+  try {
+    await use(w);
+  } finally {
+    await close(w);
+  }
+}
+
+/** A test with its own world. */
 function worldTest(
   name: string,
   fn: (w: World) => Promise<void>,
   env: Record<string, string> = {},
 ): void {
-  Deno.test(name, SHARED, async () => {
-    const w = await world(env);
-    try {
-      await fn(w);
-    } finally {
-      await close(w);
-    }
-  });
+  stackTest({ name, fn: (stack) => withWorld(stack, env, fn) });
 }
 
 /** One pass through the route, authenticated with the secret header. */
@@ -306,10 +316,10 @@ worldTest(
   },
 );
 
-Deno.test(
-  "API failures are reported, write nothing wrong, and the next pass finishes",
-  SHARED,
-  async () => {
+stackTest({
+  name:
+    "API failures are reported, write nothing wrong, and the next pass finishes",
+  async fn(stack) {
     const faults = [
       { kind: "429", path: "/v2/active-rooms/" },
       { kind: "500", path: "/v2/active-rooms/" },
@@ -319,8 +329,7 @@ Deno.test(
       { kind: "malformed", path: "/v2/sessions?" },
     ] as const;
     for (const [i, fault] of faults.entries()) {
-      const w = await world();
-      try {
+      await withWorld(stack, {}, async (w) => {
         const { rooms, random } = await generatedRooms(
           w,
           SEED + 10 + i,
@@ -374,12 +383,10 @@ Deno.test(
         const next = await reconcile(w);
         assert.equal(next.status, "completed", JSON.stringify(next));
         assert.deepEqual(await mismatches(w, rooms), [], fault.kind);
-      } finally {
-        await close(w);
-      }
+      });
     }
   },
-);
+});
 
 worldTest(
   "a refused token stops the pass cleanly; nothing is written",
@@ -407,11 +414,9 @@ worldTest(
   { HMS_APP_SECRET: "not-the-app-secret" },
 );
 
-Deno.test(
-  "without 100ms keys a pass still closes sessions past 12 hours",
-  SHARED,
-  async () => {
-    const stack = await getStack();
+stackTest({
+  name: "without 100ms keys a pass still closes sessions past 12 hours",
+  async fn(stack) {
     const fn = await stack.startFunction({});
     try {
       const roomId = objectId();
@@ -448,7 +453,7 @@ Deno.test(
       await fn.stop();
     }
   },
-);
+});
 
 worldTest(
   "npm run replay: old deliveries apply with the default configuration, twice changes nothing",
@@ -574,29 +579,14 @@ worldTest("figure: one pass over 100 live rooms", async (w) => {
   );
 });
 
-Deno.test(
-  "npm start's 100ms stand-in: a --lost join comes back with npm run replay; npm run reconcile prints the pass",
-  SHARED,
-  async () => {
-    const { root } = await getStack();
-    const dir = await Deno.makeTempDir({ prefix: "hms-recon-start-" });
-    const stackFile = `${dir}/stack.json`;
-    const deno = `${root}/node_modules/.bin/deno`;
+stackTest({
+  name:
+    "npm start's 100ms stand-in: a --lost join comes back with npm run replay; npm run reconcile prints the pass",
+  async fn({ root }) {
+    const started = await npmStart(root, ["--no-reconcile"], 60_000);
+    const { child, stackFile } = started;
+    const deno = denoBinary(root);
     const env = { HMS_STACK_FILE: stackFile, PORT: "0" };
-    const child = new Deno.Command(deno, {
-      args: [
-        "run",
-        "-A",
-        `${root}/scripts/stack/main.ts`,
-        "--skip-build",
-        "--no-reconcile",
-      ],
-      cwd: root,
-      env,
-      stdin: "null",
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
     const tool = async (name: string, ...args: string[]) => {
       const out = await new Deno.Command(deno, {
         args: ["run", "-A", `${root}/scripts/tools/${name}.ts`, ...args],
@@ -610,10 +600,6 @@ Deno.test(
       return text;
     };
     try {
-      for (let i = 0; i < 120; i++) {
-        if (await Deno.stat(stackFile).then(() => true, () => false)) break;
-        await new Promise((r) => setTimeout(r, 500));
-      }
       const file = JSON.parse(await Deno.readTextFile(stackFile));
       assert.ok(
         file.hmsApi?.url,
@@ -658,7 +644,8 @@ Deno.test(
     } finally {
       child.kill("SIGINT");
       await child.status;
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      await started.drained;
+      await Deno.remove(started.dir, { recursive: true }).catch(() => {});
     }
   },
-);
+});
