@@ -2,7 +2,7 @@
  * Gives every end-to-end test the stack to talk to: the one `npm test` started (described by
  * the JSON file in `HMS_STACK_FILE`), or else a private stack started on first use and torn down
  * when the test module's isolate unloads (`deno test` gives each module its own). Also a
- * superuser SQL client and extra function instances.
+ * superuser SQL client, extra function instances, and `stackTest`, the one way a test gets it.
  */
 
 import postgres from "postgres";
@@ -136,9 +136,9 @@ export function getStack(): Promise<TestStack> {
 }
 
 /** Test options for tests that share the stack: its pools and processes outlive one test. */
-export const SHARED = { sanitizeOps: false, sanitizeResources: false } as const;
+const SHARED = { sanitizeOps: false, sanitizeResources: false } as const;
 
-/** A test on the shared stack: {@link SHARED}'s options, and `fn` gets the stack to use. */
+/** A test on the shared stack (with {@link SHARED}'s options): `fn` gets the stack to use. */
 export function stackTest(test: {
   name: string;
   fn(stack: TestStack, t: Deno.TestContext): Promise<void>;
