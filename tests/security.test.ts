@@ -991,7 +991,7 @@ stackTest({
     );
     const requests = shuffle([
       ...await Promise.all(valid.map(async (e) => ({
-        request: { headers: await signed(e.body, stack.secret), body: e.body },
+        request: await signedRequest(e, stack.secret),
         status: 200,
       }))),
       ...junk,
