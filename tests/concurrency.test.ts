@@ -17,9 +17,8 @@ import { assert } from "./helpers/assert.ts";
 import { createRoom, roomRow } from "./helpers/db.ts";
 import { shuffle } from "./helpers/histories.ts";
 import { stackTest, type TestStack } from "./helpers/stack.ts";
-import { deliver } from "./helpers/webhook.ts";
+import { deliver, S } from "./helpers/webhook.ts";
 
-const S = 1_000_000_000n;
 const ROLES = ["listener", "speaker", "host", "Listener", "moderator", "beam"];
 /** The class of each role above under the default HMS_SPEAKER_ROLES / HMS_IGNORED_ROLES. */
 const CLASS: Record<string, "listener" | "speaker" | "ignored"> = {

@@ -41,9 +41,8 @@ import {
   type W2jChange,
 } from "./helpers/realtime.ts";
 import { stackTest, type TestStack } from "./helpers/stack.ts";
-import { type Answer, deliver } from "./helpers/webhook.ts";
+import { type Answer, deliver, S } from "./helpers/webhook.ts";
 
-const S = 1_000_000_000n;
 const MIGRATION = "supabase/migrations/20261201000300_hms_realtime.sql";
 /** The fields a Broadcast message carries (plus the `id` realtime.send adds). */
 const PAYLOAD_KEYS = [

@@ -18,9 +18,13 @@ import {
 import { assert } from "./helpers/assert.ts";
 import { assertNothingWritten, createRoom, roomRow } from "./helpers/db.ts";
 import { stackTest, type TestStack } from "./helpers/stack.ts";
-import { assertError, deliver, post } from "./helpers/webhook.ts";
-
-const S = 1_000_000_000n;
+import {
+  assertError,
+  assertOutcome,
+  deliver,
+  post,
+  S,
+} from "./helpers/webhook.ts";
 
 /** [is_live, listeners, speakers] of the room's row. */
 async function counts(stack: TestStack, roomId: string) {
@@ -39,8 +43,7 @@ async function applied(
     secret: stack.secret,
     headerName: stack.secretHeader,
   });
-  assert.equal(answer.status, 200, answer.text);
-  assert.equal(answer.json?.status, "applied", answer.text);
+  assertOutcome(answer, "applied");
   return answer;
 }
 
@@ -399,8 +402,7 @@ stackTest({
                 JSON.stringify(payload),
                 options,
               );
-              assert.equal(answer.status, 200, answer.text);
-              assert.equal(answer.json?.status, "duplicate", answer.text);
+              assertOutcome(answer, "duplicate");
             },
           );
           assert.equal(

@@ -11,7 +11,7 @@ import { processAlive, stopDataDirSync } from "../scripts/stack/postgres.ts";
 import { assert } from "./helpers/assert.ts";
 import { npmStart } from "./helpers/npm_start.ts";
 import { stackTest } from "./helpers/stack.ts";
-import { deliver } from "./helpers/webhook.ts";
+import { assertOutcome, deliver } from "./helpers/webhook.ts";
 
 /** True when `path` exists. */
 function exists(path: string): Promise<boolean> {
@@ -130,8 +130,7 @@ stackTest({
         secret,
         auth: "signature",
       });
-      assert.equal(answer.status, 200, answer.text);
-      assert.equal(answer.json?.status, "applied", answer.text);
+      assertOutcome(answer, "applied");
       const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
       try {
         const rows =

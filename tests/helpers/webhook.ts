@@ -10,6 +10,9 @@ import {
   headersFor,
 } from "../../scripts/lib/hms.ts";
 
+/** One second in nanoseconds, the unit of the events' times (`60n * S` is a minute). */
+export const S = 1_000_000_000n;
+
 /** Longest a test waits for one answer (the function itself gives up upstream after 10 s). */
 export const REQUEST_TIMEOUT_MS = 30_000;
 
@@ -75,6 +78,18 @@ export async function deliver(
       headerName: options.headerName,
     });
   return await post(url, body, { ...headers, ...options.headers });
+}
+
+/** What a 200 says happened to the event. */
+export type Outcome = "applied" | "duplicate" | "ignored";
+
+/** The answer is a 200 with this outcome. */
+export function assertOutcome(
+  answer: Pick<Answer, "status" | "json" | "text">,
+  outcome: Outcome,
+) {
+  assert.equal(answer.status, 200, answer.text);
+  assert.equal(answer.json?.status, outcome, answer.text);
 }
 
 /** The answer is the documented JSON error: this status and code, and a message. */
