@@ -15,10 +15,10 @@ import {
 } from "../scripts/lib/hms.ts";
 import { assert } from "./helpers/assert.ts";
 import { createRoom, roomRow } from "./helpers/db.ts";
-import { getStack, SHARED, type TestStack } from "./helpers/stack.ts";
-import { deliver } from "./helpers/webhook.ts";
+import { shuffle } from "./helpers/histories.ts";
+import { stackTest, type TestStack } from "./helpers/stack.ts";
+import { deliver, S } from "./helpers/webhook.ts";
 
-const S = 1_000_000_000n;
 const ROLES = ["listener", "speaker", "host", "Listener", "moderator", "beam"];
 /** The class of each role above under the default HMS_SPEAKER_ROLES / HMS_IGNORED_ROLES. */
 const CLASS: Record<string, "listener" | "speaker" | "ignored"> = {
@@ -38,15 +38,6 @@ interface Story {
   speakers: number;
   /** The latest event time, in microseconds. */
   lastActiveUs: bigint;
-}
-
-function shuffle<T>(items: T[]): T[] {
-  const a = [...items];
-  for (let i = a.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1));
-    [a[i], a[j]] = [a[j], a[i]];
-  }
-  return a;
 }
 
 /**
@@ -147,7 +138,7 @@ async function fire(
   events: BuiltEvent[],
   limit: number,
 ): Promise<void> {
-  const deliveries = shuffle([...events, ...events]);
+  const deliveries = shuffle([...events, ...events], Math.random);
   const answers = await pool(
     deliveries.map((event) => async () => ({
       id: await eventIdOf(event),
@@ -198,12 +189,9 @@ async function assertRoom(
   );
 }
 
-Deno.test({
+stackTest({
   name: "concurrent deliveries with duplicates end with exact counts",
-  ...SHARED,
-  async fn(t) {
-    const stack = await getStack();
-
+  async fn(stack, t) {
     await t.step(
       "one room: 40 peers, 2x every event, all in flight at once",
       async () => {

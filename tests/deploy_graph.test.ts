@@ -9,8 +9,8 @@ import { buildEvent, nowNanos, objectId } from "../scripts/lib/hms.ts";
 import { denoBinary } from "../scripts/stack/function.ts";
 import { assert } from "./helpers/assert.ts";
 import { createRoom, roomRow } from "./helpers/db.ts";
-import { getStack, SHARED } from "./helpers/stack.ts";
-import { deliver } from "./helpers/webhook.ts";
+import { stackTest } from "./helpers/stack.ts";
+import { assertOutcome, deliver } from "./helpers/webhook.ts";
 
 const FUNCTION_DIR = "supabase/functions/hms-webhook";
 
@@ -52,12 +52,10 @@ function functionConfig(toml: string): Record<string, string> {
   return values;
 }
 
-Deno.test({
+stackTest({
   name:
     "the deploy bundle: only the shim's module graph, run from an empty folder, applies an event",
-  ...SHARED,
-  async fn(t) {
-    const stack = await getStack();
+  async fn(stack, t) {
     const modules = await moduleGraph(stack.root);
     const errors = modules.filter((m) => m.error !== undefined);
     assert.deepEqual(errors, [], "every module of the graph resolves");
@@ -105,11 +103,10 @@ Deno.test({
             });
             await Deno.copyFile(`${stack.root}/${path}`, target);
           }
-          const instance = await stack.startFunction({
+          await stack.withFunction({
             entry: `${folder}/${FUNCTION_DIR}/index.ts`,
             cwd: folder,
-          });
-          try {
+          }, async (instance) => {
             const roomId = await createRoom(stack.sql);
             const event = buildEvent("peer.join.success", {
               roomId,
@@ -122,12 +119,9 @@ Deno.test({
               headerName: stack.secretHeader,
               auth: "signature",
             });
-            assert.equal(answer.status, 200, answer.text);
-            assert.equal(answer.json?.status, "applied", answer.text);
+            assertOutcome(answer, "applied");
             assert.equal((await roomRow(stack.sql, roomId))?.speakers, 1);
-          } finally {
-            await instance.stop();
-          }
+          });
         } finally {
           await Deno.remove(folder, { recursive: true });
         }

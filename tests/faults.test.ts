@@ -20,9 +20,7 @@ import {
   objectId,
   uuid,
 } from "../scripts/lib/hms.ts";
-import { denoBinary } from "../scripts/stack/function.ts";
 import type { StackFile } from "../scripts/stack/main.ts";
-import { freePort } from "../scripts/stack/net.ts";
 import {
   pgBin,
   processAlive,
@@ -32,7 +30,8 @@ import {
 import { asPostgresUser, run } from "../scripts/stack/proc.ts";
 import { REST_APPLICATION_NAME } from "../scripts/stack/rest.ts";
 import { assert } from "./helpers/assert.ts";
-import { getStack, SHARED } from "./helpers/stack.ts";
+import { npmStart } from "./helpers/npm_start.ts";
+import { stackTest } from "./helpers/stack.ts";
 import { deliver } from "./helpers/webhook.ts";
 
 const WORKERS = 8;
@@ -135,43 +134,15 @@ interface RoomPlan {
   joined: { peerId: string; role: string }[];
 }
 
-Deno.test({
+stackTest({
   name:
     "faults: restart, immediate stop, killed backend, pause: nothing acknowledged is lost",
-  ...SHARED,
-  async fn(t) {
-    const shared = await getStack();
+  async fn(shared, t) {
     const root = shared.root;
-    const port = freePort();
-    const dir = await Deno.makeTempDir({ prefix: "hms-faults-" });
-    const stackFile = `${dir}/stack.json`;
-    const child = new Deno.Command(denoBinary(root), {
-      args: ["run", "-A", `${root}/scripts/stack/main.ts`, "--skip-build"],
-      cwd: root,
-      env: { PORT: String(port), HMS_STACK_FILE: stackFile },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    let output = "";
-    const pumps = [child.stdout, child.stderr].map(async (stream) => {
-      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-        output += chunk;
-      }
-    });
-    let exited: Deno.CommandStatus | null = null;
-    child.status.then((s) => exited = s);
+    const started = await npmStart(root, [], 120_000);
+    const { child, stackFile } = started;
     let file: StackFile | null = null;
     try {
-      const deadline = Date.now() + 120_000;
-      while (!/Then look at the row/.test(output)) {
-        assert.ok(exited === null, `npm start exited early:\n${output}`);
-        assert.ok(
-          Date.now() < deadline,
-          `npm start did not come up:\n${output}`,
-        );
-        await sleep(100);
-      }
       file = JSON.parse(await Deno.readTextFile(stackFile)) as StackFile;
       const stack = file;
       const url = stack.databaseUrl;
@@ -395,7 +366,7 @@ Deno.test({
       for (const [index, [name, fault]] of faults.entries()) {
         await t.step(name, async () => {
           const tally = new Tally();
-          const logBefore = output.length;
+          const logBefore = started.log().length;
           const stop = stream(tally);
           await sleep(1500);
           await fault();
@@ -404,20 +375,20 @@ Deno.test({
           const deadline = Date.now() + 30_000;
           const backNow = () => {
             const lines =
-              output.slice(logBefore).match(/\[database\][^\n]*/g) ??
+              started.log().slice(logBefore).match(/\[database\][^\n]*/g) ??
                 [];
             return /back after/.test(lines.at(-1) ?? "");
           };
           while (!backNow()) {
             assert.ok(
               Date.now() < deadline,
-              `no "back after" in the log:\n${output.slice(logBefore)}`,
+              `no "back after" in the log:\n${started.log().slice(logBefore)}`,
             );
             await sleep(100);
           }
           await sleep(1500);
           await stop();
-          const log = output.slice(logBefore);
+          const log = started.log().slice(logBefore);
           assert.match(log, /\[database\][^\n]*stopped answering/);
           assert.match(
             log,
@@ -523,7 +494,7 @@ Deno.test({
       );
       console.log(report.join("\n"));
     } finally {
-      if (exited === null) {
+      if (started.exited() === null) {
         try {
           child.kill("SIGKILL");
         } catch {
@@ -531,7 +502,7 @@ Deno.test({
         }
         await child.status;
       }
-      await Promise.all(pumps).catch(() => {});
+      await started.drained;
       if (file !== null) {
         try {
           // A failure mid-pause must not leave stopped processes that nothing can end.
@@ -551,7 +522,7 @@ Deno.test({
         stopDataDirSync(file.dataDir);
         await Deno.remove(`${file.dataDir}.owner.json`).catch(() => {});
       }
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      await Deno.remove(started.dir, { recursive: true }).catch(() => {});
     }
   },
 });

@@ -20,12 +20,22 @@ import {
   uuid,
 } from "../scripts/lib/hms.ts";
 import { assert } from "./helpers/assert.ts";
-import { createRoom, micros, roomRow, snapshot } from "./helpers/db.ts";
+import {
+  assertNothingWritten,
+  createRoom,
+  micros,
+  roomRow,
+} from "./helpers/db.ts";
 import { SAMPLE_STORY, sampleBody } from "./helpers/fixtures.ts";
-import { getStack, SHARED, type TestStack } from "./helpers/stack.ts";
-import { type Answer, deliver, post } from "./helpers/webhook.ts";
-
-const S = 1_000_000_000n;
+import { stackTest, type TestStack } from "./helpers/stack.ts";
+import {
+  type Answer,
+  assertError,
+  assertOutcome,
+  deliver,
+  post,
+  S,
+} from "./helpers/webhook.ts";
 
 /**
  * Tracks one room. The stories below state the counts they expect after each event; here every
@@ -103,15 +113,28 @@ class RoomUnderTest {
 
 type Spelling = "100ms" | "spec" | "flat";
 
-/** The names each spelling uses (role changes and track events exist only under some names). */
-const NAMES: Record<Spelling, {
+/** The event names of one spelling. */
+interface Names {
   open: string;
   join: string;
   leave: string;
   roleChange: string;
   activity: string[];
   close: string;
-}> = {
+}
+
+/** The spec's names, which the legacy flat format uses too. */
+const SPEC_NAMES: Names = {
+  open: "room.started",
+  join: "peer.joined",
+  leave: "peer.left",
+  roleChange: "role.change.success",
+  activity: ["track.updated"],
+  close: "room.ended",
+};
+
+/** The names each spelling uses (role changes and track events exist only under some names). */
+const NAMES: Record<Spelling, Names> = {
   "100ms": {
     open: "session.open.success",
     join: "peer.join.success",
@@ -124,22 +147,8 @@ const NAMES: Record<Spelling, {
     ],
     close: "session.close.success",
   },
-  spec: {
-    open: "room.started",
-    join: "peer.joined",
-    leave: "peer.left",
-    roleChange: "role.change.success",
-    activity: ["track.updated"],
-    close: "room.ended",
-  },
-  flat: {
-    open: "room.started",
-    join: "peer.joined",
-    leave: "peer.left",
-    roleChange: "role.change.success",
-    activity: ["track.updated"],
-    close: "room.ended",
-  },
+  spec: SPEC_NAMES,
+  flat: SPEC_NAMES,
 };
 
 /** A whole session in one spelling: open, two joins, a promotion, activity, a leave, close. */
@@ -198,34 +207,10 @@ function lifecycle(
   return events;
 }
 
-async function expectNothingWritten(
-  stack: TestStack,
-  label: string,
-  action: () => Promise<void>,
-): Promise<void> {
-  const before = await snapshot(stack.sql);
-  await action();
-  assert.deepEqual(
-    await snapshot(stack.sql),
-    before,
-    `${label} wrote to the database`,
-  );
-}
-
-function assertError(answer: Answer, status: number, code: string) {
-  assert.equal(answer.status, status, answer.text);
-  assert.match(answer.contentType ?? "", /^application\/json/);
-  assert.equal(answer.json?.status, "error", answer.text);
-  assert.equal(answer.json?.code, code, answer.text);
-  assert.equal(typeof answer.json?.message, "string");
-}
-
-Deno.test({
+stackTest({
   name:
     "every event type, in every spelling, signed both ways, moves the room exactly",
-  ...SHARED,
-  async fn(t) {
-    const stack = await getStack();
+  async fn(stack, t) {
     const cases: [Spelling, string | undefined][] = [
       ["100ms", undefined],
       ["100ms", "room.end.success"],
@@ -296,12 +281,10 @@ Deno.test({
   },
 });
 
-Deno.test({
+stackTest({
   name:
     "the 100ms samples: a join shaped exactly like §3 counts, and the whole story adds up",
-  ...SHARED,
-  async fn(t) {
-    const stack = await getStack();
+  async fn(stack, t) {
     await t.step(
       "sample peer.join.success (times shifted to now) through the function URL",
       async () => {
@@ -341,10 +324,9 @@ Deno.test({
     await t.step(
       "the whole sample story verbatim (2024 times) with the age check off",
       async () => {
-        const instance = await stack.startFunction({
+        await stack.withFunction({
           env: { HMS_TIMESTAMP_TOLERANCE_SECONDS: "0" },
-        });
-        try {
+        }, async (instance) => {
           const room = await RoomUnderTest.create(stack);
           const expected: Record<string, [boolean, number, number]> = {
             "session.open.success": [true, 0, 0],
@@ -364,20 +346,16 @@ Deno.test({
               type,
             );
           }
-        } finally {
-          await instance.stop();
-        }
+        });
       },
     );
   },
 });
 
-Deno.test({
+stackTest({
   name:
     "unknown rooms are ignored without a write; the auto-create instance creates them",
-  ...SHARED,
-  async fn(t) {
-    const stack = await getStack();
+  async fn(stack, t) {
     await t.step(
       "unknown room -> 200 ignored, nothing written in any table",
       async () => {
@@ -387,16 +365,16 @@ Deno.test({
             roomId: objectId(),
             role: "listener",
           });
-          await expectNothingWritten(
-            stack,
+          await assertNothingWritten(
+            stack.sql,
+            [],
             "an event for an unknown room",
             async () => {
               const answer = await deliver(stack.functionUrl, event, {
                 secret: stack.secret,
                 headerName: stack.secretHeader,
               });
-              assert.equal(answer.status, 200, answer.text);
-              assert.equal(answer.json?.status, "ignored");
+              assertOutcome(answer, "ignored");
               assert.equal(answer.json?.reason, "unknown room");
               assert.equal(answer.json?.event_id, await eventIdOf(event));
               assert.equal(answer.json?.type, "peer.join.success");
@@ -409,10 +387,9 @@ Deno.test({
     await t.step(
       "HMS_AUTO_CREATE_ROOMS=true creates the room and applies the event",
       async () => {
-        const instance = await stack.startFunction({
+        await stack.withFunction({
           env: { HMS_AUTO_CREATE_ROOMS: "true" },
-        });
-        try {
+        }, async (instance) => {
           const roomId = objectId();
           assert.equal(await roomRow(stack.sql, roomId), null);
           const event = buildEvent("peer.join.success", {
@@ -423,8 +400,7 @@ Deno.test({
             secret: stack.secret,
             headerName: stack.secretHeader,
           });
-          assert.equal(answer.status, 200, answer.text);
-          assert.equal(answer.json?.status, "applied", answer.text);
+          assertOutcome(answer, "applied");
           const row = await roomRow(stack.sql, roomId);
           assert.ok(row, "the room was created");
           assert.equal(row.listeners, 1);
@@ -433,9 +409,7 @@ Deno.test({
             (answer.json?.room as Record<string, unknown>).listener_count,
             1,
           );
-        } finally {
-          await instance.stop();
-        }
+        });
       },
     );
   },
@@ -459,11 +433,9 @@ function envelope(
   });
 }
 
-Deno.test({
+stackTest({
   name: "ignored types, duplicates and refused requests write nothing",
-  ...SHARED,
-  async fn(t) {
-    const stack = await getStack();
+  async fn(stack, t) {
     const room = await RoomUnderTest.create(stack);
     const opened = lifecycle("100ms", room.roomId).slice(0, 3);
     for (const event of opened) await room.apply(event);
@@ -509,7 +481,7 @@ Deno.test({
         ];
         for (const [body, reason] of bodies) {
           const type = JSON.parse(body).type ?? JSON.parse(body).event;
-          await expectNothingWritten(stack, type, async () => {
+          await assertNothingWritten(stack.sql, [], type, async () => {
             const answer = await deliver(stack.functionUrl, body, options);
             assert.equal(answer.status, 200, `${type}: ${answer.text}`);
             assert.equal(
@@ -529,13 +501,13 @@ Deno.test({
       async () => {
         const rowBefore = await roomRow(stack.sql, room.roomId);
         for (const event of opened) {
-          await expectNothingWritten(
-            stack,
+          await assertNothingWritten(
+            stack.sql,
+            [],
             `the duplicate ${event.type}`,
             async () => {
               const answer = await deliver(stack.functionUrl, event, options);
-              assert.equal(answer.status, 200, answer.text);
-              assert.equal(answer.json?.status, "duplicate", answer.text);
+              assertOutcome(answer, "duplicate");
               assert.equal(answer.json?.event_id, event.id);
               const r = answer.json?.room as Record<string, unknown>;
               assert.equal(r.listener_count, rowBefore!.listeners);
@@ -549,8 +521,9 @@ Deno.test({
           role: "listener",
         });
         await room.apply(flat);
-        await expectNothingWritten(
-          stack,
+        await assertNothingWritten(
+          stack.sql,
+          [],
           "the duplicate flat event",
           async () => {
             const answer = await deliver(stack.functionUrl, flat, options);
@@ -596,7 +569,7 @@ Deno.test({
           }],
         ];
         for (const [label, headers] of forged) {
-          await expectNothingWritten(stack, label, async () => {
+          await assertNothingWritten(stack.sql, [], label, async () => {
             const answer = await post(stack.functionUrl, event.body, headers);
             assertError(answer, 401, "unauthorized");
           });
@@ -609,17 +582,17 @@ Deno.test({
     await t.step(
       "HMS_WEBHOOK_AUTH=signature refuses the secret header alone",
       async () => {
-        const instance = await stack.startFunction({
+        await stack.withFunction({
           env: { HMS_WEBHOOK_AUTH: "signature" },
-        });
-        try {
+        }, async (instance) => {
           const event = buildEvent("peer.join.success", {
             roomId: room.roomId,
             role: "listener",
             at: nowNanos(),
           });
-          await expectNothingWritten(
-            stack,
+          await assertNothingWritten(
+            stack.sql,
+            [],
             "header-only under signature mode",
             async () => {
               const answer = await deliver(instance.url, event, {
@@ -630,9 +603,7 @@ Deno.test({
             },
           );
           await room.apply(event, "signature", instance.url);
-        } finally {
-          await instance.stop();
-        }
+        });
       },
     );
 
@@ -653,8 +624,9 @@ Deno.test({
           ],
         ];
         for (const [body, code] of broken) {
-          await expectNothingWritten(
-            stack,
+          await assertNothingWritten(
+            stack.sql,
+            [],
             `the body ${body.slice(0, 20)}`,
             async () => {
               const answer = await deliver(stack.functionUrl, body, options);

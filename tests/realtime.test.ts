@@ -40,10 +40,9 @@ import {
   rowOf,
   type W2jChange,
 } from "./helpers/realtime.ts";
-import { getStack, SHARED, type TestStack } from "./helpers/stack.ts";
-import { type Answer, deliver } from "./helpers/webhook.ts";
+import { stackTest, type TestStack } from "./helpers/stack.ts";
+import { type Answer, deliver, S } from "./helpers/webhook.ts";
 
-const S = 1_000_000_000n;
 const MIGRATION = "supabase/migrations/20261201000300_hms_realtime.sql";
 /** The fields a Broadcast message carries (plus the `id` realtime.send adds). */
 const PAYLOAD_KEYS = [
@@ -236,12 +235,10 @@ async function deliverStep(stack: TestStack, step: Step): Promise<Answer> {
   return answer;
 }
 
-Deno.test({
+stackTest({
   name:
     "postgres_changes: every applied webhook is exactly one rooms UPDATE with the new counts; duplicates, ignored and refused requests stream nothing; no hms_* table ever",
-  ...SHARED,
-  async fn() {
-    const stack = await getStack();
+  async fn(stack) {
     await setMode(stack, "postgres_changes");
     assert.deepEqual(await publishedTables(stack), ["public.rooms"]);
     const slot = await RealtimeSlot.open(stack.sql);
@@ -299,12 +296,10 @@ Deno.test({
   },
 });
 
-Deno.test({
+stackTest({
   name:
     "the switch: off unpublishes rooms, re-running the migration keeps the app's choice, broadcast is refused without Supabase Realtime",
-  ...SHARED,
-  async fn() {
-    const stack = await getStack();
+  async fn(stack) {
     const slot = await RealtimeSlot.open(stack.sql);
     try {
       await setMode(stack, "off");
@@ -351,12 +346,10 @@ Deno.test({
   },
 });
 
-Deno.test({
+stackTest({
   name:
     "a supabase_realtime publication FOR ALL TABLES (which would publish hms_*) is reported, never silently accepted",
-  ...SHARED,
-  async fn() {
-    const stack = await getStack();
+  async fn(stack) {
     // Rolled back: the stack's publication stays as it is.
     const { notices } = await rolledBack(stack, async (tx) => {
       await tx.unsafe(`drop publication ${PUBLICATION}`);
@@ -374,12 +367,10 @@ Deno.test({
   },
 });
 
-Deno.test({
+stackTest({
   name:
     "a rooms table without a replica identity is left unpublished (publishing it would make every rooms UPDATE fail)",
-  ...SHARED,
-  async fn() {
-    const stack = await getStack();
+  async fn(stack) {
     const { value: published, notices } = await rolledBack(
       stack,
       async (tx) => {
@@ -402,11 +393,9 @@ Deno.test({
   },
 });
 
-Deno.test({
+stackTest({
   name: "the API roles can neither switch Realtime nor flush it",
-  ...SHARED,
-  async fn() {
-    const stack = await getStack();
+  async fn(stack) {
     for (const role of ["anon", "authenticated"]) {
       for (
         const statement of [
@@ -429,12 +418,10 @@ Deno.test({
   },
 });
 
-Deno.test({
+stackTest({
   name:
     "broadcast with pg_cron: the flush and an hourly clean-up of its run log are scheduled and unscheduled together; the clean-up keeps the last hour and other jobs' runs",
-  ...SHARED,
-  async fn() {
-    const stack = await getStack();
+  async fn(stack) {
     const { value: { left, after } } = await rolledBack(stack, async (tx) => {
       await tx.unsafe(CRON_STAND_IN);
       await tx.unsafe(REALTIME_STAND_IN);
@@ -476,12 +463,10 @@ Deno.test({
   },
 });
 
-Deno.test({
+stackTest({
   name:
     "stand-in contract: realtime.send adds one broadcast row (id added to the payload, topic set), realtime.topic() reads it",
-  ...SHARED,
-  async fn() {
-    const stack = await getStack();
+  async fn(stack) {
     await createRealtimeStandIn(stack.sql);
     try {
       const rows = await stack.sql.begin(async (tx) => {
@@ -524,12 +509,10 @@ async function messagesSince(
     order by inserted_at, topic`;
 }
 
-Deno.test({
+stackTest({
   name:
     "broadcast: the trigger's SQL against the documented realtime.send: one message per topic per applied webhook, none otherwise, only the payload fields; topic policies follow the rooms read policy",
-  ...SHARED,
-  async fn() {
-    const stack = await getStack();
+  async fn(stack) {
     await createRealtimeStandIn(stack.sql);
     const slot = await RealtimeSlot.open(stack.sql);
     const hidden = await createRoom(stack.sql);
@@ -711,12 +694,10 @@ async function runBurst(
   };
 }
 
-Deno.test({
+stackTest({
   name:
     "cost and a busy room: changes and messages per applied event, WAL per event by mode, what a subscriber of a hot room receives",
-  ...SHARED,
-  async fn() {
-    const stack = await getStack();
+  async fn(stack) {
     const n = Number(Deno.env.get("HMS_RT_BURST") ?? 500);
     const rounds = Number(Deno.env.get("HMS_RT_ROUNDS") ?? 2);
     const slot = await RealtimeSlot.open(stack.sql);

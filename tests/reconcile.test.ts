@@ -16,8 +16,9 @@
 
 import { jwtVerify } from "jose";
 import { assert } from "./helpers/assert.ts";
-import { roomRow, snapshot } from "./helpers/db.ts";
-import { getStack, SHARED, type TestStack } from "./helpers/stack.ts";
+import { assertNothingWritten, roomRow } from "./helpers/db.ts";
+import { npmStart } from "./helpers/npm_start.ts";
+import { stackTest, type TestStack } from "./helpers/stack.ts";
 import { deliver, post } from "./helpers/webhook.ts";
 import {
   expected,
@@ -28,7 +29,7 @@ import {
   toRoom,
 } from "./helpers/histories.ts";
 import { type HmsApi, startHmsApi } from "../scripts/stack/hms_api.ts";
-import type { FunctionProcess } from "../scripts/stack/function.ts";
+import { denoBinary, type FunctionProcess } from "../scripts/stack/function.ts";
 import { buildEvent, headersFor, objectId } from "../scripts/lib/hms.ts";
 
 const ACCESS_KEY = "64f1a2b3c4d5e6f708192a3c";
@@ -44,8 +45,10 @@ interface World {
 }
 
 /** A stand-in and a function instance that reconciles against it. */
-async function world(env: Record<string, string> = {}): Promise<World> {
-  const stack = await getStack();
+async function world(
+  stack: TestStack,
+  env: Record<string, string>,
+): Promise<World> {
   const api = await startHmsApi({
     accessKey: ACCESS_KEY,
     appSecret: APP_SECRET,
@@ -69,20 +72,27 @@ async function close(w: World): Promise<void> {
   await w.fn.stop();
 }
 
-/** A test with its own world, closed however the test ends. */
+/** Runs `use` in a world of its own, closed however `use` ends. */
+async function withWorld(
+  stack: TestStack,
+  env: Record<string, string>,
+  use: (w: World) => Promise<void>,
+): Promise<void> {
+  const w = await world(stack, env);
+  try {
+    await use(w);
+  } finally {
+    await close(w);
+  }
+}
+
+/** A test with its own world. */
 function worldTest(
   name: string,
   fn: (w: World) => Promise<void>,
   env: Record<string, string> = {},
 ): void {
-  Deno.test(name, SHARED, async () => {
-    const w = await world(env);
-    try {
-      await fn(w);
-    } finally {
-      await close(w);
-    }
-  });
+  stackTest({ name, fn: (stack) => withWorld(stack, env, fn) });
 }
 
 /** One pass through the route, authenticated with the secret header. */
@@ -95,6 +105,25 @@ async function reconcile(w: World): Promise<Record<string, unknown>> {
   assert.equal(answer.status, 200, answer.text);
   return answer.json!;
 }
+
+/**
+ * `count` generated histories (seeded by `seed`) as fresh rooms, each ending `endMsAgo(random)`
+ * before now, and that seeded random, which the test goes on using.
+ */
+async function generatedRooms(
+  w: World,
+  seed: number,
+  count: number,
+  endMsAgo: (random: () => number) => number,
+): Promise<{ rooms: RoomHistory[]; random: () => number }> {
+  const random = seeded(seed);
+  const histories = await generatedHistories(w.stack.root, seed, count);
+  return { rooms: histories.map((h) => toRoom(h, endMsAgo(random))), random };
+}
+
+/** Ends 3 to 13 minutes ago: recent enough for the webhooks' freshness window. */
+const MINUTES_AGO = (random: () => number) =>
+  180_000 + Math.floor(random() * 600_000);
 
 /** Creates the rooms, records every event in 100ms's log and delivers the kept ones. */
 async function setUp(
@@ -163,34 +192,30 @@ async function roomsState(w: World, rooms: RoomHistory[]): Promise<string> {
 worldTest(
   "an unauthenticated POST /reconcile is a 401 and makes no API call",
   async (w) => {
-    const before = await snapshot(w.stack.sql);
     const json = { "content-type": "application/json" };
     const forged: Record<string, string>[] = [
       json,
       { ...json, [w.stack.secretHeader]: "wrong" },
       { ...json, "x-100ms-signature": "ab".repeat(32) },
     ];
-    for (const headers of forged) {
-      const answer = await post(`${w.url}/reconcile`, "{}", headers);
-      assert.equal(answer.status, 401);
-      assert.equal(answer.json?.code, "unauthorized");
-    }
-    const get = await fetch(`${w.url}/reconcile`);
-    assert.equal(get.status, 405);
-    await get.body?.cancel();
+    await assertNothingWritten(w.stack.sql, [], "refused passes", async () => {
+      for (const headers of forged) {
+        const answer = await post(`${w.url}/reconcile`, "{}", headers);
+        assert.equal(answer.status, 401);
+        assert.equal(answer.json?.code, "unauthorized");
+      }
+      const get = await fetch(`${w.url}/reconcile`);
+      assert.equal(get.status, 405);
+      await get.body?.cancel();
+    });
     assert.equal(w.api.served().length, 0, "no call reached 100ms");
-    assert.deepEqual(await snapshot(w.stack.sql), before, "nothing written");
   },
 );
 
 worldTest(
   "one pass makes every room exact after 10-40 % of the webhooks were lost",
   async (w) => {
-    const random = seeded(SEED);
-    const histories = await generatedHistories(w.stack.root, SEED, 120);
-    const rooms = histories.map((h) =>
-      toRoom(h, 180_000 + Math.floor(random() * 600_000))
-    );
+    const { rooms, random } = await generatedRooms(w, SEED, 120, MINUTES_AGO);
     const dropRate = 0.1 + random() * 0.3;
     const { kept, dropped, total } = await setUp(w, rooms, dropRate, random);
     await deliverAll(w, kept);
@@ -255,10 +280,11 @@ worldTest(
 worldTest(
   "a pass racing the remaining deliveries never makes a count wrong; the next ends exact",
   async (w) => {
-    const random = seeded(SEED + 1);
-    const histories = await generatedHistories(w.stack.root, SEED + 1, 60);
-    const rooms = histories.map((h) =>
-      toRoom(h, 180_000 + Math.floor(random() * 600_000))
+    const { rooms, random } = await generatedRooms(
+      w,
+      SEED + 1,
+      60,
+      MINUTES_AGO,
     );
     const { kept } = await setUp(w, rooms, 0.1 + random() * 0.3, random);
     const half = Math.floor(kept.length / 2);
@@ -290,10 +316,10 @@ worldTest(
   },
 );
 
-Deno.test(
-  "API failures are reported, write nothing wrong, and the next pass finishes",
-  SHARED,
-  async () => {
+stackTest({
+  name:
+    "API failures are reported, write nothing wrong, and the next pass finishes",
+  async fn(stack) {
     const faults = [
       { kind: "429", path: "/v2/active-rooms/" },
       { kind: "500", path: "/v2/active-rooms/" },
@@ -303,15 +329,13 @@ Deno.test(
       { kind: "malformed", path: "/v2/sessions?" },
     ] as const;
     for (const [i, fault] of faults.entries()) {
-      const w = await world();
-      try {
-        const random = seeded(SEED + 10 + i);
-        const histories = await generatedHistories(
-          w.stack.root,
+      await withWorld(stack, {}, async (w) => {
+        const { rooms, random } = await generatedRooms(
+          w,
           SEED + 10 + i,
           8,
+          () => 180_000,
         );
-        const rooms = histories.map((h) => toRoom(h, 180_000));
         const { kept } = await setUp(w, rooms, 0.35, random);
         await deliverAll(w, kept);
         const before = new Map<string, string>();
@@ -359,19 +383,21 @@ Deno.test(
         const next = await reconcile(w);
         assert.equal(next.status, "completed", JSON.stringify(next));
         assert.deepEqual(await mismatches(w, rooms), [], fault.kind);
-      } finally {
-        await close(w);
-      }
+      });
     }
   },
-);
+});
 
 worldTest(
   "a refused token stops the pass cleanly; nothing is written",
   async (w) => {
-    const histories = await generatedHistories(w.stack.root, SEED + 20, 5);
-    const rooms = histories.map((h) => toRoom(h, 180_000));
-    const { kept } = await setUp(w, rooms, 0.3, seeded(SEED + 20));
+    const { rooms, random } = await generatedRooms(
+      w,
+      SEED + 20,
+      5,
+      () => 180_000,
+    );
+    const { kept } = await setUp(w, rooms, 0.3, random);
     await deliverAll(w, kept);
     const before = await roomsState(w, rooms);
     const summary = await reconcile(w);
@@ -388,11 +414,9 @@ worldTest(
   { HMS_APP_SECRET: "not-the-app-secret" },
 );
 
-Deno.test(
-  "without 100ms keys a pass still closes sessions past 12 hours",
-  SHARED,
-  async () => {
-    const stack = await getStack();
+stackTest({
+  name: "without 100ms keys a pass still closes sessions past 12 hours",
+  async fn(stack) {
     const fn = await stack.startFunction({});
     try {
       const roomId = objectId();
@@ -429,16 +453,17 @@ Deno.test(
       await fn.stop();
     }
   },
-);
+});
 
 worldTest(
   "npm run replay: old deliveries apply with the default configuration, twice changes nothing",
   async (w) => {
-    const random = seeded(SEED + 30);
-    const histories = await generatedHistories(w.stack.root, SEED + 30, 20);
     // An outage an hour ago or more: every lost delivery is far older than the 900 s window.
-    const rooms = histories.map((h) =>
-      toRoom(h, 3600_000 + Math.floor(random() * 3600_000))
+    const { rooms, random } = await generatedRooms(
+      w,
+      SEED + 30,
+      20,
+      (r) => 3600_000 + Math.floor(r() * 3600_000),
     );
     const { kept, dropped } = await setUp(w, rooms, 0.3, random);
     await deliverAll(w, kept);
@@ -492,14 +517,17 @@ worldTest(
     assert.equal(n, ids.length, "every replayed delivery was applied");
 
     // Everything again (status all): duplicates, nothing changes.
-    const state = await snapshot(w.stack.sql);
-    await replay("--since", "1d", "--status", "all");
+    await assertNothingWritten(
+      w.stack.sql,
+      [],
+      "everything replayed again",
+      () => replay("--since", "1d", "--status", "all"),
+    );
     const everyReplayable = w.api.deliveries().filter((d) =>
       !d.type.startsWith("role.change")
     );
     assert.equal(w.api.workflows()[1].total, everyReplayable.length);
     assert.ok(w.api.workflows()[1].answers.every((s) => s === 200));
-    assert.deepEqual(await snapshot(w.stack.sql), state);
     console.log(
       `replay: ${dropped} deliveries lost, ${replayable.length} replayable re-sent and applied; ` +
         `${lost.length - replayable.length} role changes left to reconcile`,
@@ -554,29 +582,14 @@ worldTest("figure: one pass over 100 live rooms", async (w) => {
   );
 });
 
-Deno.test(
-  "npm start's 100ms stand-in: a --lost join comes back with npm run replay; npm run reconcile prints the pass",
-  SHARED,
-  async () => {
-    const { root } = await getStack();
-    const dir = await Deno.makeTempDir({ prefix: "hms-recon-start-" });
-    const stackFile = `${dir}/stack.json`;
-    const deno = `${root}/node_modules/.bin/deno`;
+stackTest({
+  name:
+    "npm start's 100ms stand-in: a --lost join comes back with npm run replay; npm run reconcile prints the pass",
+  async fn({ root }) {
+    const started = await npmStart(root, ["--no-reconcile"], 60_000);
+    const { child, stackFile } = started;
+    const deno = denoBinary(root);
     const env = { HMS_STACK_FILE: stackFile, PORT: "0" };
-    const child = new Deno.Command(deno, {
-      args: [
-        "run",
-        "-A",
-        `${root}/scripts/stack/main.ts`,
-        "--skip-build",
-        "--no-reconcile",
-      ],
-      cwd: root,
-      env,
-      stdin: "null",
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
     const tool = async (name: string, ...args: string[]) => {
       const out = await new Deno.Command(deno, {
         args: ["run", "-A", `${root}/scripts/tools/${name}.ts`, ...args],
@@ -590,10 +603,6 @@ Deno.test(
       return text;
     };
     try {
-      for (let i = 0; i < 120; i++) {
-        if (await Deno.stat(stackFile).then(() => true, () => false)) break;
-        await new Promise((r) => setTimeout(r, 500));
-      }
       const file = JSON.parse(await Deno.readTextFile(stackFile));
       assert.ok(
         file.hmsApi?.url,
@@ -638,7 +647,8 @@ Deno.test(
     } finally {
       child.kill("SIGINT");
       await child.status;
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      await started.drained;
+      await Deno.remove(started.dir, { recursive: true }).catch(() => {});
     }
   },
-);
+});

@@ -14,7 +14,7 @@
 import type postgres from "postgres";
 import { assert } from "./helpers/assert.ts";
 import { CRON_STAND_IN } from "./helpers/cron.ts";
-import { getStack, SHARED } from "./helpers/stack.ts";
+import { stackTest } from "./helpers/stack.ts";
 
 class Rollback extends Error {}
 
@@ -54,11 +54,9 @@ language sql as $$ update vault.secrets set secret = coalesce(new_secret, secret
   where id = secret_id $$;
 `;
 
-Deno.test(
-  "without the extensions every entry point names what is missing",
-  SHARED,
-  async () => {
-    const { sql } = await getStack();
+stackTest({
+  name: "without the extensions every entry point names what is missing",
+  async fn({ sql }) {
     const now = await sqlError(() => sql`select public.hms_reconcile_now()`);
     assert.equal(now.code, "55000");
     assert.match(now.message, /pg_net, supabase_vault/);
@@ -72,13 +70,11 @@ Deno.test(
       /pg_cron/,
     );
   },
-);
+});
 
-Deno.test(
-  "one call schedules the job; the secret stays in Vault, not in the job",
-  SHARED,
-  async () => {
-    const { sql } = await getStack();
+stackTest({
+  name: "one call schedules the job; the secret stays in Vault, not in the job",
+  async fn({ sql }) {
     const secret = "whsec-" + crypto.randomUUID();
     await sqlError(() =>
       sql.begin(async (tx: postgres.TransactionSql) => {
@@ -179,4 +175,4 @@ Deno.test(
       await sql`select to_regnamespace('vault') is not null as exists`;
     assert.equal(exists, false, "rolled back");
   },
-);
+});

@@ -9,7 +9,7 @@ import { createClient, type SupabaseClient } from "@supabase/supabase-js";
 import { objectId } from "../scripts/lib/hms.ts";
 import { assert } from "./helpers/assert.ts";
 import { roomRow } from "./helpers/db.ts";
-import { getStack, SHARED } from "./helpers/stack.ts";
+import { stackTest } from "./helpers/stack.ts";
 import { REQUEST_TIMEOUT_MS } from "./helpers/webhook.ts";
 
 /** Every request of these tests is bounded: a hung stand-in fails the test instead. */
@@ -48,11 +48,9 @@ function assertErrorShape(error: unknown, code: string) {
   );
 }
 
-Deno.test({
+stackTest({
   name: "supabase-js against the REST stand-in",
-  ...SHARED,
-  async fn(t) {
-    const stack = await getStack();
+  async fn(stack, t) {
     const service = client(stack.supabaseUrl, stack.serviceKey);
     const anon = client(stack.supabaseUrl, stack.anonKey);
     const ids = [objectId(), objectId(), objectId()];

@@ -7,6 +7,7 @@
 
 import {
   buildEvent,
+  type BuiltEvent,
   dataTime,
   headerValue,
   nowNanos,
@@ -15,27 +16,15 @@ import {
   uuid,
 } from "../scripts/lib/hms.ts";
 import { assert } from "./helpers/assert.ts";
-import { createRoom, roomRow, snapshot } from "./helpers/db.ts";
-import { getStack, SHARED, type TestStack } from "./helpers/stack.ts";
-import { type Answer, deliver, post } from "./helpers/webhook.ts";
-
-const S = 1_000_000_000n;
-
-async function nothingWritten(
-  stack: TestStack,
-  label: string,
-  action: () => Promise<void>,
-) {
-  const before = await snapshot(stack.sql);
-  await action();
-  assert.deepEqual(await snapshot(stack.sql), before, `${label} wrote`);
-}
-
-function assertError(answer: Answer, status: number, code: string) {
-  assert.equal(answer.status, status, answer.text);
-  assert.equal(answer.json?.status, "error", answer.text);
-  assert.equal(answer.json?.code, code, answer.text);
-}
+import { assertNothingWritten, createRoom, roomRow } from "./helpers/db.ts";
+import { stackTest, type TestStack } from "./helpers/stack.ts";
+import {
+  assertError,
+  assertOutcome,
+  deliver,
+  post,
+  S,
+} from "./helpers/webhook.ts";
 
 /** [is_live, listeners, speakers] of the room's row. */
 async function counts(stack: TestStack, roomId: string) {
@@ -44,18 +33,17 @@ async function counts(stack: TestStack, roomId: string) {
   return [row.isLive, row.listeners, row.speakers];
 }
 
-/** Sends `body` and requires a 200 `applied`. */
+/** Sends `event` and requires a 200 `applied`. */
 async function applied(
   stack: TestStack,
-  body: string,
+  event: BuiltEvent | string,
   url = stack.functionUrl,
 ) {
-  const answer = await deliver(url, body, {
+  const answer = await deliver(url, event, {
     secret: stack.secret,
     headerName: stack.secretHeader,
   });
-  assert.equal(answer.status, 200, answer.text);
-  assert.equal(answer.json?.status, "applied", answer.text);
+  assertOutcome(answer, "applied");
   return answer;
 }
 
@@ -67,7 +55,7 @@ async function openRoom(stack: TestStack) {
   const base = { roomId, sessionId, sessionStartedAt: t0 };
   await applied(
     stack,
-    buildEvent("session.open.success", { ...base, at: t0 }).body,
+    buildEvent("session.open.success", { ...base, at: t0 }),
   );
   await applied(
     stack,
@@ -76,16 +64,14 @@ async function openRoom(stack: TestStack) {
       peerId: uuid(),
       role: "listener",
       at: t0 + S,
-    }).body,
+    }),
   );
   return { roomId, sessionId, t0, base };
 }
 
-Deno.test({
+stackTest({
   name: "issue 10, case by case, through the function URL",
-  ...SHARED,
-  async fn(t) {
-    const stack = await getStack();
+  async fn(stack, t) {
     const options = { secret: stack.secret, headerName: stack.secretHeader };
 
     await t.step(
@@ -95,7 +81,7 @@ Deno.test({
         const closedAt = t0 + 10n * S;
         await applied(
           stack,
-          buildEvent("session.close.success", { ...base, at: closedAt }).body,
+          buildEvent("session.close.success", { ...base, at: closedAt }),
         );
         for (
           const [role, at] of [["listener", closedAt + 5_000_000n], [
@@ -110,7 +96,7 @@ Deno.test({
               peerId: uuid(),
               role,
               at,
-            }).body,
+            }),
           );
           assert.deepEqual(
             await counts(stack, roomId),
@@ -128,36 +114,26 @@ Deno.test({
         const t0 = nowNanos() - 60n * S;
         const flat = { format: "flat" as const, roomId };
         const peer = { ...flat, peerId: "user-7", role: "listener" };
-        await applied(
-          stack,
-          buildEvent("room.started", { ...flat, at: t0 }).body,
-        );
-        await applied(
-          stack,
-          buildEvent("peer.joined", { ...peer, at: t0 + S }).body,
-        );
-        await applied(
-          stack,
-          buildEvent("peer.left", { ...peer, at: t0 + 2n * S }).body,
-        );
-        await applied(
-          stack,
-          buildEvent("peer.joined", { ...peer, at: t0 + 3n * S }).body,
-        );
+        for (
+          const event of [
+            buildEvent("room.started", { ...flat, at: t0 }),
+            buildEvent("peer.joined", { ...peer, at: t0 + S }),
+            buildEvent("peer.left", { ...peer, at: t0 + 2n * S }),
+            buildEvent("peer.joined", { ...peer, at: t0 + 3n * S }),
+          ]
+        ) await applied(stack, event);
         assert.deepEqual(await counts(stack, roomId), [true, 1, 0], "rejoin");
         await applied(
           stack,
-          buildEvent("room.ended", { ...flat, at: t0 + 4n * S }).body,
+          buildEvent("room.ended", { ...flat, at: t0 + 4n * S }),
         );
         assert.deepEqual(await counts(stack, roomId), [false, 0, 0], "ended");
-        await applied(
-          stack,
-          buildEvent("room.started", { ...flat, at: t0 + 5n * S }).body,
-        );
-        await applied(
-          stack,
-          buildEvent("peer.joined", { ...peer, at: t0 + 6n * S }).body,
-        );
+        for (
+          const event of [
+            buildEvent("room.started", { ...flat, at: t0 + 5n * S }),
+            buildEvent("peer.joined", { ...peer, at: t0 + 6n * S }),
+          ]
+        ) await applied(stack, event);
         assert.deepEqual(
           await counts(stack, roomId),
           [true, 1, 0],
@@ -187,7 +163,7 @@ Deno.test({
             at: now,
           });
           (event.payload.data as Record<string, unknown>)[field] = time;
-          await nothingWritten(stack, label, async () => {
+          await assertNothingWritten(stack.sql, [], label, async () => {
             const answer = await deliver(
               stack.functionUrl,
               JSON.stringify(event.payload),
@@ -226,27 +202,25 @@ Deno.test({
           `score_now ${feed.score} over the base score 4`,
         );
         // The envelope timestamp's own future bound holds with the age check off too.
-        const instance = await stack.startFunction({
+        await stack.withFunction({
           env: { HMS_TIMESTAMP_TOLERANCE_SECONDS: "0" },
-        });
-        try {
+        }, async (instance) => {
           const future = buildEvent("peer.join.success", {
             ...base,
             peerId: uuid(),
             role: "listener",
             at: now + 300n * S,
           });
-          await nothingWritten(
-            stack,
+          await assertNothingWritten(
+            stack.sql,
+            [],
             "a future envelope with tolerance 0",
             async () => {
               const answer = await deliver(instance.url, future.body, options);
               assertError(answer, 401, "stale_timestamp");
             },
           );
-        } finally {
-          await instance.stop();
-        }
+        });
       },
     );
 
@@ -273,8 +247,9 @@ Deno.test({
             const data = event.payload.data as Record<string, unknown>;
             if (value === undefined) delete data.session_id;
             else data.session_id = value;
-            await nothingWritten(
-              stack,
+            await assertNothingWritten(
+              stack.sql,
+              [],
               `${type} session_id ${JSON.stringify(value)}`,
               async () => {
                 const answer = await deliver(
@@ -314,7 +289,7 @@ Deno.test({
             peerId,
             role: "listener",
             at: second + S / 2n,
-          }).body,
+          }),
         );
         const promotion = buildEvent("role.change.success", {
           ...base,
@@ -355,10 +330,9 @@ Deno.test({
       "6a. a non-ASCII HMS_WEBHOOK_SECRET works with both auth methods",
       async () => {
         const secret = "sécret-ключ-🔑-0123456789";
-        const instance = await stack.startFunction({
+        await stack.withFunction({
           env: { HMS_WEBHOOK_SECRET: secret },
-        });
-        try {
+        }, async (instance) => {
           const roomId = await createRoom(stack.sql);
           const base = { roomId, sessionId: objectId() };
           for (const auth of ["header", "signature"] as const) {
@@ -381,31 +355,33 @@ Deno.test({
             peerId: uuid(),
             role: "listener",
           });
-          await nothingWritten(stack, "a wrong non-ASCII secret", async () => {
-            const wrongHeader = await post(instance.url, forged.body, {
-              "content-type": "application/json",
-              [stack.secretHeader]: headerValue("sécret-ключ-🔑-0123456788"),
-            });
-            assertError(wrongHeader, 401, "unauthorized");
-            const wrongSignature = await post(instance.url, forged.body, {
-              "content-type": "application/json",
-              "x-100ms-signature": await sign(forged.body, "secret-kljuch"),
-            });
-            assertError(wrongSignature, 401, "unauthorized");
-          });
-        } finally {
-          await instance.stop();
-        }
+          await assertNothingWritten(
+            stack.sql,
+            [],
+            "a wrong non-ASCII secret",
+            async () => {
+              const wrongHeader = await post(instance.url, forged.body, {
+                "content-type": "application/json",
+                [stack.secretHeader]: headerValue("sécret-ключ-🔑-0123456788"),
+              });
+              assertError(wrongHeader, 401, "unauthorized");
+              const wrongSignature = await post(instance.url, forged.body, {
+                "content-type": "application/json",
+                "x-100ms-signature": await sign(forged.body, "secret-kljuch"),
+              });
+              assertError(wrongSignature, 401, "unauthorized");
+            },
+          );
+        });
       },
     );
 
     await t.step(
       "6b. a duplicate writes nothing, also with auto-create (no room created)",
       async () => {
-        const instance = await stack.startFunction({
+        await stack.withFunction({
           env: { HMS_AUTO_CREATE_ROOMS: "true" },
-        });
-        try {
+        }, async (instance) => {
           const roomId = await createRoom(stack.sql);
           const event = buildEvent("peer.join.success", {
             roomId,
@@ -416,8 +392,9 @@ Deno.test({
           const other = objectId();
           const payload = JSON.parse(event.body);
           payload.data.room_id = other;
-          await nothingWritten(
-            stack,
+          await assertNothingWritten(
+            stack.sql,
+            [],
             "the duplicate for an unknown room",
             async () => {
               const answer = await deliver(
@@ -425,8 +402,7 @@ Deno.test({
                 JSON.stringify(payload),
                 options,
               );
-              assert.equal(answer.status, 200, answer.text);
-              assert.equal(answer.json?.status, "duplicate", answer.text);
+              assertOutcome(answer, "duplicate");
             },
           );
           assert.equal(
@@ -434,9 +410,7 @@ Deno.test({
             null,
             "no room created",
           );
-        } finally {
-          await instance.stop();
-        }
+        });
       },
     );
   },
@@ -462,12 +436,10 @@ async function rpc(
   return { status: response.status, json: await response.json() };
 }
 
-Deno.test({
+stackTest({
   name:
     "hms_apply_facts and hms_close_expired_sessions through the REST stand-in",
-  ...SHARED,
-  async fn(t) {
-    const stack = await getStack();
+  async fn(stack, t) {
     const { roomId, sessionId, t0 } = await openRoom(stack);
     const observed = dataTime(t0 + 30n * S);
     const received = dataTime(t0 + 90n * S);
@@ -517,17 +489,22 @@ Deno.test({
           ],
           [true, 0, 1],
         );
-        await nothingWritten(stack, "the same facts again", async () => {
-          const again = await rpc(stack, "hms_apply_facts", args);
-          assert.equal(again.json.changed, false, JSON.stringify(again.json));
-        });
+        await assertNothingWritten(
+          stack.sql,
+          [],
+          "the same facts again",
+          async () => {
+            const again = await rpc(stack, "hms_apply_facts", args);
+            assert.equal(again.json.changed, false, JSON.stringify(again.json));
+          },
+        );
       },
     );
 
     await t.step(
       "anon may not call it; an unknown room is ignored; bad facts are a 400",
       async () => {
-        await nothingWritten(stack, "refused calls", async () => {
+        await assertNothingWritten(stack.sql, [], "refused calls", async () => {
           const denied = await rpc(stack, "hms_apply_facts", {
             p_room_id: roomId,
             p_observed_at: observed,
@@ -588,7 +565,7 @@ Deno.test({
             peerId: uuid(),
             role: "listener",
             at: t0 + 45n * S,
-          }).body,
+          }),
         );
         assert.deepEqual(await counts(stack, roomId), [false, 0, 0]);
       },

@@ -20,10 +20,14 @@ import {
 import { generateSecret } from "../scripts/stack/main.ts";
 import type { FunctionProcess } from "../scripts/stack/function.ts";
 import { assert } from "./helpers/assert.ts";
-import { createRoom, roomRow, snapshot } from "./helpers/db.ts";
+import {
+  assertNothingWritten,
+  createRoom,
+  roomRow,
+  snapshot,
+} from "./helpers/db.ts";
 import {
   assertNoLeak,
-  assertNothingWritten,
   assertRefused,
   type Body,
   changeHexDigit,
@@ -36,9 +40,10 @@ import {
   TABLES,
   waitForLogs,
 } from "./helpers/security.ts";
-import { getStack, SHARED, type TestStack } from "./helpers/stack.ts";
+import { shuffle } from "./helpers/histories.ts";
+import { stackTest, type TestStack } from "./helpers/stack.ts";
+import { assertOutcome, S } from "./helpers/webhook.ts";
 
-const S = 1_000_000_000n;
 const MINUTE = 60n * S;
 const LIMIT = 65_536;
 
@@ -91,14 +96,26 @@ async function refused(
   });
 }
 
-/** Sends a valid event and asserts it was applied: one more listener in its room. */
+/** `event` as a request proven by signature only. */
+async function signedRequest(
+  event: BuiltEvent,
+  secret: string,
+): Promise<Outgoing> {
+  return { headers: await signed(event.body, secret), body: event.body };
+}
+
+/**
+ * Sends a valid event (by default signed with the stack's secret) and asserts it was applied:
+ * one more listener in its room.
+ */
 async function applied(
   stack: TestStack,
   url: string,
   label: string,
   event: BuiltEvent,
-  request: Outgoing,
+  request?: Outgoing,
 ): Promise<void> {
+  request ??= await signedRequest(event, stack.secret);
   const roomId = event.payload.data
     ? (event.payload.data as Record<string, string>).room_id
     : event.payload.room_id as string;
@@ -120,10 +137,13 @@ async function stillApplies(
   secret = stack.secret,
 ): Promise<void> {
   const event = join(await createRoom(stack.sql));
-  await applied(stack, url, `valid event after the refusals (${url})`, event, {
-    headers: await signed(event.body, secret),
-    body: event.body,
-  });
+  await applied(
+    stack,
+    url,
+    `valid event after the refusals (${url})`,
+    event,
+    await signedRequest(event, secret),
+  );
 }
 
 /** Starts extra instances at once (each is a Deno process; starting them serially is slow). */
@@ -262,12 +282,10 @@ const AUTH_CASES: AuthCase[] = [
   },
 ];
 
-Deno.test({
+stackTest({
   name:
     "auth: forged or missing credentials are refused, valid variants accepted",
-  ...SHARED,
-  async fn(t) {
-    const stack = await getStack();
+  async fn(stack, t) {
     const snap = await snapshot(stack.sql);
     for (const table of TABLES) {
       assert.ok(table in snap, `the write guard covers ${table}`);
@@ -298,11 +316,9 @@ Deno.test({
   },
 });
 
-Deno.test({
+stackTest({
   name: "auth: signature-only mode, rotation, and fail-closed configurations",
-  ...SHARED,
-  async fn(t) {
-    const stack = await getStack();
+  async fn(stack, t) {
     const [sigOnly, rotating, unset, spaced, newline] = await instances(stack, [
       { HMS_WEBHOOK_AUTH: "signature" },
       { HMS_WEBHOOK_SECRET_PREVIOUS: OLD_SECRET },
@@ -326,10 +342,7 @@ Deno.test({
             body: event.body,
           }, { ...UNAUTHORIZED, mentions: ["missing"] });
           const good = join(roomId);
-          await applied(stack, sigOnly.url, "signed", good, {
-            headers: await signed(good.body, stack.secret),
-            body: good.body,
-          });
+          await applied(stack, sigOnly.url, "signed", good);
         },
       );
 
@@ -461,12 +474,10 @@ Deno.test({
 // Freshness (replays)
 // ---------------------------------------------------------------------------------------------
 
-Deno.test({
+stackTest({
   name:
     "freshness: stale and future events are refused, the tolerance is honoured",
-  ...SHARED,
-  async fn(t) {
-    const stack = await getStack();
+  async fn(stack, t) {
     const [noTolerance] = await instances(stack, [
       { HMS_TIMESTAMP_TOLERANCE_SECONDS: "0" },
     ]);
@@ -493,20 +504,14 @@ Deno.test({
 
       await t.step("14 minutes old -> applied", async () => {
         const event = join(roomId, { at: nowNanos() - 14n * MINUTE });
-        await applied(stack, stack.functionUrl, "14 minutes old", event, {
-          headers: await signed(event.body, stack.secret),
-          body: event.body,
-        });
+        await applied(stack, stack.functionUrl, "14 minutes old", event);
       });
 
       await t.step(
         "a captured request replayed within the tolerance -> duplicate, nothing written",
         async () => {
           const event = join(roomId, { at: nowNanos() - 5n * MINUTE });
-          const request = {
-            headers: await signed(event.body, stack.secret),
-            body: event.body,
-          };
+          const request = await signedRequest(event, stack.secret);
           await applied(stack, stack.functionUrl, "original", event, request);
           const replay = await assertNothingWritten(
             stack.sql,
@@ -514,8 +519,7 @@ Deno.test({
             "replay",
             () => send(stack.functionUrl, request),
           );
-          assert.equal(replay.status, 200, replay.text);
-          assert.equal(replay.json?.status, "duplicate", replay.text);
+          assertOutcome(replay, "duplicate");
         },
       );
 
@@ -525,10 +529,7 @@ Deno.test({
           const event = join(roomId, {
             at: nowNanos() - 30n * 24n * 60n * MINUTE,
           });
-          const request = {
-            headers: await signed(event.body, stack.secret),
-            body: event.body,
-          };
+          const request = await signedRequest(event, stack.secret);
           await refused(
             stack,
             stack.functionUrl,
@@ -577,12 +578,10 @@ function joinOfSize(roomId: string, size: number): BuiltEvent {
   return event;
 }
 
-Deno.test({
+stackTest({
   name:
     "limits: methods other than POST, oversized and endless bodies are refused",
-  ...SHARED,
-  async fn(t) {
-    const stack = await getStack();
+  async fn(stack, t) {
     const url = stack.functionUrl;
     const roomId = await createRoom(stack.sql);
 
@@ -668,10 +667,7 @@ Deno.test({
       "exactly 64 KiB, signed -> applied (not refused for size)",
       async () => {
         const event = joinOfSize(roomId, LIMIT);
-        await applied(stack, url, "exactly at the limit", event, {
-          headers: await signed(event.body, stack.secret),
-          body: event.body,
-        });
+        await applied(stack, url, "exactly at the limit", event);
       },
     );
 
@@ -885,12 +881,10 @@ const MALFORMED: MalformedCase[] = [
   },
 ];
 
-Deno.test({
+stackTest({
   name:
     "malformed: every broken body is a 400 naming the field, and writes nothing",
-  ...SHARED,
-  async fn(t) {
-    const stack = await getStack();
+  async fn(stack, t) {
     const url = stack.functionUrl;
     const roomId = await createRoom(stack.sql);
     for (const c of MALFORMED) {
@@ -905,8 +899,7 @@ Deno.test({
             c.name,
             () => send(url, request),
           );
-          assert.equal(reply.status, 200, reply.text);
-          assert.equal(reply.json?.status, "ignored", reply.text);
+          assertOutcome(reply, "ignored");
           assert.equal(reply.json?.reason, expect.ignored, reply.text);
           assertNoLeak(reply.text, secretsOf(stack), c.name);
         } else {
@@ -924,15 +917,6 @@ Deno.test({
 // ---------------------------------------------------------------------------------------------
 // Robustness: garbage and valid traffic at once
 // ---------------------------------------------------------------------------------------------
-
-function shuffle<T>(items: T[]): T[] {
-  const a = [...items];
-  for (let i = a.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1));
-    [a[i], a[j]] = [a[j], a[i]];
-  }
-  return a;
-}
 
 /**
  * Garbage aimed at `roomId`: every kind would add a listener if it were wrongly applied (a new
@@ -989,12 +973,10 @@ async function garbage(
   }
 }
 
-Deno.test({
+stackTest({
   name:
     "robustness: 50 garbage requests interleaved with 20 valid ones -> the 20 apply exactly",
-  ...SHARED,
-  async fn() {
-    const stack = await getStack();
+  async fn(stack) {
     const url = stack.functionUrl;
     const roomId = await createRoom(stack.sql);
     const sessionId = objectId();
@@ -1007,11 +989,11 @@ Deno.test({
     );
     const requests = shuffle([
       ...await Promise.all(valid.map(async (e) => ({
-        request: { headers: await signed(e.body, stack.secret), body: e.body },
+        request: await signedRequest(e, stack.secret),
         status: 200,
       }))),
       ...junk,
-    ]);
+    ], Math.random);
     const before = await snapshot(stack.sql);
     const replies = await Promise.all(
       requests.map((r) => send(url, r.request)),
@@ -1246,12 +1228,10 @@ function checkLines(
   }
 }
 
-Deno.test({
+stackTest({
   name:
     "logs: one JSON line per request, no secrets, header values or body; debug adds detail",
-  ...SHARED,
-  async fn(t) {
-    const stack = await getStack();
+  async fn(stack, t) {
     const [plain, debug] = await instances(stack, [
       { SUPABASE_DEBUG: "false" },
       { SUPABASE_DEBUG: "true" },
@@ -1281,11 +1261,9 @@ Deno.test({
   },
 });
 
-Deno.test({
+stackTest({
   name: "after the whole suite the stack's function still applies valid events",
-  ...SHARED,
-  async fn() {
-    const stack = await getStack();
+  async fn(stack) {
     await stillApplies(stack, stack.functionUrl);
   },
 });

@@ -6,13 +6,12 @@
 
 import postgres from "postgres";
 import { buildEvent, nowNanos } from "../scripts/lib/hms.ts";
-import { denoBinary } from "../scripts/stack/function.ts";
 import { DEMO_ROOM_ID, type StackFile } from "../scripts/stack/main.ts";
-import { freePort } from "../scripts/stack/net.ts";
 import { processAlive, stopDataDirSync } from "../scripts/stack/postgres.ts";
 import { assert } from "./helpers/assert.ts";
-import { getStack, SHARED } from "./helpers/stack.ts";
-import { deliver } from "./helpers/webhook.ts";
+import { npmStart } from "./helpers/npm_start.ts";
+import { stackTest } from "./helpers/stack.ts";
+import { assertOutcome, deliver } from "./helpers/webhook.ts";
 
 /** True when `path` exists. */
 function exists(path: string): Promise<boolean> {
@@ -78,80 +77,27 @@ function processesMentioning(text: string): number[] {
   return pids;
 }
 
-/** Reads stdout until `done(text)` says so or the deadline passes. */
-async function readUntil(
-  reader: ReadableStreamDefaultReader<string>,
-  done: (text: string) => boolean,
-  timeoutMs: number,
-): Promise<string> {
-  let text = "";
-  const deadline = Date.now() + timeoutMs;
-  while (!done(text)) {
-    const remaining = deadline - Date.now();
-    if (remaining <= 0) throw new Error(`timed out; output so far:\n${text}`);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const chunk = await Promise.race([
-      reader.read(),
-      new Promise<null>((resolve) => {
-        timer = setTimeout(() => resolve(null), remaining);
-      }),
-    ]);
-    clearTimeout(timer);
-    if (chunk === null) continue;
-    if (chunk.done) throw new Error(`npm start exited early; output:\n${text}`);
-    text += chunk.value;
-  }
-  return text;
-}
-
 function printed(output: string, label: string): string {
   const m = new RegExp(`^\\s*${label}\\s+(\\S+)`, "m").exec(output);
   assert.ok(m, `"${label}" not printed:\n${output}`);
   return m[1];
 }
 
-Deno.test({
+stackTest({
   name:
     "npm start: prints the stack, serves an event, and SIGINT leaves nothing behind",
-  ...SHARED,
-  async fn() {
-    const shared = await getStack();
-    const root = shared.root;
-    const port = freePort();
-    const stackFile = `${await Deno.makeTempDir({
-      prefix: "hms-start-",
-    })}/stack.json`;
-    const env: Record<string, string> = {
-      PORT: String(port),
-      HMS_STACK_FILE: stackFile,
-    };
-    const child = new Deno.Command(denoBinary(root), {
-      args: [
-        "run",
-        "-A",
-        `${root}/scripts/stack/main.ts`,
-        "--skip-build",
-        ...(shared.functionEntry.endsWith(
-            "/supabase/functions/hms-webhook/index.ts",
-          )
-          ? []
-          : ["--function-entry", shared.functionEntry]),
-      ],
-      cwd: root,
-      env,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
-    const reader = child.stdout.pipeThrough(new TextDecoderStream())
-      .getReader();
+  async fn(shared) {
+    const started = await npmStart(
+      shared.root,
+      shared.functionEntry.endsWith("/supabase/functions/hms-webhook/index.ts")
+        ? []
+        : ["--function-entry", shared.functionEntry],
+      90_000,
+    );
+    const { child, port, stackFile } = started;
+    const output = started.stdout();
     let exited = false;
     try {
-      const output = await readUntil(
-        reader,
-        (text) => /Then look at the row/.test(text),
-        90_000,
-      );
       const functionUrl = printed(output, "Function URL");
       const databaseUrl = printed(output, "Database URL");
       const secret = printed(output, "Webhook secret");
@@ -184,8 +130,7 @@ Deno.test({
         secret,
         auth: "signature",
       });
-      assert.equal(answer.status, 200, answer.text);
-      assert.equal(answer.json?.status, "applied", answer.text);
+      assertOutcome(answer, "applied");
       const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
       try {
         const rows =
@@ -214,11 +159,8 @@ Deno.test({
       );
       exited = true;
       assert.equal(status.code, 0);
-      const rest = await readUntil(
-        reader,
-        (text) => /stopped/.test(text),
-        5_000,
-      ).catch((e) => String(e));
+      const rest = await started.waitFor(/stopped/, 5_000, output.length)
+        .catch((e) => String(e));
       assert.match(rest, /stopped/);
 
       const survivors = owned.filter(processAlive).map((pid) =>
@@ -233,29 +175,10 @@ Deno.test({
       await assertDataDirRemoved(file.dataDir);
       assert.equal(await exists(stackFile), false, "stack file removed");
     } finally {
-      if (!exited) {
-        // The test failed midway: do what npm start should have done.
-        child.kill("SIGKILL");
-        await child.status;
-        const file = await Deno.readTextFile(stackFile).then(
-          JSON.parse,
-          () => null,
-        );
-        if (file !== null) {
-          for (const pid of [file.pids.function]) {
-            try {
-              Deno.kill(pid, "SIGKILL");
-            } catch {
-              // Already gone.
-            }
-          }
-          stopDataDirSync(file.dataDir);
-        }
-      }
-      await reader.cancel().catch(() => {});
-      await Deno.remove(stackFile.replace(/\/stack\.json$/, ""), {
-        recursive: true,
-      }).catch(() => {});
+      // The test failed midway: do what npm start should have done.
+      if (!exited) await started.kill();
+      await started.drained;
+      await Deno.remove(started.dir, { recursive: true }).catch(() => {});
     }
   },
 });
@@ -289,27 +212,14 @@ for (
     ],
   ] as const
 ) {
-  Deno.test({
+  stackTest({
     name: `npm start: ${first} killed first, then nothing is left behind`,
-    ...SHARED,
-    async fn() {
-      const shared = await getStack();
-      const root = shared.root;
-      const dir = await Deno.makeTempDir({ prefix: "hms-start-" });
-      const stackFile = `${dir}/stack.json`;
-      const child = new Deno.Command(denoBinary(root), {
-        args: ["run", "-A", `${root}/scripts/stack/main.ts`, "--skip-build"],
-        cwd: root,
-        env: { PORT: String(freePort()), HMS_STACK_FILE: stackFile },
-        stdin: "null",
-        stdout: "piped",
-        stderr: "inherit",
-      }).spawn();
-      const reader = child.stdout.pipeThrough(new TextDecoderStream())
-        .getReader();
+    async fn(shared) {
+      const started = await npmStart(shared.root, [], 90_000);
+      const { child, stackFile } = started;
+      const up = started.stdout().length;
       let file: StackFile | null = null;
       try {
-        await readUntil(reader, (t) => /Then look at the row/.test(t), 90_000);
         file = JSON.parse(await Deno.readTextFile(stackFile)) as StackFile;
         const owned = [
           file.pids.function,
@@ -319,7 +229,7 @@ for (
         kill(file);
         if (first === "PostgreSQL") {
           // The stack keeps serving (503 while the database is away) until it is stopped.
-          await readUntil(reader, (t) => /stopped answering/.test(t), 10_000);
+          await started.waitFor(/stopped answering/, 10_000, up);
           child.kill("SIGINT");
         }
         // A dead function stops the whole stack by itself.
@@ -338,8 +248,8 @@ for (
         }
         await child.status;
         if (file !== null) stopDataDirSync(file.dataDir);
-        await reader.cancel().catch(() => {});
-        await Deno.remove(dir, { recursive: true }).catch(() => {});
+        await started.drained;
+        await Deno.remove(started.dir, { recursive: true }).catch(() => {});
       }
     },
   });

@@ -28,7 +28,7 @@ import {
   relativeTime,
   renderFeed,
 } from "../scripts/tools/rooms.ts";
-import { getStack, SHARED } from "./helpers/stack.ts";
+import { getStack, stackTest } from "./helpers/stack.ts";
 
 // --- small assertions (node:assert needs @types/node for `deno check`, which the repo lacks) ---
 
@@ -633,12 +633,10 @@ async function postRaw(
   };
 }
 
-Deno.test({
+stackTest({
   name:
     "send --dry-run: the real function accepts what it prints, and refuses another secret",
-  ...SHARED,
-  fn: async () => {
-    const s = await getStack();
+  async fn(s) {
     for (
       const [auth, format] of [["both", "100ms"], ["signature", "100ms"], [
         "header",
@@ -731,11 +729,10 @@ Deno.test({
   },
 });
 
-Deno.test({
+stackTest({
   name:
     "send: a real send moves the count, a retry is a duplicate, a leave undoes it",
-  ...SHARED,
-  fn: async () => {
+  async fn() {
     const room = await createRoom("tools-send");
     const peer = crypto.randomUUID();
     const join = await runOnStack("send", [
@@ -822,12 +819,10 @@ Deno.test({
   },
 });
 
-Deno.test({
+stackTest({
   name:
     "rooms: prints the new rooms in trending order, via REST and via Postgres",
-  ...SHARED,
-  fn: async () => {
-    const s = await getStack();
+  async fn(s) {
     const featured = await createRoom("tools-featured", true); // base 5
     const busy = await createRoom("tools-busy"); // base 1 after one listener
     const sent = await runOnStack("send", [
@@ -905,11 +900,10 @@ Deno.test({
   },
 });
 
-Deno.test({
+stackTest({
   name:
     "demo: the whole story runs through the function and its final counts check out",
-  ...SHARED,
-  fn: async () => {
+  async fn() {
     const started = performance.now();
     const demo = await runOnStack("demo", ["--fast"], 120_000);
     const seconds = (performance.now() - started) / 1000;

@@ -1,10 +1,11 @@
 /**
  * Reads the database as the superuser for assertions: whole-database snapshots (row count and
- * content hash of every table in `public`, to prove "nothing was written"), one room's row, and
- * test rooms with fresh ids.
+ * content hash of every table in `public`) and the "nothing was written" guard built on them,
+ * one room's row, and test rooms with fresh ids.
  */
 
 import type postgres from "postgres";
+import { assert } from "./assert.ts";
 import { GO_ZERO_TIME, objectId, parseTime } from "../../scripts/lib/hms.ts";
 
 /** RFC 3339 to microseconds, truncating nanoseconds; absent or Go zero time is null. */
@@ -36,6 +37,37 @@ export async function snapshot(sql: postgres.Sql): Promise<Snapshot> {
   return Object.fromEntries(
     result.map((r) => [r.name, { rows: r.rows, hash: r.hash }]),
   );
+}
+
+/**
+ * Runs `action` and asserts it wrote nothing: every table of schema public (rooms, hms_presence,
+ * hms_sessions, hms_events, hms_settings, …) keeps its row count and content hash, and each
+ * room in `roomIds` keeps its row.
+ */
+export async function assertNothingWritten<T>(
+  sql: postgres.Sql,
+  roomIds: readonly string[],
+  label: string,
+  action: () => Promise<T>,
+): Promise<T> {
+  const before = await snapshot(sql);
+  const rooms = await Promise.all(roomIds.map((id) => roomRow(sql, id)));
+  const result = await action();
+  const after = await snapshot(sql);
+  for (const table of Object.keys(before)) {
+    assert.equal(
+      after[table]?.rows,
+      before[table].rows,
+      `${label}: row count of ${table} changed`,
+    );
+  }
+  assert.deepEqual(after, before, `${label}: a table's content changed`);
+  assert.deepEqual(
+    await Promise.all(roomIds.map((id) => roomRow(sql, id))),
+    rooms,
+    `${label}: the room row changed`,
+  );
+  return result;
 }
 
 /** A room's row as the tests compare it. `lastActiveUs` is microseconds since the epoch. */

@@ -1,13 +1,12 @@
 /**
  * What the security tests need beyond the shared helpers: raw deliveries (any method, bytes or
  * streams, hand-made headers), the shape of a clean refusal (JSON error with the documented
- * code and no internals or secrets), a "nothing was written" guard, and the function's log lines.
+ * code and no internals or secrets) and the function's log lines. The "nothing was written"
+ * guard is in db.ts, shared with the other tests.
  */
 
-import type postgres from "postgres";
 import type { FunctionProcess } from "../../scripts/stack/function.ts";
 import { assert, show } from "./assert.ts";
-import { roomRow, snapshot } from "./db.ts";
 
 /** A request body as a client can send it. */
 export type Body = string | Uint8Array | ReadableStream<Uint8Array>;
@@ -141,37 +140,6 @@ export function assertRefused(
   // A refusal is short: a body that echoes the request would be long.
   assert.ok(reply.text.length < 512, `${where}: answer is suspiciously long`);
   assertNoLeak(reply.text, secrets, label);
-}
-
-/**
- * Runs `action` and asserts it wrote nothing: every table of schema public (rooms, hms_presence,
- * hms_sessions, hms_events, hms_settings, …) keeps its row count and content hash, and each
- * room in `roomIds` keeps its row.
- */
-export async function assertNothingWritten<T>(
-  sql: postgres.Sql,
-  roomIds: readonly string[],
-  label: string,
-  action: () => Promise<T>,
-): Promise<T> {
-  const before = await snapshot(sql);
-  const rooms = await Promise.all(roomIds.map((id) => roomRow(sql, id)));
-  const result = await action();
-  const after = await snapshot(sql);
-  for (const table of Object.keys(before)) {
-    assert.equal(
-      after[table]?.rows,
-      before[table].rows,
-      `${label}: row count of ${table} changed`,
-    );
-  }
-  assert.deepEqual(after, before, `${label}: a table's content changed`);
-  assert.deepEqual(
-    await Promise.all(roomIds.map((id) => roomRow(sql, id))),
-    rooms,
-    `${label}: the room row changed`,
-  );
-  return result;
 }
 
 /** The tables the "nothing written" guard must cover (design §6-§8). */

@@ -2,7 +2,7 @@
  * Gives every end-to-end test the stack to talk to: the one `npm test` started (described by
  * the JSON file in `HMS_STACK_FILE`), or else a private stack started on first use and torn down
  * when the test module's isolate unloads (`deno test` gives each module its own). Also a
- * superuser SQL client and extra function instances.
+ * superuser SQL client, extra function instances, and `stackTest`, the one way a test gets it.
  */
 
 import postgres from "postgres";
@@ -43,6 +43,11 @@ export interface TestStack {
   sql: postgres.Sql;
   /** Another function process against this stack (stopped at exit at the latest). */
   startFunction(options?: InstanceOptions): Promise<FunctionProcess>;
+  /** Runs `use` with another function process and stops that process however `use` ends. */
+  withFunction<T>(
+    options: InstanceOptions,
+    use: (instance: FunctionProcess) => Promise<T>,
+  ): Promise<T>;
 }
 
 const instances: FunctionProcess[] = [];
@@ -85,7 +90,7 @@ async function load(): Promise<TestStack> {
     info = started.file();
   }
   const sql = postgres(info.databaseUrl, { max: 4, onnotice: () => {} });
-  return {
+  const stack: TestStack = {
     root: info.root ?? REPO_ROOT,
     functionUrl: info.functionUrl,
     supabaseUrl: info.supabaseUrl,
@@ -110,7 +115,16 @@ async function load(): Promise<TestStack> {
       instances.push(instance);
       return instance;
     },
+    async withFunction(options, use) {
+      const instance = await stack.startFunction(options);
+      try {
+        return await use(instance);
+      } finally {
+        await instance.stop();
+      }
+    },
   };
+  return stack;
 }
 
 let shared: Promise<TestStack> | null = null;
@@ -122,4 +136,18 @@ export function getStack(): Promise<TestStack> {
 }
 
 /** Test options for tests that share the stack: its pools and processes outlive one test. */
-export const SHARED = { sanitizeOps: false, sanitizeResources: false } as const;
+const SHARED = { sanitizeOps: false, sanitizeResources: false } as const;
+
+/** A test on the shared stack (with {@link SHARED}'s options): `fn` gets the stack to use. */
+export function stackTest(test: {
+  name: string;
+  fn(stack: TestStack, t: Deno.TestContext): Promise<void>;
+}): void {
+  Deno.test({
+    name: test.name,
+    ...SHARED,
+    async fn(t) {
+      await test.fn(await getStack(), t);
+    },
+  });
+}

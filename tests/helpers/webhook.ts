@@ -3,11 +3,15 @@
  * secret header over the exact bytes) and returns the parsed answer for assertions.
  */
 
+import { assert } from "./assert.ts";
 import {
   type Auth,
   type BuiltEvent,
   headersFor,
 } from "../../scripts/lib/hms.ts";
+
+/** One second in nanoseconds, the unit of the events' times (`60n * S` is a minute). */
+export const S = 1_000_000_000n;
 
 /** Longest a test waits for one answer (the function itself gives up upstream after 10 s). */
 export const REQUEST_TIMEOUT_MS = 30_000;
@@ -74,4 +78,25 @@ export async function deliver(
       headerName: options.headerName,
     });
   return await post(url, body, { ...headers, ...options.headers });
+}
+
+/** What a 200 says happened to the event. */
+export type Outcome = "applied" | "duplicate" | "ignored";
+
+/** The answer is a 200 with this outcome. */
+export function assertOutcome(
+  answer: Pick<Answer, "status" | "json" | "text">,
+  outcome: Outcome,
+) {
+  assert.equal(answer.status, 200, answer.text);
+  assert.equal(answer.json?.status, outcome, answer.text);
+}
+
+/** The answer is the documented JSON error: this status and code, and a message. */
+export function assertError(answer: Answer, status: number, code: string) {
+  assert.equal(answer.status, status, answer.text);
+  assert.match(answer.contentType ?? "", /^application\/json/);
+  assert.equal(answer.json?.status, "error", answer.text);
+  assert.equal(answer.json?.code, code, answer.text);
+  assert.equal(typeof answer.json?.message, "string");
 }
