@@ -15,7 +15,13 @@ import {
   SessionTimeline,
   type TimeInput,
 } from "../lib/hms.ts";
-import { type FeedRow, fetchFeed, relativeTime, renderTable } from "./rooms.ts";
+import {
+  type FeedRow,
+  fetchFeed,
+  renderTable,
+  roomCells,
+  roomColumns,
+} from "./rooms.ts";
 import {
   type Attempt,
   parseFlags,
@@ -185,23 +191,10 @@ class Story {
     const now = Date.now();
     const rows = await this.roomsNow();
     const table = renderTable(
-      [
-        "room",
-        "live",
-        "listeners",
-        "speakers",
-        "featured",
-        "stored score",
-        "last active",
-      ],
+      ["room", ...roomColumns("stored score")],
       rows.map((r) => [
         this.label(r.hms_room_id),
-        r.is_live ? "yes" : "no",
-        String(r.listener_count),
-        String(r.speaker_count),
-        r.featured ? "yes" : "no",
-        r.trending_score.toFixed(2),
-        relativeTime(r.last_active_at, now),
+        ...roomCells(r, r.trending_score, now),
       ]),
       new Set([2, 3, 5]),
     );
