@@ -8,8 +8,8 @@ mod support;
 
 use support::generate::{history, reshuffle, Rng, Shape};
 use support::model::{
-    expected, expected_after, Action, Delivery, Event, Fact, Facts, Initial, Micros, RoleClass,
-    RoomState,
+    expected, expected_after, Action, Delivery, Event, Fact, Facts, Initial, Micros, PeerFact,
+    RoleClass, RoomState,
 };
 use support::wire;
 
@@ -143,58 +143,56 @@ fn leave_before_join_stays_absent() {
 
 #[test]
 fn role_changes_apply_by_event_time() {
-    // Promotion delivered before the join: the peer is a speaker.
-    let early = expected(
-        BEFORE,
-        &[
-            role_change("r1", "s1", "p1", Speaker, T0 + 60 * S, T0 + 10 * S),
-            join("j1", "s1", "p1", Listener, T0 + 10 * S),
-        ],
-    );
-    assert_eq!(counts(&early), (0, 1, true));
-
-    // An older demotion delivered after a newer promotion changes nothing.
-    let stale = expected(
-        BEFORE,
-        &[
-            join("j1", "s1", "p1", Listener, T0 + 10 * S),
-            role_change("r2", "s1", "p1", Speaker, T0 + 90 * S, T0 + 10 * S),
-            role_change("r1", "s1", "p1", Listener, T0 + 60 * S, T0 + 10 * S),
-        ],
-    );
-    assert_eq!(counts(&stale), (0, 1, true));
-
-    // Same instant as the join: the role change wins (kind 1 > kind 0).
-    let tie = expected(
-        BEFORE,
-        &[
-            role_change("r1", "s1", "p1", Speaker, T0 + 10 * S, T0 + 10 * S),
-            join("j1", "s1", "p1", Listener, T0 + 10 * S),
-        ],
-    );
-    assert_eq!(counts(&tie), (0, 1, true));
-
-    // Ignored roles (recorders, beam) never count, whatever the order.
-    let ignored = expected(
-        BEFORE,
-        &[
-            join("j1", "s1", "p1", Speaker, T0 + 10 * S),
-            role_change("r1", "s1", "p1", Ignored, T0 + 20 * S, T0 + 10 * S),
-        ],
-    );
-    assert_eq!(counts(&ignored), (0, 0, true));
-    assert_eq!(
-        ignored.present.len(),
-        1,
-        "an ignored peer is present, just not counted"
-    );
-
-    // A role change without its join still makes the peer present, joined at the change.
-    let orphan = expected(
-        BEFORE,
-        &[role_change("r1", "s1", "p1", Listener, T0 + 10 * S, T0)],
-    );
-    assert_eq!(counts(&orphan), (1, 0, true));
+    // (what the story shows, its deliveries, the counts it ends with); p1 is present in each.
+    let stories = [
+        (
+            "promotion delivered before the join: the peer is a speaker",
+            vec![
+                role_change("r1", "s1", "p1", Speaker, T0 + 60 * S, T0 + 10 * S),
+                join("j1", "s1", "p1", Listener, T0 + 10 * S),
+            ],
+            (0, 1, true),
+        ),
+        (
+            "an older demotion delivered after a newer promotion changes nothing",
+            vec![
+                join("j1", "s1", "p1", Listener, T0 + 10 * S),
+                role_change("r2", "s1", "p1", Speaker, T0 + 90 * S, T0 + 10 * S),
+                role_change("r1", "s1", "p1", Listener, T0 + 60 * S, T0 + 10 * S),
+            ],
+            (0, 1, true),
+        ),
+        (
+            "same instant as the join: the role change wins (kind 1 > kind 0)",
+            vec![
+                role_change("r1", "s1", "p1", Speaker, T0 + 10 * S, T0 + 10 * S),
+                join("j1", "s1", "p1", Listener, T0 + 10 * S),
+            ],
+            (0, 1, true),
+        ),
+        (
+            "ignored roles (recorders, beam) never count, whatever the order",
+            vec![
+                join("j1", "s1", "p1", Speaker, T0 + 10 * S),
+                role_change("r1", "s1", "p1", Ignored, T0 + 20 * S, T0 + 10 * S),
+            ],
+            (0, 0, true),
+        ),
+        (
+            "a role change without its join still makes the peer present, joined at the change",
+            vec![role_change("r1", "s1", "p1", Listener, T0 + 10 * S, T0)],
+            (1, 0, true),
+        ),
+    ];
+    for (story, events, want) in stories {
+        let state = expected(BEFORE, &events);
+        assert_eq!(counts(&state), want, "{story}");
+        assert_eq!(
+            state.present.len(),
+            1,
+            "{story}: p1 is present (an ignored peer too, just not counted)"
+        );
+    }
 }
 
 #[test]
@@ -317,14 +315,14 @@ fn snapshot_facts_combine_with_webhooks_in_any_order() {
     let snapshot = facts(
         T0 + 100 * S,
         vec![
-            Fact::Peer {
+            Fact::Peer(PeerFact {
                 session_id: "s1".into(),
                 peer_id: "p1".into(),
                 role: Some("host".into()),
                 role_class: Some(Speaker),
                 joined_at: Some(T0 + 10 * S),
                 left_at: None,
-            },
+            }),
             // p2's leave was lost: the snapshot no longer lists it.
             present_set("s1", &["p1"]),
         ],
