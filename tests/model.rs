@@ -8,8 +8,8 @@ mod support;
 
 use support::generate::{history, reshuffle, Rng, Shape};
 use support::model::{
-    expected, expected_after, Action, Delivery, Event, Fact, Facts, Initial, Micros, PeerFact,
-    RoleClass, RoomState,
+    expected, expected_after, Action, Delivery, Event, Fact, Facts, Initial, Micros, RoleClass,
+    RoomState,
 };
 use support::wire;
 
@@ -315,14 +315,14 @@ fn snapshot_facts_combine_with_webhooks_in_any_order() {
     let snapshot = facts(
         T0 + 100 * S,
         vec![
-            Fact::Peer(PeerFact {
+            Fact::Peer {
                 session_id: "s1".into(),
                 peer_id: "p1".into(),
                 role: Some("host".into()),
                 role_class: Some(Speaker),
                 joined_at: Some(T0 + 10 * S),
                 left_at: None,
-            }),
+            },
             // p2's leave was lost: the snapshot no longer lists it.
             present_set("s1", &["p1"]),
         ],

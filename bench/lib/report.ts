@@ -183,6 +183,19 @@ function table(rows: string[][]): string {
   ).join("\n");
 }
 
+/** The columns {@link levelRow} fills, with `extra` as the last one's name. */
+function levelHeader(extra: string): string[] {
+  return [
+    "run",
+    "events",
+    "p50 ms",
+    "p99 ms",
+    "ev/s",
+    "CPU ms per event",
+    extra,
+  ];
+}
+
 function levelRow(label: string, l: LevelResult, extra = ""): string[] {
   return [
     label,
@@ -314,15 +327,7 @@ export function render(
   if (s.e2e) {
     const e = s.e2e;
     out.push(`\n3. End to end: ${e.path}`);
-    const rows = [[
-      "run",
-      "events",
-      "p50 ms",
-      "p99 ms",
-      "ev/s",
-      "CPU ms per event",
-      "target",
-    ]];
+    const rows = [levelHeader("target")];
     for (const l of e.levels) {
       rows.push(
         levelRow(
@@ -367,15 +372,7 @@ export function render(
   }
   if (s.ceiling) {
     out.push(`\n4. Ceiling: ${s.ceiling.path}`);
-    const rows = [[
-      "run",
-      "events",
-      "p50 ms",
-      "p99 ms",
-      "ev/s",
-      "CPU ms per event",
-      "",
-    ]];
+    const rows = [levelHeader("")];
     for (const l of s.ceiling.levels) {
       rows.push(levelRow(`c=${l.concurrency}`, l));
     }

@@ -294,7 +294,11 @@ export async function runStory(ctx: DemoContext): Promise<string[]> {
     zoe: crypto.randomUUID(),
     noor: crypto.randomUUID(),
   };
+  // The answers the story expects (status, outcome), named once.
   const applied = { status: 200, outcome: "applied" };
+  const duplicate = { status: 200, outcome: "duplicate" };
+  const ignored = { status: 200, outcome: "ignored" };
+  const unauthorized = { status: 401, outcome: "unauthorized" };
   const join = (
     s: SessionTimeline,
     peerId: string,
@@ -353,10 +357,11 @@ export async function runStory(ctx: DemoContext): Promise<string[]> {
     async () => {
       await story.deliver(noorJoin, "Noor joins tech (attempt 1)", applied);
       await story.pause(Math.min(ctx.pauseMs, 1000)); // 100ms waits 1 s before its first retry
-      await story.deliver(noorJoin, "Noor joins tech (retry, same id)", {
-        status: 200,
-        outcome: "duplicate",
-      });
+      await story.deliver(
+        noorJoin,
+        "Noor joins tech (retry, same id)",
+        duplicate,
+      );
     },
   );
 
@@ -412,10 +417,7 @@ export async function runStory(ctx: DemoContext): Promise<string[]> {
         "listener",
         at(155),
       );
-      await story.deliver(forged, "forged join (wrong secret)", {
-        status: 401,
-        outcome: "unauthorized",
-      }, {
+      await story.deliver(forged, "forged join (wrong secret)", unauthorized, {
         ...ctx.target,
         secret: `not-${ctx.target.secret}`,
       });
@@ -423,10 +425,7 @@ export async function runStory(ctx: DemoContext): Promise<string[]> {
         roomId: ids.jazz,
         at: at(156),
       });
-      await story.deliver(failed, "peer.join.failure     jazz", {
-        status: 200,
-        outcome: "ignored",
-      });
+      await story.deliver(failed, "peer.join.failure     jazz", ignored);
     },
   );
 

@@ -129,10 +129,16 @@ pub fn facts_json(f: &Facts) -> serde_json::Value {
                 }
                 v
             }
-            Fact::Peer(p) => json!({"kind": "peer", "session_id": p.session_id,
-                                    "peer_id": p.peer_id, "role": p.role,
-                                    "role_class": p.role_class.map(|c| c.as_str()),
-                                    "joined_at": time(&p.joined_at), "left_at": time(&p.left_at)}),
+            Fact::Peer {
+                session_id,
+                peer_id,
+                role,
+                role_class,
+                joined_at,
+                left_at,
+            } => json!({"kind": "peer", "session_id": session_id, "peer_id": peer_id,
+                        "role": role, "role_class": role_class.map(|c| c.as_str()),
+                        "joined_at": time(joined_at), "left_at": time(left_at)}),
             Fact::PresentSet {
                 session_id,
                 peer_ids,

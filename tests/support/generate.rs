@@ -1,9 +1,7 @@
 //! Seeded generator of realistic 100ms histories for one room (sessions, joins, leaves, role
 //! changes, closes) and of their delivery (shuffled, duplicated, replayed under new ids).
 
-use super::model::{
-    Action, Delivery, Event, Fact, Facts, Micros, PeerFact, RoleClass, MAX_SESSION,
-};
+use super::model::{Action, Delivery, Event, Fact, Facts, Micros, RoleClass, MAX_SESSION};
 
 /// SplitMix64: tiny, fast, and good enough to drive a test generator reproducibly.
 pub struct Rng(u64);
@@ -314,14 +312,14 @@ fn snapshot(rng: &mut Rng, events: &[Event], from: Micros, to: Micros) -> Facts 
                 .max_by_key(|e| e.event_at)
                 .and_then(|e| Some((e.role.clone(), e.role_class?)));
             if rng.chance(85) {
-                facts.push(Fact::Peer(PeerFact {
+                facts.push(Fact::Peer {
                     session_id: session.to_string(),
                     peer_id: peer.to_string(),
                     role: role.as_ref().and_then(|r| r.0.clone()),
                     role_class: role.map(|r| r.1),
                     joined_at: rng.chance(95).then_some(joined_at),
                     left_at,
-                }));
+                });
             }
             if left_at.is_none() {
                 present.push(peer.to_string());

@@ -145,25 +145,21 @@ pub enum Fact {
         started_at: Option<Micros>,
         closed_at: Option<Micros>,
     },
-    /// What 100ms reports of one peer.
-    Peer(PeerFact),
+    /// A join at `joined_at` (else a listing at the snapshot time), a leave at `left_at`, and the
+    /// role observed at the snapshot time.
+    Peer {
+        session_id: String,
+        peer_id: String,
+        role: Option<String>,
+        role_class: Option<RoleClass>,
+        joined_at: Option<Micros>,
+        left_at: Option<Micros>,
+    },
     /// Exactly these peers are in the session at the snapshot time.
     PresentSet {
         session_id: String,
         peer_ids: Vec<String>,
     },
-}
-
-/// A join at `joined_at` (else a listing at the snapshot time), a leave at `left_at`, and the
-/// role observed at the snapshot time.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PeerFact {
-    pub session_id: String,
-    pub peer_id: String,
-    pub role: Option<String>,
-    pub role_class: Option<RoleClass>,
-    pub joined_at: Option<Micros>,
-    pub left_at: Option<Micros>,
 }
 
 /// One `hms_apply_facts` call for the room.
@@ -331,17 +327,23 @@ impl Room {
                     s.started_at = max_opt(s.started_at, *started_at);
                     s.closed_at = max_opt(s.closed_at, *closed_at);
                 }
-                Fact::Peer(fact) => {
-                    let p = self.peer(&fact.session_id, &fact.peer_id);
+                Fact::Peer {
+                    session_id,
+                    peer_id,
+                    role,
+                    role_class,
+                    joined_at,
+                    left_at,
+                } => {
+                    let p = self.peer(session_id, peer_id);
                     p.seen = true;
-                    match fact.joined_at {
-                        Some(j) => p.join_reported_at = min_opt(p.join_reported_at, Some(j)),
+                    match joined_at {
+                        Some(j) => p.join_reported_at = min_opt(p.join_reported_at, Some(*j)),
                         None => p.first_listed_at = min_opt(p.first_listed_at, Some(f.observed_at)),
                     }
-                    p.left_at = max_opt(p.left_at, fact.left_at);
-                    if let Some(class) = fact.role_class {
-                        let role = fact.role.clone().unwrap_or_default();
-                        p.take_role((f.observed_at, 2, class, role));
+                    p.left_at = max_opt(p.left_at, *left_at);
+                    if let Some(class) = role_class {
+                        p.take_role((f.observed_at, 2, *class, role.clone().unwrap_or_default()));
                     }
                 }
                 Fact::PresentSet {
@@ -441,7 +443,9 @@ pub fn expected_after(initial: Initial, deliveries: &[Delivery]) -> RoomState {
                             closed_at,
                             ..
                         } => [*started_at, *closed_at],
-                        Fact::Peer(p) => [p.joined_at, p.left_at],
+                        Fact::Peer {
+                            joined_at, left_at, ..
+                        } => [*joined_at, *left_at],
                         Fact::PresentSet { .. } => [None, None],
                     };
                     for t in times.into_iter().flatten() {
