@@ -169,20 +169,12 @@ fn check_history(ctx: &mut Ctx, p: &Prepared) -> Result<(), String> {
         .run(&mut ctx.svc, &p.room, Some(p.before), &p.args)?;
     ctx.spent[0] += clock.elapsed();
     let mut seen = HashSet::new();
-    for (d, status) in p.delivery.iter().zip(&first.statuses) {
-        let want_status = match d {
-            Delivery::Event(e) if seen.insert(e.event_id.as_str()) => "applied",
-            Delivery::Event(_) => "duplicate",
-            Delivery::Facts(_) => "applied",
-            Delivery::Expire(_) => "expired",
-        };
-        if status != want_status {
-            return Err(format!(
-                "{} answered {status}, expected {want_status}",
-                describe_delivery(d)
-            ));
-        }
-    }
+    check_statuses(&p.delivery, &first.statuses, "", |d| match d {
+        Delivery::Event(e) if seen.insert(e.event_id.as_str()) => "applied",
+        Delivery::Event(_) => "duplicate",
+        Delivery::Facts(_) => "applied",
+        Delivery::Expire(_) => "expired",
+    })?;
     let got = read_state(&mut ctx.svc, &p.room)?;
     let diffs = compare(&got, &p.want, &ctx.weights);
     if !diffs.is_empty() {
@@ -197,24 +189,40 @@ fn check_history(ctx: &mut Ctx, p: &Prepared) -> Result<(), String> {
     let clock = Instant::now();
     let replay = ctx.driver.run(&mut ctx.svc, &p.room, None, &p.args)?;
     ctx.spent[1] += clock.elapsed();
-    for (d, status) in p.delivery.iter().zip(&replay.statuses) {
-        let want_status = match d {
+    check_statuses(
+        &p.delivery,
+        &replay.statuses,
+        "second delivery: ",
+        |d| match d {
             Delivery::Event(_) => "duplicate",
             Delivery::Facts(_) => "applied",
             Delivery::Expire(_) => "expired",
-        };
-        if status != want_status {
-            return Err(format!(
-                "second delivery: {} answered {status}, expected {want_status}",
-                describe_delivery(d)
-            ));
-        }
-    }
+        },
+    )?;
     let again = read_state(&mut ctx.svc, &p.room)?;
     if again != got {
         return Err(format!(
             "second delivery changed the room: {got:?} -> {again:?}"
         ));
+    }
+    Ok(())
+}
+
+/// Each delivery's answer must be the status `want` gives it; `when` prefixes the complaint.
+fn check_statuses<'a>(
+    delivery: &'a [Delivery],
+    statuses: &[String],
+    when: &str,
+    mut want: impl FnMut(&'a Delivery) -> &'static str,
+) -> Result<(), String> {
+    for (d, status) in delivery.iter().zip(statuses) {
+        let want_status = want(d);
+        if status != want_status {
+            return Err(format!(
+                "{when}{} answered {status}, expected {want_status}",
+                describe_delivery(d)
+            ));
+        }
     }
     Ok(())
 }

@@ -143,58 +143,56 @@ fn leave_before_join_stays_absent() {
 
 #[test]
 fn role_changes_apply_by_event_time() {
-    // Promotion delivered before the join: the peer is a speaker.
-    let early = expected(
-        BEFORE,
-        &[
-            role_change("r1", "s1", "p1", Speaker, T0 + 60 * S, T0 + 10 * S),
-            join("j1", "s1", "p1", Listener, T0 + 10 * S),
-        ],
-    );
-    assert_eq!(counts(&early), (0, 1, true));
-
-    // An older demotion delivered after a newer promotion changes nothing.
-    let stale = expected(
-        BEFORE,
-        &[
-            join("j1", "s1", "p1", Listener, T0 + 10 * S),
-            role_change("r2", "s1", "p1", Speaker, T0 + 90 * S, T0 + 10 * S),
-            role_change("r1", "s1", "p1", Listener, T0 + 60 * S, T0 + 10 * S),
-        ],
-    );
-    assert_eq!(counts(&stale), (0, 1, true));
-
-    // Same instant as the join: the role change wins (kind 1 > kind 0).
-    let tie = expected(
-        BEFORE,
-        &[
-            role_change("r1", "s1", "p1", Speaker, T0 + 10 * S, T0 + 10 * S),
-            join("j1", "s1", "p1", Listener, T0 + 10 * S),
-        ],
-    );
-    assert_eq!(counts(&tie), (0, 1, true));
-
-    // Ignored roles (recorders, beam) never count, whatever the order.
-    let ignored = expected(
-        BEFORE,
-        &[
-            join("j1", "s1", "p1", Speaker, T0 + 10 * S),
-            role_change("r1", "s1", "p1", Ignored, T0 + 20 * S, T0 + 10 * S),
-        ],
-    );
-    assert_eq!(counts(&ignored), (0, 0, true));
-    assert_eq!(
-        ignored.present.len(),
-        1,
-        "an ignored peer is present, just not counted"
-    );
-
-    // A role change without its join still makes the peer present, joined at the change.
-    let orphan = expected(
-        BEFORE,
-        &[role_change("r1", "s1", "p1", Listener, T0 + 10 * S, T0)],
-    );
-    assert_eq!(counts(&orphan), (1, 0, true));
+    // (what the story shows, its deliveries, the counts it ends with); p1 is present in each.
+    let stories = [
+        (
+            "promotion delivered before the join: the peer is a speaker",
+            vec![
+                role_change("r1", "s1", "p1", Speaker, T0 + 60 * S, T0 + 10 * S),
+                join("j1", "s1", "p1", Listener, T0 + 10 * S),
+            ],
+            (0, 1, true),
+        ),
+        (
+            "an older demotion delivered after a newer promotion changes nothing",
+            vec![
+                join("j1", "s1", "p1", Listener, T0 + 10 * S),
+                role_change("r2", "s1", "p1", Speaker, T0 + 90 * S, T0 + 10 * S),
+                role_change("r1", "s1", "p1", Listener, T0 + 60 * S, T0 + 10 * S),
+            ],
+            (0, 1, true),
+        ),
+        (
+            "same instant as the join: the role change wins (kind 1 > kind 0)",
+            vec![
+                role_change("r1", "s1", "p1", Speaker, T0 + 10 * S, T0 + 10 * S),
+                join("j1", "s1", "p1", Listener, T0 + 10 * S),
+            ],
+            (0, 1, true),
+        ),
+        (
+            "ignored roles (recorders, beam) never count, whatever the order",
+            vec![
+                join("j1", "s1", "p1", Speaker, T0 + 10 * S),
+                role_change("r1", "s1", "p1", Ignored, T0 + 20 * S, T0 + 10 * S),
+            ],
+            (0, 0, true),
+        ),
+        (
+            "a role change without its join still makes the peer present, joined at the change",
+            vec![role_change("r1", "s1", "p1", Listener, T0 + 10 * S, T0)],
+            (1, 0, true),
+        ),
+    ];
+    for (story, events, want) in stories {
+        let state = expected(BEFORE, &events);
+        assert_eq!(counts(&state), want, "{story}");
+        assert_eq!(
+            state.present.len(),
+            1,
+            "{story}: p1 is present (an ignored peer too, just not counted)"
+        );
+    }
 }
 
 #[test]

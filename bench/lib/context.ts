@@ -28,32 +28,23 @@ export interface Sizes {
 
 export const LEVELS = [1, 16, 64] as const;
 
+/** Each figure's work as [quick, full], side by side. */
+const SIZES: { [K in keyof Sizes]: [quick: Sizes[K], full: Sizes[K]] } = {
+  coreIters: [2_000, 50_000],
+  coreRounds: [1, 5],
+  coreWarmup: [200, 5_000],
+  coldStartRuns: [2, 20],
+  rooms: [5, 100],
+  warmupEvents: [20, 400],
+  perLevel: [{ 1: 20, 16: 48, 64: 96 }, { 1: 1_000, 16: 4_000, 64: 4_000 }],
+  compareEvents: [{ 1: 10, 16: 32 }, { 1: 500, 16: 2_000 }],
+  hotRoomJoins: [64, 5_000],
+  hotRoomConcurrency: [16, 16],
+  memoryEvents: [2_000, 100_000],
+};
+
 export function sizes(quick: boolean): Sizes {
-  return quick
-    ? {
-      coreIters: 2_000,
-      coreRounds: 1,
-      coreWarmup: 200,
-      coldStartRuns: 2,
-      rooms: 5,
-      warmupEvents: 20,
-      perLevel: { 1: 20, 16: 48, 64: 96 },
-      compareEvents: { 1: 10, 16: 32 },
-      hotRoomJoins: 64,
-      hotRoomConcurrency: 16,
-      memoryEvents: 2_000,
-    }
-    : {
-      coreIters: 50_000,
-      coreRounds: 5,
-      coreWarmup: 5_000,
-      coldStartRuns: 20,
-      rooms: 100,
-      warmupEvents: 400,
-      perLevel: { 1: 1_000, 16: 4_000, 64: 4_000 },
-      compareEvents: { 1: 500, 16: 2_000 },
-      hotRoomJoins: 5_000,
-      hotRoomConcurrency: 16,
-      memoryEvents: 100_000,
-    };
+  return Object.fromEntries(
+    Object.entries(SIZES).map(([key, [q, full]]) => [key, quick ? q : full]),
+  ) as unknown as Sizes;
 }

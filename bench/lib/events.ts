@@ -11,6 +11,7 @@ import {
   objectId,
   SessionTimeline,
 } from "../../scripts/lib/hms.ts";
+import { seeded, shuffle } from "../../scripts/lib/random.ts";
 
 /** One request as sent: exact body bytes and headers. */
 export interface Delivery {
@@ -31,18 +32,6 @@ export interface Workload {
   /** The timed traffic, in delivery (shuffled) order. */
   events: Delivery[];
   expected: Map<string, Expected>;
-}
-
-/** Deterministic PRNG (mulberry32) so a run's traffic is reproducible from its seed. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const NS_PER_MS = 1_000_000n;
@@ -145,7 +134,7 @@ export async function roomTraffic(opts: {
   seed: number;
   joinsOnly?: boolean;
 }): Promise<Workload> {
-  const random = rng(opts.seed);
+  const random = seeded(opts.seed);
   const nowNs = BigInt(Date.now()) * NS_PER_MS;
   const start = nowNs - 5n * 60_000n * NS_PER_MS;
   const timelines = opts.rooms.map((roomId) =>
@@ -181,10 +170,7 @@ export async function roomTraffic(opts: {
       built.push({ room, event: tl.join({ at, role, peerId }) });
     }
   }
-  for (let i = built.length - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    [built[i], built[j]] = [built[j], built[i]];
-  }
+  shuffle(built, random);
   const expected = new Map<string, Expected>();
   opts.rooms.forEach((roomId, room) => {
     const live = peers[room].filter((p) => !p.left);

@@ -11,6 +11,7 @@ import {
   roomTraffic,
   type Workload,
 } from "./events.ts";
+import { type BenchContext, LEVELS, sizes } from "./context.ts";
 import { type LoadResult, runLoad } from "./load.ts";
 import { cpuPerEvent, cpuSnapshot } from "./proc.ts";
 import { rounded, summarize, type Summary } from "./stats.ts";
@@ -107,8 +108,8 @@ function failOnErrors(what: string, load: LoadResult): void {
   );
 }
 
-/** Builds fresh rooms + traffic, runs it at `concurrency` and verifies the counts. */
-export async function runLevel(opts: {
+/** One level: what it is called, its size, and where its traffic goes. */
+export interface LevelOptions {
   what: string;
   sql: postgres.Sql;
   secret: string;
@@ -121,7 +122,16 @@ export async function runLevel(opts: {
   /** Runs once the traffic exists, before anything is sent (e.g. to precompute RPC args). */
   prepare?: (workload: Workload) => Promise<void>;
   pids: Record<string, number | null>;
-}): Promise<LevelResult> {
+}
+
+/** What stays the same over a section's levels: the database, the secret, the path, the pids. */
+export type Path = Pick<
+  LevelOptions,
+  "sql" | "secret" | "send" | "prepare" | "pids"
+>;
+
+/** Builds fresh rooms + traffic, runs it at `concurrency` and verifies the counts. */
+export async function runLevel(opts: LevelOptions): Promise<LevelResult> {
   const rooms = roomIds(opts.rooms);
   await createRooms(opts.sql, rooms);
   const workload = await roomTraffic({
@@ -151,4 +161,93 @@ export async function runLevel(opts: {
     cpu_ms_per_event: cpuPerEvent(before, after, workload.events.length),
     counts_exact: true,
   };
+}
+
+/** The untimed warm-up before a path's levels: a few events at concurrency 8. */
+export async function warmUp(
+  ctx: BenchContext,
+  what: string,
+  path: Path,
+  seed: number,
+): Promise<void> {
+  const size = sizes(ctx.quick);
+  ctx.log(`${what} (${size.warmupEvents} events)`);
+  await runLevel({
+    ...path,
+    what,
+    rooms: size.rooms,
+    events: size.warmupEvents,
+    concurrency: 8,
+    seed,
+  });
+}
+
+/**
+ * One level per concurrency `c`, `events[c]` events over the run's rooms, seeded `seed + c`;
+ * `name` prefixes each level's `what` and `about` each log line.
+ */
+export async function runSeries(
+  ctx: BenchContext,
+  path: Path,
+  series: {
+    name: string;
+    about: string;
+    concurrencies: readonly number[];
+    events: Record<number, number>;
+    seed: number;
+  },
+): Promise<LevelResult[]> {
+  const size = sizes(ctx.quick);
+  const levels: LevelResult[] = [];
+  for (const c of series.concurrencies) {
+    const events = series.events[c];
+    ctx.log(
+      `${series.about} at concurrency ${c}, ${events} events over ${size.rooms} rooms`,
+    );
+    levels.push(
+      await runLevel({
+        ...path,
+        what: `${series.name} c=${c}`,
+        rooms: size.rooms,
+        events,
+        concurrency: c,
+        seed: series.seed + c,
+      }),
+    );
+  }
+  return levels;
+}
+
+/**
+ * What the end-to-end path and the direct-SQL ceiling both run, so they compare like for like:
+ * a warm-up, every concurrency level over many rooms, then a join storm on one hot room.
+ */
+export async function runStandard(
+  ctx: BenchContext,
+  name: string,
+  path: Path,
+  warmupSeed: number,
+): Promise<{ levels: LevelResult[]; hot_room: LevelResult }> {
+  const size = sizes(ctx.quick);
+  await warmUp(ctx, `${name} warm-up`, path, warmupSeed);
+  const levels = await runSeries(ctx, path, {
+    name,
+    about: name,
+    concurrencies: LEVELS,
+    events: size.perLevel,
+    seed: 10,
+  });
+  ctx.log(
+    `${name}: hot room, ${size.hotRoomJoins} joins at concurrency ${size.hotRoomConcurrency}`,
+  );
+  const hot_room = await runLevel({
+    ...path,
+    what: `${name} hot room`,
+    rooms: 1,
+    events: size.hotRoomJoins,
+    concurrency: size.hotRoomConcurrency,
+    seed: 99,
+    joinsOnly: true,
+  });
+  return { levels, hot_room };
 }

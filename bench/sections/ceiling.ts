@@ -13,7 +13,13 @@ import type { BenchContext } from "../lib/context.ts";
 import { LEVELS, sizes } from "../lib/context.ts";
 import type { Delivery } from "../lib/events.ts";
 import type { HostedStack } from "../lib/stack_client.ts";
-import { type LevelResult, runLevel, type Sender } from "../lib/traffic.ts";
+import {
+  type LevelResult,
+  type Path,
+  runLevel,
+  runStandard,
+  type Sender,
+} from "../lib/traffic.ts";
 
 export interface CeilingResult {
   path: string;
@@ -131,65 +137,30 @@ export async function runCeiling(
     });
     accepted(JSON.parse(json));
   };
-  const pids = { postgres: info.pids.postgres, load_generator: Deno.pid };
-  const level = (
-    what: string,
-    concurrency: number,
-    events: number,
-    seed: number,
-    send = direct,
-  ) =>
-    runLevel({
-      what,
-      sql: admin,
-      secret: info.secret,
-      rooms: size.rooms,
-      events,
-      concurrency,
-      seed,
-      send,
-      prepare,
-      pids,
-    });
+  const path: Path = {
+    sql: admin,
+    secret: info.secret,
+    send: direct,
+    prepare,
+    pids: { postgres: info.pids.postgres, load_generator: Deno.pid },
+  };
   try {
-    ctx.log("ceiling: warm-up");
-    await level("ceiling warm-up", 8, size.warmupEvents, 3);
-    const levels: LevelResult[] = [];
-    for (const c of LEVELS) {
-      ctx.log(
-        `ceiling: concurrency ${c}, ${
-          size.perLevel[c]
-        } events over ${size.rooms} rooms`,
-      );
-      levels.push(await level(`ceiling c=${c}`, c, size.perLevel[c], 10 + c));
-    }
-    ctx.log(`ceiling: hot room, ${size.hotRoomJoins} joins`);
-    const hot = await runLevel({
-      what: "ceiling hot room",
-      sql: admin,
-      secret: info.secret,
-      rooms: 1,
-      events: size.hotRoomJoins,
-      concurrency: size.hotRoomConcurrency,
-      seed: 99,
-      joinsOnly: true,
-      send: direct,
-      prepare,
-      pids,
-    });
+    const { levels, hot_room } = await runStandard(ctx, "ceiling", path, 3);
     ctx.log("ceiling: c=16 with the REST stand-in's SQL per call");
-    const rest = await level(
-      "ceiling REST-shaped",
-      16,
-      size.perLevel[16],
-      26,
-      restShaped,
-    );
+    const rest = await runLevel({
+      ...path,
+      what: "ceiling REST-shaped",
+      rooms: size.rooms,
+      events: size.perLevel[16],
+      concurrency: 16,
+      seed: 26,
+      send: restShaped,
+    });
     return {
       path:
         "client -> PostgreSQL (select public.hms_apply_event(...), one connection per worker)",
       levels,
-      hot_room: hot,
+      hot_room,
       rest_shaped: rest,
     };
   } finally {

@@ -7,10 +7,17 @@
 
 import postgres from "postgres";
 import type { BenchContext } from "../lib/context.ts";
-import { LEVELS, sizes } from "../lib/context.ts";
+import { sizes } from "../lib/context.ts";
 import { statusKb } from "../lib/proc.ts";
 import type { HostedStack } from "../lib/stack_client.ts";
-import { httpSender, type LevelResult, runLevel } from "../lib/traffic.ts";
+import {
+  httpSender,
+  type LevelResult,
+  type Path,
+  runSeries,
+  runStandard,
+  warmUp,
+} from "../lib/traffic.ts";
 
 export interface E2eResult {
   path: string;
@@ -31,130 +38,65 @@ export async function runE2e(
   const size = sizes(ctx.quick);
   const { info } = stack;
   const sql = postgres(info.databaseUrl, { max: 4, onnotice: () => {} });
-  const pidsWith = (fn: number | null) => ({
-    function: fn,
-    gateway_rest: info.pids.host,
-    postgres: info.pids.postgres,
-    load_generator: Deno.pid,
+  const path = (url: string, fn = info.pids.function): Path => ({
+    sql,
+    secret: info.secret,
+    send: httpSender(url),
+    pids: {
+      function: fn,
+      gateway_rest: info.pids.host,
+      postgres: info.pids.postgres,
+      load_generator: Deno.pid,
+    },
   });
-  const pids = pidsWith(info.pids.function);
-  const level: Level = (
-    what,
-    url,
-    concurrency,
-    events,
-    seed,
-    fn = info.pids.function,
-  ) =>
-    runLevel({
-      what,
-      sql,
-      secret: info.secret,
-      rooms: size.rooms,
-      events,
-      concurrency,
-      seed,
-      send: httpSender(url),
-      pids: pidsWith(fn),
-    });
   try {
-    ctx.log(`e2e: warm-up (${size.warmupEvents} events)`);
-    await level("warm-up", info.functionUrl, 8, size.warmupEvents, 1);
-    const levels: LevelResult[] = [];
-    for (const c of LEVELS) {
-      ctx.log(
-        `e2e: concurrency ${c}, ${
-          size.perLevel[c]
-        } events over ${size.rooms} rooms`,
-      );
-      levels.push(
-        await level(
-          `e2e c=${c}`,
-          info.functionUrl,
-          c,
-          size.perLevel[c],
-          10 + c,
-        ),
-      );
-    }
-    ctx.log(
-      `e2e: hot room, ${size.hotRoomJoins} joins at concurrency ${size.hotRoomConcurrency}`,
+    const { levels, hot_room } = await runStandard(
+      ctx,
+      "e2e",
+      path(info.functionUrl),
+      1,
     );
-    const hot = await runLevel({
-      what: "e2e hot room",
-      sql,
-      secret: info.secret,
-      rooms: 1,
-      events: size.hotRoomJoins,
-      concurrency: size.hotRoomConcurrency,
-      seed: 99,
-      joinsOnly: true,
-      send: httpSender(info.functionUrl),
-      pids,
+    const direct = await runSeries(ctx, path(info.functionDirectUrl), {
+      name: "direct",
+      about: "e2e straight to the function process",
+      concurrencies: [1, 16],
+      events: size.compareEvents,
+      seed: 30,
     });
-    const direct: LevelResult[] = [];
-    for (const c of [1, 16]) {
-      ctx.log(`e2e: straight to the function process, concurrency ${c}`);
-      direct.push(
-        await level(
-          `direct c=${c}`,
-          info.functionDirectUrl,
-          c,
-          size.compareEvents[c],
-          30 + c,
-        ),
-      );
-    }
     const peak = statusKb(info.pids.function, "VmHWM");
     return {
       path:
         "client -> gateway -> function (Wasm) -> gateway /rest/v1 -> PostgreSQL",
       levels,
-      hot_room: hot,
+      hot_room,
       direct,
       function_peak_rss_kb: peak,
-      baseline: await runBaseline(ctx, stack, level),
+      baseline: await runBaseline(ctx, stack, path),
     };
   } finally {
     await sql.end({ timeout: 5 });
   }
 }
 
-type Level = (
-  what: string,
-  url: string,
-  concurrency: number,
-  events: number,
-  seed: number,
-  functionPid?: number,
-) => Promise<LevelResult>;
-
 async function runBaseline(
   ctx: BenchContext,
   stack: HostedStack,
-  level: Level,
+  path: (url: string, functionPid: number) => Path,
 ): Promise<E2eResult["baseline"]> {
   const pid = stack.info.pids.baseline;
   if (pid === null) return { skipped: "the baseline function did not start" };
   const size = sizes(ctx.quick);
   await stack.target("baseline");
   try {
-    const levels: LevelResult[] = [];
-    const url = stack.info.functionUrl;
-    await level("baseline warm-up", url, 8, size.warmupEvents, 2, pid);
-    for (const c of [1, 16]) {
-      ctx.log(`e2e: TypeScript baseline function, concurrency ${c}`);
-      levels.push(
-        await level(
-          `baseline c=${c}`,
-          url,
-          c,
-          size.compareEvents[c],
-          50 + c,
-          pid,
-        ),
-      );
-    }
+    const baseline = path(stack.info.functionUrl, pid);
+    await warmUp(ctx, "baseline warm-up", baseline, 2);
+    const levels = await runSeries(ctx, baseline, {
+      name: "baseline",
+      about: "e2e TypeScript baseline function",
+      concurrencies: [1, 16],
+      events: size.compareEvents,
+      seed: 50,
+    });
     return { levels, function_peak_rss_kb: statusKb(pid, "VmHWM") };
   } finally {
     await stack.target("rust");

@@ -513,25 +513,22 @@ function dataFor(
       return data;
     }
     case "peer.join.failure":
-      return {
-        room_id: r.roomId,
-        room_name: r.roomName,
-        ...peerFields(r, o.role ?? "listener"),
-        template_id: r.templateId,
-        type: r.peerType,
-        joined_at: GO_ZERO_TIME,
-        error_message: error,
-      };
     case "peer.leave.failure":
+      // One shape; a failed leave adds `duration` and `left_at` (Go's zero time: it never left)
+      // and keeps the real `joined_at`.
       return {
         room_id: r.roomId,
         room_name: r.roomName,
         ...peerFields(r, o.role ?? "listener"),
         template_id: r.templateId,
         type: r.peerType,
-        duration: 0,
-        joined_at: dataTime(r.joinedAt),
-        left_at: GO_ZERO_TIME,
+        ...(canonical === "peer.leave.failure"
+          ? {
+            duration: 0,
+            joined_at: dataTime(r.joinedAt),
+            left_at: GO_ZERO_TIME,
+          }
+          : { joined_at: GO_ZERO_TIME }),
         error_message: error,
       };
     case "recording.success":

@@ -51,6 +51,12 @@ export function createRest(options: RestOptions): Rest {
   });
   const schema = new SchemaCache(sql);
 
+  // Every key failure is PostgREST's 401 PGRST301; only the message and hint differ.
+  const unauthorized = (
+    message: string,
+    hint: string | null,
+    headers?: Record<string, string>,
+  ) => new RestError(401, "PGRST301", message, null, hint, headers);
   const roleFor = (headers: Headers): DbRole => {
     const keys: Record<string, DbRole> = {
       [options.serviceKey]: "service_role",
@@ -58,20 +64,14 @@ export function createRest(options: RestOptions): Rest {
     };
     const apikey = headers.get("apikey");
     if (apikey === null || apikey === "") {
-      throw new RestError(
-        401,
-        "PGRST301",
+      throw unauthorized(
         "No API key found in request",
-        null,
         "No `apikey` request header was found.",
       );
     }
     if (!Object.hasOwn(keys, apikey)) {
-      throw new RestError(
-        401,
-        "PGRST301",
+      throw unauthorized(
         "Invalid API key",
-        null,
         "Double check your Supabase `anon` or `service_role` API key.",
       );
     }
@@ -80,16 +80,9 @@ export function createRest(options: RestOptions): Rest {
       ?.[1];
     if (bearer === undefined) return keys[apikey];
     if (!Object.hasOwn(keys, bearer)) {
-      throw new RestError(
-        401,
-        "PGRST301",
-        "Invalid JWT in the Authorization header",
-        null,
-        null,
-        {
-          "www-authenticate": 'Bearer error="invalid_token"',
-        },
-      );
+      throw unauthorized("Invalid JWT in the Authorization header", null, {
+        "www-authenticate": 'Bearer error="invalid_token"',
+      });
     }
     return keys[bearer];
   };

@@ -23,6 +23,15 @@ export interface Queryable {
   query(text: string, values?: readonly (string | null)[]): Promise<Row[]>;
 }
 
+/** Runs a statement whose rows carry one JSON text column `j`, and returns those texts. */
+export async function jsonRows(
+  tx: Queryable,
+  sql: string,
+  values: readonly (string | null)[],
+): Promise<string[]> {
+  return (await tx.query(sql, values)).map((row) => row.j as string);
+}
+
 /** Runs `body` in one transaction; the pool outside transactions. */
 export interface Db extends Queryable {
   transaction<T>(

@@ -345,3 +345,15 @@ export function pageSql(query: Query, alias: string): string {
   if (query.offset !== null) sql += ` offset ${query.offset}`;
   return sql;
 }
+
+/**
+ * The query's rows of `source` (which names its rows `_r`) as one JSON text `j` each: selected,
+ * filtered and paged. Table reads and set-returning RPCs read rows the same way.
+ */
+export function readSql(query: Query, source: string, params: Params): string {
+  return `select to_json(_s)::text as j from (select ${
+    selectSql(query.select, "_r")
+  } from ${source}${whereSql(query.filters, "_r", params)}${
+    pageSql(query, "_r")
+  }) _s`;
+}

@@ -6,16 +6,15 @@
  * select/filters/order/limit/offset.
  */
 
-import type { Queryable } from "./rest_db.ts";
+import { jsonRows, type Queryable } from "./rest_db.ts";
 import { RestError } from "./rest_errors.ts";
 import {
   ident,
   pageSql,
   Params,
   parseQuery,
+  readSql,
   RESERVED_KEYS,
-  selectSql,
-  whereSql,
 } from "./rest_query.ts";
 import {
   emptyResponse,
@@ -177,7 +176,7 @@ export async function runRpc(
   const source = from === ""
     ? `${call} as _r`
     : `${from} cross join lateral ${call} as _r`;
-  let inner: string;
+  let sql: string;
   if (fn.returns === "composite") {
     const query = parseQuery(
       request.params,
@@ -185,8 +184,7 @@ export async function runRpc(
       fn.name,
       new Set(used),
     );
-    inner = `select ${selectSql(query.select, "_r")} from ${source}` +
-      `${whereSql(query.filters, "_r", params)}${pageSql(query, "_r")}`;
+    sql = readSql(query, source, params);
   } else {
     const query = parseQuery(
       request.params,
@@ -201,11 +199,10 @@ export async function runRpc(
         "filters and order need a function that returns rows",
       );
     }
-    inner = `select _r as j from ${source}${pageSql(query, "_r")}`;
+    sql = `select to_json(_s.j)::text as j from (select _r as j from ${source}${
+      pageSql(query, "_r")
+    }) _s`;
   }
-  const sql = fn.returns === "composite"
-    ? `select to_json(_s)::text as j from (${inner}) _s`
-    : `select to_json(_s.j)::text as j from (${inner}) _s`;
-  const rows = (await tx.query(sql, params.values)).map((r) => r.j as string);
+  const rows = await jsonRows(tx, sql, params.values);
   return rowsResponse(request, rows, 200);
 }

@@ -4,15 +4,15 @@
  * deletes with filters; `Prefer: return=representation` returns the rows.
  */
 
-import type { Queryable } from "./rest_db.ts";
+import { jsonRows, type Queryable } from "./rest_db.ts";
 import { RestError } from "./rest_errors.ts";
 import {
   columnOf,
   ident,
-  pageSql,
   Params,
   parseQuery,
   type Query,
+  readSql,
   selectSql,
   whereSql,
 } from "./rest_query.ts";
@@ -24,58 +24,48 @@ import {
 } from "./rest_request.ts";
 import type { Column, Table } from "./rest_schema.ts";
 
+/** What answers one HTTP method on a table (see `HANDLERS`). */
+type Handler = (
+  tx: Queryable,
+  table: Table,
+  request: RestRequest,
+  query: Query,
+) => Promise<Response>;
+
 /** Answers one table request inside the caller's transaction. */
 export async function handleTable(
   tx: Queryable,
   table: Table,
   request: RestRequest,
 ): Promise<Response> {
-  const relation = table.name;
-  const query = parseQuery(request.params, table.columns, relation);
-  switch (request.method) {
-    case "GET":
-    case "HEAD":
-      return await read(tx, table, request, query);
-    case "POST":
-      return await insert(tx, table, request, query);
-    case "PATCH":
-      return await update(tx, table, request, query);
-    case "DELETE":
-      return await remove(tx, table, request, query);
-    default:
-      throw new RestError(
-        405,
-        "PGRST117",
-        `Unsupported HTTP method: ${request.method}`,
-      );
+  const query = parseQuery(request.params, table.columns, table.name);
+  const handler = Object.hasOwn(HANDLERS, request.method)
+    ? HANDLERS[request.method]
+    : undefined;
+  if (handler === undefined) {
+    throw new RestError(
+      405,
+      "PGRST117",
+      `Unsupported HTTP method: ${request.method}`,
+    );
   }
+  return await handler(tx, table, request, query);
 }
 
-async function rowsOf(
-  tx: Queryable,
-  sql: string,
-  params: Params,
-): Promise<string[]> {
-  const result = await tx.query(sql, params.values);
-  return result.map((row) => row.j as string);
+/** The answer to a PATCH or DELETE: the changed rows if asked for, else 204. */
+function changed(request: RestRequest, rows: string[]): Response {
+  return request.prefer.representation
+    ? rowsResponse(request, rows, 200)
+    : emptyResponse(204);
 }
 
-async function read(
-  tx: Queryable,
-  table: Table,
-  request: RestRequest,
-  query: Query,
-): Promise<Response> {
+const read: Handler = async (tx, table, request, query) => {
   const params = new Params();
-  const sql =
-    `select to_json(_s)::text as j from (select ${
-      selectSql(query.select, "_r")
-    } ` +
-    `from public.${ident(table.name)} _r${
-      whereSql(query.filters, "_r", params)
-    }` +
-    `${pageSql(query, "_r")}) _s`;
-  const rows = await rowsOf(tx, sql, params);
+  const rows = await jsonRows(
+    tx,
+    readSql(query, `public.${ident(table.name)} _r`, params),
+    params.values,
+  );
   const offset = query.offset ?? 0;
   const range = rows.length === 0
     ? "*/*"
@@ -84,7 +74,7 @@ async function read(
   return request.method === "HEAD"
     ? new Response(null, { status: response.status, headers: response.headers })
     : response;
-}
+};
 
 /** The columns named by `columns=` ("a","b" or a,b), or else every key of every object. */
 function insertColumns(
@@ -115,12 +105,7 @@ function recordDefinition(columns: Column[]): string {
   return columns.map((c) => `${ident(c.name)} ${c.type}`).join(", ");
 }
 
-async function insert(
-  tx: Queryable,
-  table: Table,
-  request: RestRequest,
-  query: Query,
-): Promise<Response> {
+const insert: Handler = async (tx, table, request, query) => {
   const body = request.body;
   const objects = Array.isArray(body) ? body : [body];
   if (body === undefined || !objects.every(isObject)) {
@@ -161,13 +146,15 @@ async function insert(
     for (const statement of statements) {
       const params = new Params();
       if (group.columns.length > 0) params.add(JSON.stringify(group.rows));
-      rows.push(...await rowsOf(tx, written(statement, query), params));
+      rows.push(
+        ...await jsonRows(tx, written(statement, query), params.values),
+      );
     }
   }
   return request.prefer.representation
     ? rowsResponse(request, rows, 201, { "content-range": "*/*" })
     : emptyResponse(201, { "content-range": "*/*" });
-}
+};
 
 /** Wraps a data-changing statement so that it returns the selected columns as JSON rows. */
 function written(statement: string, query: Query): string {
@@ -177,12 +164,7 @@ function written(statement: string, query: Query): string {
     } from _w _r) _s`;
 }
 
-async function update(
-  tx: Queryable,
-  table: Table,
-  request: RestRequest,
-  query: Query,
-): Promise<Response> {
+const update: Handler = async (tx, table, request, query) => {
   if (!isObject(request.body)) {
     throw new RestError(400, "PGRST102", "Empty or invalid json");
   }
@@ -200,24 +182,25 @@ async function update(
         recordDefinition(columns)
       })` +
       whereSql(query.filters, "_r", params);
-    rows = await rowsOf(tx, written(statement, query), params);
+    rows = await jsonRows(tx, written(statement, query), params.values);
   }
-  return request.prefer.representation
-    ? rowsResponse(request, rows, 200)
-    : emptyResponse(204);
-}
+  return changed(request, rows);
+};
 
-async function remove(
-  tx: Queryable,
-  table: Table,
-  request: RestRequest,
-  query: Query,
-): Promise<Response> {
+const remove: Handler = async (tx, table, request, query) => {
   const params = new Params();
   const statement = `delete from public.${ident(table.name)} as _r` +
     whereSql(query.filters, "_r", params);
-  const rows = await rowsOf(tx, written(statement, query), params);
-  return request.prefer.representation
-    ? rowsResponse(request, rows, 200)
-    : emptyResponse(204);
-}
+  return changed(
+    request,
+    await jsonRows(tx, written(statement, query), params.values),
+  );
+};
+
+const HANDLERS: Record<string, Handler> = {
+  GET: read,
+  HEAD: read,
+  POST: insert,
+  PATCH: update,
+  DELETE: remove,
+};

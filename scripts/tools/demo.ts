@@ -15,7 +15,13 @@ import {
   SessionTimeline,
   type TimeInput,
 } from "../lib/hms.ts";
-import { type FeedRow, fetchFeed, relativeTime, renderTable } from "./rooms.ts";
+import {
+  type FeedRow,
+  fetchFeed,
+  renderTable,
+  roomCells,
+  roomColumns,
+} from "./rooms.ts";
 import {
   type Attempt,
   parseFlags,
@@ -185,23 +191,10 @@ class Story {
     const now = Date.now();
     const rows = await this.roomsNow();
     const table = renderTable(
-      [
-        "room",
-        "live",
-        "listeners",
-        "speakers",
-        "featured",
-        "stored score",
-        "last active",
-      ],
+      ["room", ...roomColumns("stored score")],
       rows.map((r) => [
         this.label(r.hms_room_id),
-        r.is_live ? "yes" : "no",
-        String(r.listener_count),
-        String(r.speaker_count),
-        r.featured ? "yes" : "no",
-        r.trending_score.toFixed(2),
-        relativeTime(r.last_active_at, now),
+        ...roomCells(r, r.trending_score, now),
       ]),
       new Set([2, 3, 5]),
     );
@@ -301,7 +294,11 @@ export async function runStory(ctx: DemoContext): Promise<string[]> {
     zoe: crypto.randomUUID(),
     noor: crypto.randomUUID(),
   };
+  // The answers the story expects (status, outcome), named once.
   const applied = { status: 200, outcome: "applied" };
+  const duplicate = { status: 200, outcome: "duplicate" };
+  const ignored = { status: 200, outcome: "ignored" };
+  const unauthorized = { status: 401, outcome: "unauthorized" };
   const join = (
     s: SessionTimeline,
     peerId: string,
@@ -360,10 +357,11 @@ export async function runStory(ctx: DemoContext): Promise<string[]> {
     async () => {
       await story.deliver(noorJoin, "Noor joins tech (attempt 1)", applied);
       await story.pause(Math.min(ctx.pauseMs, 1000)); // 100ms waits 1 s before its first retry
-      await story.deliver(noorJoin, "Noor joins tech (retry, same id)", {
-        status: 200,
-        outcome: "duplicate",
-      });
+      await story.deliver(
+        noorJoin,
+        "Noor joins tech (retry, same id)",
+        duplicate,
+      );
     },
   );
 
@@ -419,10 +417,7 @@ export async function runStory(ctx: DemoContext): Promise<string[]> {
         "listener",
         at(155),
       );
-      await story.deliver(forged, "forged join (wrong secret)", {
-        status: 401,
-        outcome: "unauthorized",
-      }, {
+      await story.deliver(forged, "forged join (wrong secret)", unauthorized, {
         ...ctx.target,
         secret: `not-${ctx.target.secret}`,
       });
@@ -430,10 +425,7 @@ export async function runStory(ctx: DemoContext): Promise<string[]> {
         roomId: ids.jazz,
         at: at(156),
       });
-      await story.deliver(failed, "peer.join.failure     jazz", {
-        status: 200,
-        outcome: "ignored",
-      });
+      await story.deliver(failed, "peer.join.failure     jazz", ignored);
     },
   );
 

@@ -6,8 +6,9 @@
  */
 
 import { headersFor } from "../lib/hms.ts";
-import { parseFlags, UsageError } from "./send.ts";
-import { requireStack, StackNotRunningError } from "./stack_info.ts";
+import { UsageError } from "./send.ts";
+import { requireStack } from "./stack_info.ts";
+import { runTool } from "./cli.ts";
 
 const USAGE = `Usage: npm run reconcile -- [options]
 
@@ -181,61 +182,47 @@ const FLAGS = {
 } as const;
 
 /** Runs the command; returns the exit code. */
-export async function main(argv: string[]): Promise<number> {
-  let target: Target | undefined;
-  let json = false;
-  try {
-    const { strings, booleans, positionals } = parseFlags(argv, FLAGS);
-    if (booleans.has("help")) {
-      console.log(USAGE);
-      return 0;
-    }
-    if (positionals.length > 0) {
-      throw new UsageError(`unexpected argument ${positionals[0]}`);
-    }
-    json = booleans.has("json");
-    if (strings.url !== undefined) {
-      const secret = strings.secret ?? Deno.env.get("HMS_WEBHOOK_SECRET");
-      if (!secret) {
-        throw new UsageError("--url needs --secret or $HMS_WEBHOOK_SECRET");
+export function main(argv: string[]): Promise<number> {
+  return runTool({
+    name: "reconcile",
+    usage: USAGE,
+    flags: FLAGS,
+    hint: "Run `npm run reconcile -- --help`.",
+    failure: "the function did not answer",
+    parse: ({ strings, booleans }) => {
+      let target: Target | undefined;
+      if (strings.url !== undefined) {
+        const secret = strings.secret ?? Deno.env.get("HMS_WEBHOOK_SECRET");
+        if (!secret) {
+          throw new UsageError("--url needs --secret or $HMS_WEBHOOK_SECRET");
+        }
+        target = {
+          functionUrl: strings.url,
+          secret,
+          headerName: strings["header-name"] ??
+            Deno.env.get("HMS_WEBHOOK_SECRET_HEADER"),
+        };
       }
-      target = {
-        functionUrl: strings.url,
-        secret,
-        headerName: strings["header-name"] ??
-          Deno.env.get("HMS_WEBHOOK_SECRET_HEADER"),
-      };
-    }
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    console.error(
-      `reconcile: ${error.message}\nRun \`npm run reconcile -- --help\`.`,
-    );
-    return 2;
-  }
-  try {
-    if (target === undefined) {
-      const stack = await requireStack();
-      target = {
-        functionUrl: stack.functionUrl,
-        secret: stack.webhookSecret,
-        headerName: stack.secretHeader,
-      };
-    }
-    const { status, summary, text } = await reconcileOnce(target);
-    if (json || summary === null) {
-      console.log(summary === null ? `${status} ${text}` : text);
-    } else {
-      console.log(renderSummary(summary));
-    }
-    return status === 200 && summary?.status === "completed" ? 0 : 1;
-  } catch (error) {
-    const message = error instanceof StackNotRunningError
-      ? error.message
-      : `the function did not answer: ${(error as Error).message}`;
-    console.error(`reconcile: ${message}`);
-    return 1;
-  }
+      return { target, json: booleans.has("json") };
+    },
+    run: async ({ target, json }) => {
+      if (target === undefined) {
+        const stack = await requireStack();
+        target = {
+          functionUrl: stack.functionUrl,
+          secret: stack.webhookSecret,
+          headerName: stack.secretHeader,
+        };
+      }
+      const { status, summary, text } = await reconcileOnce(target);
+      if (json || summary === null) {
+        console.log(summary === null ? `${status} ${text}` : text);
+      } else {
+        console.log(renderSummary(summary));
+      }
+      return status === 200 && summary?.status === "completed" ? 0 : 1;
+    },
+  }, argv);
 }
 
 if (import.meta.main) {

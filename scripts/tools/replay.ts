@@ -12,8 +12,9 @@
 
 import { SignJWT } from "jose";
 import { dataTime, parseTime } from "../lib/hms.ts";
-import { parseFlags, UsageError } from "./send.ts";
+import { UsageError } from "./send.ts";
 import { readStackInfo, StackNotRunningError } from "./stack_info.ts";
+import { runTool } from "./cli.ts";
 
 const USAGE =
   `Usage: npm run replay -- --since TIME [--until TIME] [--room ID] [options]
@@ -108,141 +109,127 @@ const FLAGS = {
 } as const;
 
 /** Runs the command; returns the exit code. */
-export async function main(argv: string[]): Promise<number> {
-  let request: ReplayRequest;
-  let flags: ReturnType<typeof parseFlags>;
-  try {
-    flags = parseFlags(argv, FLAGS);
-    if (flags.booleans.has("help")) {
-      console.log(USAGE);
-      return 0;
-    }
-    const { strings } = flags;
-    if (flags.positionals.length > 0) {
-      throw new UsageError(`unexpected argument ${flags.positionals[0]}`);
-    }
-    if (strings.since === undefined) {
-      throw new UsageError("--since is required");
-    }
-    const now = Date.now();
-    const since = parseWhen(strings.since, now);
-    const until = strings.until === undefined
-      ? now
-      : parseWhen(strings.until, now);
-    if (since < now - 30 * 86_400_000) {
-      throw new UsageError(
-        "--since is more than 30 days ago: 100ms keeps 30 days of deliveries",
-      );
-    }
-    if (until < since) throw new UsageError("--until is before --since");
-    const status = strings.status ?? "failed";
-    if (!["failed", "success", "all"].includes(status)) {
-      throw new UsageError("--status must be failed, success or all");
-    }
-    request = {
-      since,
-      until,
-      room: strings.room,
-      status: status as ReplayRequest["status"],
-      events: strings.events?.split(",").map((e) => e.trim()).filter(Boolean),
-    };
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    console.error(
-      `replay: ${error.message}\nRun \`npm run replay -- --help\`.`,
-    );
-    return 2;
-  }
-  try {
-    let accessKey = Deno.env.get("HMS_APP_ACCESS_KEY");
-    let appSecret = Deno.env.get("HMS_APP_SECRET");
-    let apiUrl = flags.strings["api-url"] ?? Deno.env.get("HMS_API_URL");
-    if (!accessKey || !appSecret) {
-      const stack = await readStackInfo();
-      if (stack?.hmsApi === undefined) {
-        throw new StackNotRunningError(
-          "no HMS_APP_ACCESS_KEY/HMS_APP_SECRET and no local 100ms stand-in",
+export function main(argv: string[]): Promise<number> {
+  return runTool({
+    name: "replay",
+    usage: USAGE,
+    flags: FLAGS,
+    hint: "Run `npm run replay -- --help`.",
+    failure: "100ms did not answer",
+    parse: (flags) => {
+      const { strings } = flags;
+      if (strings.since === undefined) {
+        throw new UsageError("--since is required");
+      }
+      const now = Date.now();
+      const since = parseWhen(strings.since, now);
+      const until = strings.until === undefined
+        ? now
+        : parseWhen(strings.until, now);
+      if (since < now - 30 * 86_400_000) {
+        throw new UsageError(
+          "--since is more than 30 days ago: 100ms keeps 30 days of deliveries",
         );
       }
-      accessKey = stack.hmsApi.accessKey;
-      appSecret = stack.hmsApi.appSecret;
-      apiUrl ??= stack.hmsApi.url;
-    }
-    apiUrl = (apiUrl ?? "https://api.100ms.live").replace(/\/$/, "");
-    const token = await managementToken(accessKey, appSecret);
-    const response = await fetch(`${apiUrl}/v2/analytics/webhooks/replay`, {
-      method: "POST",
-      headers: {
-        authorization: `Bearer ${token}`,
-        "content-type": "application/json",
-      },
-      body: JSON.stringify(replayBody(request)),
-      signal: AbortSignal.timeout(30_000),
-    });
-    const text = await response.text();
-    if (flags.booleans.has("json")) console.log(text);
-    if (response.status !== 200) {
-      console.error(
-        `replay: 100ms answered ${response.status}${
-          response.status === 429 ? " (rate limited: retry in 45 s)" : ""
-        }: ${text.slice(0, 300)}`,
-      );
-      return 1;
-    }
-    const answer = JSON.parse(text) as {
-      workflow_id: string;
-      status: string;
-      message?: string;
-    };
-    if (!flags.booleans.has("json")) {
-      console.log(
-        `replay workflow ${answer.workflow_id}: ${answer.status}${
-          answer.message ? ` (${answer.message})` : ""
-        }\n  window ${dataTime(new Date(request.since))} .. ${
-          dataTime(new Date(request.until!))
-        }${
-          request.room ? `, room ${request.room}` : ""
-        }, ${request.status} deliveries` +
-          `\n  100ms re-sends them at 10 events/s, marked is_replay; then run \`npm run reconcile\`` +
-          ` for role changes and room ends, which are not replayable.`,
-      );
-    }
-    if (flags.booleans.has("wait")) {
-      for (let i = 0; i < 3600; i++) {
-        const poll = await fetch(
-          `${apiUrl}/v2/analytics/webhooks/replay/${
-            encodeURIComponent(answer.workflow_id)
-          }`,
-          {
-            headers: {
-              authorization: `Bearer ${await managementToken(
-                accessKey,
-                appSecret,
-              )}`,
-            },
-            signal: AbortSignal.timeout(30_000),
-          },
-        );
-        const state = await poll.json().catch(() => ({}));
-        if (poll.status !== 200 || state.status !== "running") {
-          console.log(
-            `  workflow ${state.status ?? poll.status}: ${
-              JSON.stringify(state)
-            }`,
+      if (until < since) throw new UsageError("--until is before --since");
+      const status = strings.status ?? "failed";
+      if (!["failed", "success", "all"].includes(status)) {
+        throw new UsageError("--status must be failed, success or all");
+      }
+      const request: ReplayRequest = {
+        since,
+        until,
+        room: strings.room,
+        status: status as ReplayRequest["status"],
+        events: strings.events?.split(",").map((e) => e.trim()).filter(Boolean),
+      };
+      return { request, flags };
+    },
+    run: async ({ request, flags }) => {
+      let accessKey = Deno.env.get("HMS_APP_ACCESS_KEY");
+      let appSecret = Deno.env.get("HMS_APP_SECRET");
+      let apiUrl = flags.strings["api-url"] ?? Deno.env.get("HMS_API_URL");
+      if (!accessKey || !appSecret) {
+        const stack = await readStackInfo();
+        if (stack?.hmsApi === undefined) {
+          throw new StackNotRunningError(
+            "no HMS_APP_ACCESS_KEY/HMS_APP_SECRET and no local 100ms stand-in",
           );
-          break;
         }
-        await new Promise((r) => setTimeout(r, 1000));
+        accessKey = stack.hmsApi.accessKey;
+        appSecret = stack.hmsApi.appSecret;
+        apiUrl ??= stack.hmsApi.url;
       }
-    }
-    return 0;
-  } catch (error) {
-    const message = error instanceof StackNotRunningError
-      ? error.message
-      : `100ms did not answer: ${(error as Error).message}`;
-    console.error(`replay: ${message}`);
-    return 1;
-  }
+      apiUrl = (apiUrl ?? "https://api.100ms.live").replace(/\/$/, "");
+      const token = await managementToken(accessKey, appSecret);
+      const response = await fetch(`${apiUrl}/v2/analytics/webhooks/replay`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${token}`,
+          "content-type": "application/json",
+        },
+        body: JSON.stringify(replayBody(request)),
+        signal: AbortSignal.timeout(30_000),
+      });
+      const text = await response.text();
+      if (flags.booleans.has("json")) console.log(text);
+      if (response.status !== 200) {
+        console.error(
+          `replay: 100ms answered ${response.status}${
+            response.status === 429 ? " (rate limited: retry in 45 s)" : ""
+          }: ${text.slice(0, 300)}`,
+        );
+        return 1;
+      }
+      const answer = JSON.parse(text) as {
+        workflow_id: string;
+        status: string;
+        message?: string;
+      };
+      if (!flags.booleans.has("json")) {
+        console.log(
+          `replay workflow ${answer.workflow_id}: ${answer.status}${
+            answer.message ? ` (${answer.message})` : ""
+          }\n  window ${dataTime(new Date(request.since))} .. ${
+            dataTime(new Date(request.until!))
+          }${
+            request.room ? `, room ${request.room}` : ""
+          }, ${request.status} deliveries` +
+            `\n  100ms re-sends them at 10 events/s, marked is_replay; then run \`npm run reconcile\`` +
+            ` for role changes and room ends, which are not replayable.`,
+        );
+      }
+      if (flags.booleans.has("wait")) {
+        for (let i = 0; i < 3600; i++) {
+          const poll = await fetch(
+            `${apiUrl}/v2/analytics/webhooks/replay/${
+              encodeURIComponent(answer.workflow_id)
+            }`,
+            {
+              headers: {
+                authorization: `Bearer ${await managementToken(
+                  accessKey,
+                  appSecret,
+                )}`,
+              },
+              signal: AbortSignal.timeout(30_000),
+            },
+          );
+          const state = await poll.json().catch(() => ({}));
+          if (poll.status !== 200 || state.status !== "running") {
+            console.log(
+              `  workflow ${state.status ?? poll.status}: ${
+                JSON.stringify(state)
+              }`,
+            );
+            break;
+          }
+          await new Promise((r) => setTimeout(r, 1000));
+        }
+      }
+      return 0;
+    },
+  }, argv);
 }
 
 if (import.meta.main) {

@@ -6,8 +6,9 @@
 
 import { createClient } from "@supabase/supabase-js";
 import postgres from "postgres";
-import { parseFlags, UsageError } from "./send.ts";
-import { requireStack, StackNotRunningError } from "./stack_info.ts";
+import { UsageError } from "./send.ts";
+import { requireStack } from "./stack_info.ts";
+import { runTool } from "./cli.ts";
 
 /** One row of the feed, normalised (Postgres numerics arrive as strings through postgres.js). */
 export interface FeedRow {
@@ -141,6 +142,27 @@ export function renderTable(
   ].join("\n");
 }
 
+/** The columns every rooms table shows after the room (state, a score, last activity). */
+export function roomColumns(score: string): string[] {
+  return ["live", "listeners", "speakers", "featured", score, "last active"];
+}
+
+/** A room's cells for {@link roomColumns}. */
+export function roomCells(
+  r: Omit<FeedRow, "hms_room_id" | "score_now">,
+  score: number,
+  now: number,
+): string[] {
+  return [
+    r.is_live ? "yes" : "no",
+    String(r.listener_count),
+    String(r.speaker_count),
+    r.featured ? "yes" : "no",
+    score.toFixed(2),
+    relativeTime(r.last_active_at, now),
+  ];
+}
+
 /** The feed as the `npm run rooms` table; `rankFrom` is the rank of the first row. */
 export function renderFeed(
   rows: FeedRow[],
@@ -152,22 +174,12 @@ export function renderFeed(
     [
       "rank",
       "room",
-      "live",
-      "listeners",
-      "speakers",
-      "featured",
-      "score now",
-      "last active",
+      ...roomColumns("score now"),
     ],
     rows.map((r, i) => [
       String(rankFrom + i),
       r.hms_room_id,
-      r.is_live ? "yes" : "no",
-      String(r.listener_count),
-      String(r.speaker_count),
-      r.featured ? "yes" : "no",
-      r.score_now.toFixed(2),
-      relativeTime(r.last_active_at, now),
+      ...roomCells(r, r.score_now, now),
     ]),
     new Set([0, 3, 4, 6]),
   );
@@ -207,74 +219,62 @@ const ROOMS_FLAGS = {
 } as const;
 
 /** Runs the command; returns the exit code (0 ok, 1 could not read, 2 usage). */
-export async function main(argv: string[]): Promise<number> {
-  let source: FeedSource | undefined;
-  let query: FeedQuery;
-  let json: boolean;
-  try {
-    const { strings, booleans, positionals } = parseFlags(argv, ROOMS_FLAGS);
-    if (booleans.has("help")) {
-      console.log(USAGE);
-      return 0;
-    }
-    if (positionals.length > 0) {
-      throw new UsageError(`unexpected argument ${positionals[0]}`);
-    }
-    const limit = Number(strings.limit ?? "20");
-    if (!/^\d+$/.test(strings.limit ?? "20") || limit < 1 || limit > 1000) {
-      throw new UsageError("--limit must be a whole number from 1 to 1000");
-    }
-    query = { limit, liveOnly: booleans.has("live") };
-    json = booleans.has("json");
-    if (strings.url !== undefined && strings.rest !== undefined) {
-      throw new UsageError(
-        "give --url (Postgres) or --rest (REST API), not both",
-      );
-    }
-    if (strings.url !== undefined) {
-      if (!/^postgres(ql)?:\/\//.test(strings.url)) {
+export function main(argv: string[]): Promise<number> {
+  return runTool({
+    name: "rooms",
+    usage: USAGE,
+    flags: ROOMS_FLAGS,
+    hint: "Run `npm run rooms -- --help` for the options.",
+    failure: "could not read the feed",
+    parse: ({ strings, booleans }) => {
+      const limit = Number(strings.limit ?? "20");
+      if (!/^\d+$/.test(strings.limit ?? "20") || limit < 1 || limit > 1000) {
+        throw new UsageError("--limit must be a whole number from 1 to 1000");
+      }
+      const query: FeedQuery = { limit, liveOnly: booleans.has("live") };
+      const json = booleans.has("json");
+      if (strings.url !== undefined && strings.rest !== undefined) {
         throw new UsageError(
-          "--url must be a postgres:// or postgresql:// URL",
+          "give --url (Postgres) or --rest (REST API), not both",
         );
       }
-      source = { kind: "postgres", url: strings.url };
-    } else if (strings.rest !== undefined) {
-      if (strings.key === undefined) throw new UsageError("--rest needs --key");
-      source = {
-        kind: "rest",
-        url: strings.rest.replace(/\/$/, ""),
-        key: strings.key,
-      };
-    } else if (strings.key !== undefined) {
-      throw new UsageError("--key goes with --rest");
-    }
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    console.error(
-      `rooms: ${error.message}\nRun \`npm run rooms -- --help\` for the options.`,
-    );
-    return 2;
-  }
-  try {
-    if (source === undefined) {
-      const stack = await requireStack();
-      source = {
-        kind: "rest",
-        url: stack.supabaseUrl,
-        key: stack.serviceRoleKey,
-      };
-    }
-    const rows = await fetchFeed(source, query);
-    if (json) console.log(JSON.stringify(rows));
-    else console.log(renderFeed(rows));
-    return 0;
-  } catch (error) {
-    const message = error instanceof StackNotRunningError
-      ? error.message
-      : `could not read the feed: ${(error as Error).message}`;
-    console.error(`rooms: ${message}`);
-    return 1;
-  }
+      let source: FeedSource | undefined;
+      if (strings.url !== undefined) {
+        if (!/^postgres(ql)?:\/\//.test(strings.url)) {
+          throw new UsageError(
+            "--url must be a postgres:// or postgresql:// URL",
+          );
+        }
+        source = { kind: "postgres", url: strings.url };
+      } else if (strings.rest !== undefined) {
+        if (strings.key === undefined) {
+          throw new UsageError("--rest needs --key");
+        }
+        source = {
+          kind: "rest",
+          url: strings.rest.replace(/\/$/, ""),
+          key: strings.key,
+        };
+      } else if (strings.key !== undefined) {
+        throw new UsageError("--key goes with --rest");
+      }
+      return { source, query, json };
+    },
+    run: async ({ source, query, json }) => {
+      if (source === undefined) {
+        const stack = await requireStack();
+        source = {
+          kind: "rest",
+          url: stack.supabaseUrl,
+          key: stack.serviceRoleKey,
+        };
+      }
+      const rows = await fetchFeed(source, query);
+      if (json) console.log(JSON.stringify(rows));
+      else console.log(renderFeed(rows));
+      return 0;
+    },
+  }, argv);
 }
 
 if (import.meta.main) {

@@ -8,7 +8,7 @@ use super::trending::{rank_key, score, Weights};
 use postgres::Client;
 
 use super::db::{apply_all, connect, describe, read_state, text};
-use super::harness::{close_rel, db_now, event, join, new_room, q, room_name, Ctx};
+use super::harness::{close_rel, db_now, event, join, new_room, q, query_value, room_name, Ctx};
 use super::model::{Action, Event, Micros, RoleClass};
 use super::time::rfc3339;
 
@@ -62,10 +62,7 @@ pub fn fingerprint(client: &mut Client) -> Result<String, String> {
         .map_err(q)?;
     let mut print: String = row.get(0);
     // With pg_cron the migrations also own two jobs: re-running must not add or change any.
-    let has_cron: bool = client
-        .query_one("select to_regclass('cron.job') is not null", &[])
-        .map_err(q)?
-        .get(0);
+    let has_cron: bool = query_value(client, "select to_regclass('cron.job') is not null", &[])?;
     if has_cron {
         let jobs: String = client
             .query_one(
@@ -142,13 +139,11 @@ pub fn expect_sqlstate(
 
 /// Whether the dedup ledger holds this event id.
 pub fn ledger_has(client: &mut Client, id: &str) -> Result<bool, String> {
-    Ok(client
-        .query_one(
-            "select exists (select 1 from public.hms_events where event_id = $1)",
-            &[&id],
-        )
-        .map_err(q)?
-        .get(0))
+    query_value(
+        client,
+        "select exists (select 1 from public.hms_events where event_id = $1)",
+        &[&id],
+    )
 }
 
 /// Malformed calls get 22023 with a message naming the problem, and write nothing.
@@ -296,14 +291,11 @@ pub fn auto_create(ctx: &mut Ctx) -> Result<String, String> {
             return Err(format!("racing auto-create answered {r}"));
         }
     }
-    let rows: i64 = ctx
-        .svc
-        .query_one(
-            "select count(*) from public.rooms where hms_room_id = $1",
-            &[&racing],
-        )
-        .map_err(q)?
-        .get(0);
+    let rows: i64 = query_value(
+        &mut ctx.svc,
+        "select count(*) from public.rooms where hms_room_id = $1",
+        &[&racing],
+    )?;
     let state = read_state(&mut ctx.svc, &racing)?;
     if rows != 1 || state.speaker_count != 8 {
         return Err(format!(
@@ -445,19 +437,14 @@ pub fn refresh(ctx: &mut Ctx) -> Result<String, String> {
         ))
         .map_err(q)?;
     let xmin = |c: &mut Client, r: &str| -> Result<String, String> {
-        Ok(c.query_one(
+        query_value(
+            c,
             "select xmin::text from public.rooms where hms_room_id = $1",
             &[&r],
         )
-        .map_err(q)?
-        .get(0))
     };
     let quiet_before = xmin(&mut ctx.admin, &quiet)?;
-    let changed: i64 = ctx
-        .svc
-        .query_one("select public.hms_refresh_trending()", &[])
-        .map_err(q)?
-        .get(0);
+    let changed: i64 = query_value(&mut ctx.svc, "select public.hms_refresh_trending()", &[])?;
     let row = ctx
         .admin
         .query_one(
@@ -501,11 +488,7 @@ pub fn prune(ctx: &mut Ctx) -> Result<String, String> {
              update public.hms_events set received_at = now() - interval '2 hours' where event_id = 'prune-2h';",
         )
         .map_err(q)?;
-    let default_run: i64 = ctx
-        .svc
-        .query_one("select public.hms_prune_events()", &[])
-        .map_err(q)?
-        .get(0);
+    let default_run: i64 = query_value(&mut ctx.svc, "select public.hms_prune_events()", &[])?;
     let left = |c: &mut Client| -> Result<Vec<bool>, String> {
         ids.iter().map(|id| ledger_has(c, id)).collect()
     };
@@ -515,11 +498,11 @@ pub fn prune(ctx: &mut Ctx) -> Result<String, String> {
             left(&mut ctx.svc)?
         ));
     }
-    let hour_run: i64 = ctx
-        .svc
-        .query_one("select public.hms_prune_events(interval '1 hour')", &[])
-        .map_err(q)?
-        .get(0);
+    let hour_run: i64 = query_value(
+        &mut ctx.svc,
+        "select public.hms_prune_events(interval '1 hour')",
+        &[],
+    )?;
     if hour_run < 2 || left(&mut ctx.svc)? != [false, false, false, true] {
         return Err(format!(
             "1 hour retention deleted {hour_run}, left {:?}",
@@ -639,10 +622,7 @@ pub fn trending_defaults(ctx: &mut Ctx) -> Result<String, String> {
         text(&room)
     ))
     .map_err(q)?;
-    let half_life: f64 = tx
-        .query_one("select public.hms_half_life_hours()", &[])
-        .map_err(q)?
-        .get(0);
+    let half_life: f64 = query_value(&mut tx, "select public.hms_half_life_hours()", &[])?;
     tx.execute("select public.hms_refresh_trending()", &[])
         .map_err(q)?;
     let row = tx

@@ -23,10 +23,17 @@ pub fn database_url() -> Result<String, String> {
 }
 
 /// A connection as the given role (`None` keeps the login role, normally the superuser).
+///
+/// The one place durability is relaxed, and only for these test sessions: they set
+/// `synchronous_commit = off`, because the histories binary checks what the SQL computes, not
+/// what survives a crash, and waiting for a WAL flush on each of its many small commits only
+/// slows it down on a shared machine. The server keeps a Supabase database's durability
+/// (`SUPABASE_DURABILITY` in scripts/stack/postgres.ts), so every other client — the function
+/// through the REST stand-in, the fault tests, the acceptance stories, `npm start` — commits
+/// durably.
 pub fn connect(url: &str, role: Option<&str>) -> Result<Client, String> {
     let mut client =
         Client::connect(url, NoTls).map_err(|e| format!("cannot connect to {url}: {e}"))?;
-    // Test-only: commits need not wait for the disk; nothing here is about durability.
     let mut setup = String::from("set synchronous_commit = off; set timezone = 'UTC';");
     if let Some(role) = role {
         setup.push_str(&format!("set role {role};"));

@@ -4,7 +4,8 @@
 use std::time::{Duration, Instant};
 
 use super::trending::{rank_key, Weights};
-use postgres::Client;
+use postgres::types::{FromSqlOwned, ToSql};
+use postgres::{Client, GenericClient};
 
 use super::db::{create_room_sql, describe, DbState, Driver, ROOM_PREFIX};
 use super::model::{Action, Event, Micros, RoleClass, RoomState};
@@ -149,13 +150,20 @@ pub fn join(id: &str, session: &str, peer: &str, class: RoleClass, at: Micros) -
     }
 }
 
+/// The one value a query answers (its first row's first column).
+pub fn query_value<T: FromSqlOwned>(
+    client: &mut impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<T, String> {
+    Ok(client.query_one(sql, params).map_err(q)?.get(0))
+}
+
 /// The database clock, in microseconds since the epoch.
 pub fn db_now(client: &mut Client) -> Result<Micros, String> {
-    Ok(client
-        .query_one(
-            "select (extract(epoch from clock_timestamp()) * 1000000)::bigint",
-            &[],
-        )
-        .map_err(q)?
-        .get(0))
+    query_value(
+        client,
+        "select (extract(epoch from clock_timestamp()) * 1000000)::bigint",
+        &[],
+    )
 }

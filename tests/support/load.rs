@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::db::{self, apply_all, apply_sql, connect, create_room_sql, read_state, text};
 use super::generate::{history, Rng, Shape};
-use super::harness::{compare, event, join, new_room, q, room_name, Ctx};
+use super::harness::{compare, event, join, new_room, q, query_value, room_name, Ctx};
 use super::model::{expected, Action, Delivery, Event, Initial, RoleClass};
 
 /// Every plan node (depth first) of an EXPLAIN (FORMAT JSON) plan.
@@ -86,11 +86,11 @@ pub fn feed_plan(ctx: &mut Ctx) -> Result<String, String> {
             &[],
         )
         .map_err(q)?;
-    let best: Option<f64> = ctx
-        .admin
-        .query_one("select max(trending_rank) from public.rooms", &[])
-        .map_err(q)?
-        .get(0);
+    let best: Option<f64> = query_value(
+        &mut ctx.admin,
+        "select max(trending_rank) from public.rooms",
+        &[],
+    )?;
     let ranks: Vec<Option<f64>> = rows.iter().map(|r| r.get(0)).collect();
     let scores: Vec<f64> = rows.iter().map(|r| r.get(1)).collect();
     let ordered = ranks.windows(2).all(|w| w[0] >= w[1]) && scores.windows(2).all(|w| w[0] >= w[1]);

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::behaviour::{expect_sqlstate, table_counts};
 use super::db::{apply_all, connect, create_room_sql, read_state, simple_values, text};
-use super::harness::{event, join, q, room_name, Ctx};
+use super::harness::{event, join, q, query_value, room_name, Ctx};
 use super::model::{Action, Event, RoleClass};
 use super::time::rfc3339;
 
@@ -213,16 +213,13 @@ pub fn twelve_hour_rule(ctx: &mut Ctx) -> Result<String, String> {
     {
         return Err(format!("answer for the room: {entry}"));
     }
-    let closed_at: String = ctx
-        .admin
-        .query_one(
-            "select to_char(s.closed_at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') \
+    let closed_at: String = query_value(
+        &mut ctx.admin,
+        "select to_char(s.closed_at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') \
              from public.hms_sessions s join public.rooms r on r.id = s.room_id \
              where r.hms_room_id = $1 and s.session_id = 'old'",
-            &[&room],
-        )
-        .map_err(q)?
-        .get(0);
+        &[&room],
+    )?;
     if closed_at != rfc3339(t + 12 * 3600 * S) {
         return Err(format!("closed at {closed_at}, expected start + 12 h"));
     }
@@ -281,14 +278,11 @@ pub fn duplicate_writes_no_room(ctx: &mut Ctx) -> Result<String, String> {
     if answer["status"] != "duplicate" || answer["room"] != Value::Null {
         return Err(format!("the in-flight duplicate answered {answer}"));
     }
-    let exists: bool = ctx
-        .admin
-        .query_one(
-            "select exists (select 1 from public.rooms where hms_room_id = $1)",
-            &[&late],
-        )
-        .map_err(q)?
-        .get(0);
+    let exists: bool = query_value(
+        &mut ctx.admin,
+        "select exists (select 1 from public.rooms where hms_room_id = $1)",
+        &[&late],
+    )?;
     if exists {
         return Err("the in-flight duplicate left its auto-created room".into());
     }
@@ -310,15 +304,12 @@ pub fn received_bound(ctx: &mut Ctx) -> Result<String, String> {
         ..join("recv-j1", "s1", "p1", RoleClass::Listener, T0 + 86_400 * S)
     };
     let first = apply_all(&mut ctx.svc, &room, &[activity], false)?;
-    let sessions: i64 = ctx
-        .admin
-        .query_one(
-            "select count(*) from public.hms_sessions s join public.rooms r on r.id = s.room_id \
+    let sessions: i64 = query_value(
+        &mut ctx.admin,
+        "select count(*) from public.hms_sessions s join public.rooms r on r.id = s.room_id \
              where r.hms_room_id = $1",
-            &[&room],
-        )
-        .map_err(q)?
-        .get(0);
+        &[&room],
+    )?;
     if sessions != 0 || first[0]["room"]["is_live"] != false {
         return Err(format!(
             "activity made a session or a live room: {}",
@@ -333,14 +324,11 @@ pub fn received_bound(ctx: &mut Ctx) -> Result<String, String> {
             rfc3339(state.last_active_at)
         ));
     }
-    let score: f64 = ctx
-        .admin
-        .query_one(
-            "select score_now::float8 from public.trending_rooms(1000) where hms_room_id = $1",
-            &[&room],
-        )
-        .map_err(q)?
-        .get(0);
+    let score: f64 = query_value(
+        &mut ctx.admin,
+        "select score_now::float8 from public.trending_rooms(1000) where hms_room_id = $1",
+        &[&room],
+    )?;
     if score > 1.0 {
         return Err(format!("score_now {score} exceeds the base score 1"));
     }
