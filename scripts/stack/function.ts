@@ -5,7 +5,7 @@
  * SUPABASE_DEBUG, per-instance overrides). Several instances can run side by side.
  */
 
-import { freePort, HOST, waitForPort } from "./net.ts";
+import { freePort, HOST, waitUntil } from "./net.ts";
 import { tail } from "./proc.ts";
 
 /** Options of {@link startFunction}. */
@@ -116,11 +116,34 @@ async function pumpLines(
   if (buffered !== "") sink(buffered);
 }
 
-/** Starts one function process and waits until it accepts connections. */
+/** A function that could not bind its port because another process took it first. */
+class PortTaken extends Error {}
+
+/** Times {@link startFunction} picks another port when the one it picked was taken. */
+const PORT_TRIES = 3;
+
+/**
+ * Starts one function process and waits until it listens. `freePort()` only finds a port that
+ * was free a moment ago, and any other process (another stack, an outgoing connection) may take
+ * it before the function binds it; the function then exits with AddrInUse and starts again on
+ * another port.
+ */
 export async function startFunction(
   options: FunctionOptions,
 ): Promise<FunctionProcess> {
-  const port = freePort();
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await startOn(options, freePort());
+    } catch (error) {
+      if (!(error instanceof PortTaken) || attempt === PORT_TRIES) throw error;
+    }
+  }
+}
+
+async function startOn(
+  options: FunctionOptions,
+  port: number,
+): Promise<FunctionProcess> {
   const entry = options.entry ??
     `${options.root}/supabase/functions/hms-webhook/index.ts`;
   const lines: string[] = [];
@@ -186,9 +209,13 @@ export async function startFunction(
     },
   };
 
+  // Deno.serve's own line, printed once it has bound the port: a listener found by probing the
+  // port could be whoever took it.
+  const listening = `Listening on http://${HOST}:${port}/`;
   try {
-    await waitForPort(
-      port,
+    await waitUntil(
+      () => lines.some((line) => line.includes(listening)),
+      `${listening} (the function's own line)`,
       options.startTimeoutMs ?? 30_000,
       () =>
         exitedWith === null
@@ -198,8 +225,10 @@ export async function startFunction(
   } catch (error) {
     await process.stop();
     await exited;
+    const log = lines.join("\n");
+    if (/AddrInUse/.test(log)) throw new PortTaken(`port ${port} was taken`);
     const message = error instanceof Error ? error.message : String(error);
-    throw new Error(`${entry}: ${message}\n${tail(lines.join("\n"), 30)}`);
+    throw new Error(`${entry}: ${message}\n${tail(log, 30)}`);
   }
   return process;
 }

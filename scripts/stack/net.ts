@@ -1,4 +1,4 @@
-/** Free-port discovery and bounded waiting for a TCP listener on 127.0.0.1. */
+/** Free-port discovery on 127.0.0.1 and bounded waiting. */
 
 /** The loopback address every part of the local stack binds to. */
 export const HOST = "127.0.0.1";
@@ -11,35 +11,23 @@ export function freePort(): number {
   return port;
 }
 
-/** True when something accepts a TCP connection on the port. */
-export async function isListening(port: number): Promise<boolean> {
-  try {
-    const conn = await Deno.connect({ hostname: HOST, port });
-    conn.close();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
- * Waits until the port accepts connections. Gives up after `timeoutMs`, or as soon as
+ * Waits until `ready()` holds. Gives up after `timeoutMs` (naming `what`), or as soon as
  * `failed()` returns a reason (e.g. the process that should listen has exited).
  */
-export async function waitForPort(
-  port: number,
+export async function waitUntil(
+  ready: () => boolean,
+  what: string,
   timeoutMs: number,
   failed: () => string | null = () => null,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (true) {
-    if (await isListening(port)) return;
+    if (ready()) return;
     const reason = failed();
     if (reason !== null) throw new Error(reason);
     if (Date.now() > deadline) {
-      throw new Error(
-        `nothing listened on ${HOST}:${port} within ${timeoutMs} ms`,
-      );
+      throw new Error(`${what} not within ${timeoutMs} ms`);
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
