@@ -4,17 +4,15 @@
 
 use crate::config::RestTarget;
 use crate::http::{Method, Outcome, Request};
-use crate::json::{self, Integer, Object, Value};
+use crate::json::{self, Integer, Object, ObjectWriter, ToJson, Value};
 use crate::rest::{self, Room};
 use crate::time::Timestamp;
-use serde::Serialize;
 
 /// Most rooms one pass reads; more are left to the next pass (and reported).
 pub const MAX_ROOMS: usize = 2000;
 
-/// One snapshot fact, serialised exactly as `hms_apply_facts` takes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+/// One snapshot fact (written as `hms_apply_facts` takes it: see its [`ToJson`] impl).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fact {
     /// A session 100ms knows; `closed_at` means 100ms reports it inactive.
     Session {
@@ -23,7 +21,6 @@ pub enum Fact {
         /// Reported start.
         started_at: String,
         /// A close at this time (only when 100ms reports the session inactive).
-        #[serde(skip_serializing_if = "Option::is_none")]
         closed_at: Option<String>,
     },
     /// A peer of a session: a join, maybe a leave, and its role as observed.
@@ -39,7 +36,6 @@ pub enum Fact {
         /// Join time.
         joined_at: String,
         /// Leave time, once it left.
-        #[serde(skip_serializing_if = "Option::is_none")]
         left_at: Option<String>,
     },
     /// Exactly these peers were in the session at `p_observed_at`.
@@ -52,7 +48,7 @@ pub enum Fact {
 }
 
 /// The counts a room shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Counts {
     /// `is_live`.
     pub is_live: bool,
@@ -84,7 +80,7 @@ pub struct DbRoom {
 }
 
 /// A room whose counts a database call changed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Correction {
     /// 100ms room id.
     pub room_id: String,
@@ -128,20 +124,11 @@ pub struct DbError {
     pub problem: &'static str,
 }
 
-fn headers(target: &RestTarget) -> Vec<(String, String)> {
-    vec![
-        ("apikey".into(), target.api_key.clone()),
-        ("authorization".into(), format!("Bearer {}", target.api_key)),
-        ("content-type".into(), "application/json".into()),
-        ("accept".into(), "application/json".into()),
-    ]
-}
-
 fn rpc(target: &RestTarget, name: &str, body: String) -> Request {
     Request {
         method: Method::Post,
         url: format!("{}/rest/v1/rpc/{name}", target.base_url),
-        headers: headers(target),
+        headers: rest::headers(target),
         body: Some(body),
     }
 }
@@ -155,34 +142,78 @@ pub fn live_rooms(target: &RestTarget) -> Request {
             target.base_url,
             MAX_ROOMS + 1
         ),
-        headers: headers(target),
+        headers: rest::headers(target),
         body: None,
     }
 }
 
-#[derive(Serialize)]
-struct CloseArgs {
-    p_now: String,
+/// `{"kind": …, …}`: absent times are left out, not `null`.
+impl ToJson for Fact {
+    fn write_json(&self, out: &mut String) {
+        let mut object = ObjectWriter::new(out);
+        match self {
+            Fact::Session {
+                session_id,
+                started_at,
+                closed_at,
+            } => object
+                .member("kind", "session")
+                .member("session_id", session_id)
+                .member("started_at", started_at)
+                .member_if_some("closed_at", closed_at),
+            Fact::Peer {
+                session_id,
+                peer_id,
+                role,
+                role_class,
+                joined_at,
+                left_at,
+            } => object
+                .member("kind", "peer")
+                .member("session_id", session_id)
+                .member("peer_id", peer_id)
+                .member("role", role)
+                .member("role_class", role_class)
+                .member("joined_at", joined_at)
+                .member_if_some("left_at", left_at),
+            Fact::PresentSet {
+                session_id,
+                peer_ids,
+            } => object
+                .member("kind", "present_set")
+                .member("session_id", session_id)
+                .member("peer_ids", peer_ids),
+        }
+        .end();
+    }
 }
 
-#[derive(Serialize)]
-struct FactsArgs<'a> {
-    p_room_id: &'a str,
-    p_observed_at: String,
-    p_received_at: String,
-    p_facts: &'a [Fact],
+impl ToJson for Counts {
+    fn write_json(&self, out: &mut String) {
+        ObjectWriter::new(out)
+            .member("is_live", &self.is_live)
+            .member("listener_count", &self.listener_count)
+            .member("speaker_count", &self.speaker_count)
+            .end();
+    }
 }
 
-/// Serialising these structs of strings cannot fail; the fallback keeps it total.
-fn to_json<T: Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_default()
+impl ToJson for Correction {
+    fn write_json(&self, out: &mut String) {
+        ObjectWriter::new(out)
+            .member("room_id", &self.room_id)
+            .member("before", &self.before)
+            .member("after", &self.after)
+            .end();
+    }
 }
 
 /// `hms_close_expired_sessions(p_now)`.
 pub fn close_expired(target: &RestTarget, now: Timestamp) -> Request {
-    let body = to_json(&CloseArgs {
-        p_now: now.to_rfc3339(),
-    });
+    let mut body = String::new();
+    ObjectWriter::new(&mut body)
+        .member("p_now", &now.to_rfc3339())
+        .end();
     rpc(target, "hms_close_expired_sessions", body)
 }
 
@@ -194,12 +225,13 @@ pub fn apply_facts(
     received_at: Timestamp,
     facts: &[Fact],
 ) -> Request {
-    let body = to_json(&FactsArgs {
-        p_room_id: room_id,
-        p_observed_at: observed_at.to_rfc3339(),
-        p_received_at: received_at.to_rfc3339(),
-        p_facts: facts,
-    });
+    let mut body = String::with_capacity(256 * (facts.len() + 1));
+    ObjectWriter::new(&mut body)
+        .member("p_room_id", room_id)
+        .member("p_observed_at", &observed_at.to_rfc3339())
+        .member("p_received_at", &received_at.to_rfc3339())
+        .member("p_facts", facts)
+        .end();
     rpc(target, "hms_apply_facts", body)
 }
 

@@ -11,8 +11,6 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 
-use serde::Serialize;
-
 use crate::config::Config;
 use crate::config::{RestTarget, Settings};
 use crate::error::Error;
@@ -20,7 +18,7 @@ use crate::facts::{self, Applied, Correction, DbRoom, Fact};
 use crate::handler::{self, Incoming};
 use crate::hms_api::{self, ActivePeer, ActiveRoom, Api, ApiError, Session};
 use crate::http::{join_all, Http};
-use crate::json::{self, Value};
+use crate::json::{self, ObjectWriter, ToJson, Value};
 use crate::reply::{Log, Outcome as Answer, Reply};
 use crate::roles::Roles;
 use crate::time::Timestamp;
@@ -47,7 +45,7 @@ pub struct Pass<'a> {
 }
 
 /// An API call that failed, as reported.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiFailure {
     /// The room it was for (none for the list of active sessions).
     pub room_id: Option<String>,
@@ -57,13 +55,12 @@ pub struct ApiFailure {
     pub error: &'static str,
     /// HTTP status, when one arrived.
     pub status: Option<u16>,
-    /// For `malformed`: what was wrong.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// For `malformed`: what was wrong (left out otherwise).
     pub detail: Option<&'static str>,
 }
 
 /// A database call that failed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DbFailure {
     /// The room it was for.
     pub room_id: Option<String>,
@@ -76,7 +73,7 @@ pub struct DbFailure {
 }
 
 /// A room 100ms could tell nothing about.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unverified {
     /// 100ms room id.
     pub room_id: String,
@@ -85,7 +82,7 @@ pub struct Unverified {
 }
 
 /// The pass's answer (also the JSON body of `POST …/reconcile`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Summary {
     /// `completed`, `incomplete` (something was not reached or failed) or `failed`.
     pub status: &'static str,
@@ -111,6 +108,58 @@ pub struct Summary {
     pub stopped: Option<&'static str>,
     /// Duration of the pass.
     pub ms: i64,
+}
+
+impl ToJson for ApiFailure {
+    fn write_json(&self, out: &mut String) {
+        ObjectWriter::new(out)
+            .member("room_id", &self.room_id)
+            .member("call", self.call)
+            .member("error", self.error)
+            .member("status", &self.status)
+            .member_if_some("detail", &self.detail)
+            .end();
+    }
+}
+
+impl ToJson for DbFailure {
+    fn write_json(&self, out: &mut String) {
+        ObjectWriter::new(out)
+            .member("room_id", &self.room_id)
+            .member("call", self.call)
+            .member("problem", self.problem)
+            .member("status", &self.status)
+            .end();
+    }
+}
+
+impl ToJson for Unverified {
+    fn write_json(&self, out: &mut String) {
+        ObjectWriter::new(out)
+            .member("room_id", &self.room_id)
+            .member("reason", self.reason)
+            .end();
+    }
+}
+
+/// The answer's fields in declaration order.
+impl ToJson for Summary {
+    fn write_json(&self, out: &mut String) {
+        ObjectWriter::new(out)
+            .member("status", self.status)
+            .member("api", self.api)
+            .member("rooms_checked", &self.rooms_checked)
+            .member("rooms_corrected", &self.rooms_corrected)
+            .member("sessions_closed", &self.sessions_closed)
+            .member("api_errors", &self.api_errors)
+            .member("db_errors", &self.db_errors)
+            .member("not_reached", &self.not_reached)
+            .member("unverified", &self.unverified)
+            .member("rooms_unknown", &self.rooms_unknown)
+            .member("stopped", &self.stopped)
+            .member("ms", &self.ms)
+            .end();
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -693,52 +742,35 @@ pub fn admit<'c>(config: &'c Config, incoming: &Incoming<'_>) -> Result<&'c Sett
     Ok(settings)
 }
 
-/// The one log line of a pass: counts only (room ids and errors are in the answer).
-#[derive(Serialize)]
-struct LogLine {
-    level: &'static str,
-    msg: &'static str,
-    status: u16,
-    outcome: &'static str,
-    api: &'static str,
-    rooms_checked: u64,
-    rooms_corrected: usize,
-    sessions_closed: u64,
-    api_errors: usize,
-    db_errors: usize,
-    not_reached: usize,
-    stopped: Option<&'static str>,
-    ms: i64,
-}
-
-/// The HTTP reply and its one log line. 503 only when the database could not be used at all.
+/// The HTTP reply and its one log line (counts only: room ids and errors are in the answer).
+/// 503 only when the database could not be used at all.
 pub fn reply(summary: &Summary) -> Reply {
-    let status = if summary.status == "failed" { 503 } else { 200 };
-    let body = serde_json::to_string(summary).unwrap_or_default();
-    let log = serde_json::to_string(&LogLine {
-        level: if summary.status == "completed" {
-            "info"
-        } else {
-            "warn"
-        },
-        msg: "reconcile",
-        status,
-        outcome: summary.status,
-        api: summary.api,
-        rooms_checked: summary.rooms_checked,
-        rooms_corrected: summary.rooms_corrected.len(),
-        sessions_closed: summary.sessions_closed,
-        api_errors: summary.api_errors.len(),
-        db_errors: summary.db_errors.len(),
-        not_reached: summary.not_reached.len(),
-        stopped: summary.stopped,
-        ms: summary.ms,
-    })
-    .unwrap_or_default();
+    let status: u16 = if summary.status == "failed" { 503 } else { 200 };
+    let level = if summary.status == "completed" {
+        "info"
+    } else {
+        "warn"
+    };
+    let mut log = String::with_capacity(256);
+    ObjectWriter::new(&mut log)
+        .member("level", level)
+        .member("msg", "reconcile")
+        .member("status", &status)
+        .member("outcome", summary.status)
+        .member("api", summary.api)
+        .member("rooms_checked", &summary.rooms_checked)
+        .member("rooms_corrected", &summary.rooms_corrected.len())
+        .member("sessions_closed", &summary.sessions_closed)
+        .member("api_errors", &summary.api_errors.len())
+        .member("db_errors", &summary.db_errors.len())
+        .member("not_reached", &summary.not_reached.len())
+        .member("stopped", &summary.stopped)
+        .member("ms", &summary.ms)
+        .end();
     Reply {
         status,
         headers: vec![("content-type".into(), "application/json".into())],
-        body,
+        body: json::to_string(summary),
         log,
     }
 }
