@@ -303,39 +303,39 @@ pub fn parse_live_rooms(outcome: &Outcome) -> Result<Vec<DbRoom>, DbError> {
     let Value::Array(rows) = parse(ok_body(outcome)?)? else {
         return Err(SHAPE);
     };
-    rows.into_iter()
-        .map(|row| {
-            let Value::Object(mut row) = row else {
-                return Err(SHAPE);
-            };
-            let Value::String(room_id) = take(&mut row, "hms_room_id")? else {
-                return Err(SHAPE);
-            };
-            let current_session_id = match row.take("current_session_id").map_err(|_| SHAPE)? {
-                None | Some(Value::Null) => None,
-                Some(Value::String(s)) => Some(s.into_owned()),
-                Some(_) => return Err(SHAPE),
-            };
-            let count = |v: Result<Value<'_>, DbError>| -> Result<u64, DbError> {
-                match v? {
-                    Value::Null => Ok(0),
-                    other => rest::count(other).ok_or(SHAPE),
-                }
-            };
-            let is_live = matches!(row.take("is_live").ok().flatten(), Some(Value::Bool(true)));
-            let listener_count = count(take(&mut row, "listener_count"))?;
-            let speaker_count = count(take(&mut row, "speaker_count"))?;
-            Ok(DbRoom {
-                room_id: room_id.into_owned(),
-                current_session_id,
-                counts: Counts {
-                    is_live,
-                    listener_count,
-                    speaker_count,
-                },
-            })
-        })
-        .collect()
+    let mut rooms = Vec::with_capacity(rows.len());
+    for row in rows {
+        let Value::Object(mut row) = row else {
+            return Err(SHAPE);
+        };
+        let Value::String(room_id) = take(&mut row, "hms_room_id")? else {
+            return Err(SHAPE);
+        };
+        let current_session_id = match row.take("current_session_id").map_err(|_| SHAPE)? {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.into_owned()),
+            Some(_) => return Err(SHAPE),
+        };
+        let count = |v: Result<Value<'_>, DbError>| -> Result<u64, DbError> {
+            match v? {
+                Value::Null => Ok(0),
+                other => rest::count(other).ok_or(SHAPE),
+            }
+        };
+        let is_live = matches!(row.take("is_live").ok().flatten(), Some(Value::Bool(true)));
+        let listener_count = count(take(&mut row, "listener_count"))?;
+        let speaker_count = count(take(&mut row, "speaker_count"))?;
+        rooms.push(DbRoom {
+            room_id: room_id.into_owned(),
+            current_session_id,
+            counts: Counts {
+                is_live,
+                listener_count,
+                speaker_count,
+            },
+        });
+    }
+    Ok(rooms)
 }
 
 /// `{"sessions_closed": n, "rooms": [{"hms_room_id", "before", "room"}…]}`; only changed
