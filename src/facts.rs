@@ -188,25 +188,16 @@ impl ToJson for Fact {
     }
 }
 
-impl ToJson for Counts {
-    fn write_json(&self, out: &mut String) {
-        ObjectWriter::new(out)
-            .member("is_live", &self.is_live)
-            .member("listener_count", &self.listener_count)
-            .member("speaker_count", &self.speaker_count)
-            .end();
-    }
-}
-
-impl ToJson for Correction {
-    fn write_json(&self, out: &mut String) {
-        ObjectWriter::new(out)
-            .member("room_id", &self.room_id)
-            .member("before", &self.before)
-            .member("after", &self.after)
-            .end();
-    }
-}
+json::impl_to_json!(Counts {
+    is_live,
+    listener_count,
+    speaker_count,
+});
+json::impl_to_json!(Correction {
+    room_id,
+    before,
+    after
+});
 
 /// `hms_close_expired_sessions(p_now)`.
 pub fn close_expired(target: &RestTarget, now: Timestamp) -> Request {

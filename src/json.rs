@@ -574,6 +574,28 @@ impl<'o> ObjectWriter<'o> {
     }
 }
 
+/// Implements [`ToJson`] for a struct as an object of the listed fields, keyed by their names,
+/// in the order listed (as `#[derive(Serialize)]` would in declaration order); a field written
+/// `name: if_some` is left out when `None` (serde's `skip_serializing_if = "Option::is_none"`).
+macro_rules! impl_to_json {
+    ($type:ty { $($field:ident $(: $mode:ident)?),* $(,)? }) => {
+        impl $crate::json::ToJson for $type {
+            fn write_json(&self, out: &mut String) {
+                let mut object = $crate::json::ObjectWriter::new(out);
+                $($crate::json::impl_to_json!(@member object, self, $field $($mode)?);)*
+                object.end();
+            }
+        }
+    };
+    (@member $object:ident, $value:ident, $field:ident) => {
+        $object.member(stringify!($field), &$value.$field)
+    };
+    (@member $object:ident, $value:ident, $field:ident if_some) => {
+        $object.member_if_some(stringify!($field), &$value.$field)
+    };
+}
+pub(crate) use impl_to_json;
+
 impl ToJson for str {
     fn write_json(&self, out: &mut String) {
         write_str(out, self);

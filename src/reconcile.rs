@@ -18,7 +18,7 @@ use crate::facts::{self, Applied, Correction, DbError, DbRoom, Fact};
 use crate::handler::{self, Incoming};
 use crate::hms_api::{self, ActivePeer, ActiveRoom, Api, ApiError, Session};
 use crate::http::{join_all, Http};
-use crate::json::{self, ObjectWriter, ToJson, Value};
+use crate::json::{self, ObjectWriter, Value};
 use crate::reply::{Log, Outcome as Answer, Reply};
 use crate::roles::Roles;
 use crate::time::Timestamp;
@@ -110,57 +110,34 @@ pub struct Summary {
     pub ms: i64,
 }
 
-impl ToJson for ApiFailure {
-    fn write_json(&self, out: &mut String) {
-        ObjectWriter::new(out)
-            .member("room_id", &self.room_id)
-            .member("call", self.call)
-            .member("error", self.error)
-            .member("status", &self.status)
-            .member_if_some("detail", &self.detail)
-            .end();
-    }
-}
-
-impl ToJson for DbFailure {
-    fn write_json(&self, out: &mut String) {
-        ObjectWriter::new(out)
-            .member("room_id", &self.room_id)
-            .member("call", self.call)
-            .member("problem", self.problem)
-            .member("status", &self.status)
-            .end();
-    }
-}
-
-impl ToJson for Unverified {
-    fn write_json(&self, out: &mut String) {
-        ObjectWriter::new(out)
-            .member("room_id", &self.room_id)
-            .member("reason", self.reason)
-            .end();
-    }
-}
-
-/// The answer's fields in declaration order.
-impl ToJson for Summary {
-    fn write_json(&self, out: &mut String) {
-        ObjectWriter::new(out)
-            .member("status", self.status)
-            .member("api", self.api)
-            .member("rooms_checked", &self.rooms_checked)
-            .member("rooms_corrected", &self.rooms_corrected)
-            .member("sessions_closed", &self.sessions_closed)
-            .member("api_errors", &self.api_errors)
-            .member("db_errors", &self.db_errors)
-            .member("not_reached", &self.not_reached)
-            .member("unverified", &self.unverified)
-            .member("rooms_unknown", &self.rooms_unknown)
-            .member("stopped", &self.stopped)
-            .member("ms", &self.ms)
-            .end();
-    }
-}
+json::impl_to_json!(ApiFailure {
+    room_id,
+    call,
+    error,
+    status,
+    detail: if_some
+});
+json::impl_to_json!(DbFailure {
+    room_id,
+    call,
+    problem,
+    status
+});
+json::impl_to_json!(Unverified { room_id, reason });
+json::impl_to_json!(Summary {
+    status,
+    api,
+    rooms_checked,
+    rooms_corrected,
+    sessions_closed,
+    api_errors,
+    db_errors,
+    not_reached,
+    unverified,
+    rooms_unknown,
+    stopped,
+    ms,
+});
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stop {

@@ -2,7 +2,7 @@
 //! answer. Only a 200 with the RPC's own JSON result counts; everything else means "retry".
 
 use crate::config::RestTarget;
-use crate::json::{self, Integer, Object, ObjectWriter, ToJson, Value};
+use crate::json::{self, Integer, Object, Value};
 use crate::plan::ApplyArgs;
 use serde::Serialize;
 
@@ -111,26 +111,22 @@ pub fn request(target: &RestTarget, args: &ApplyArgs<'_>) -> RpcRequest {
     }
 }
 
-/// The named arguments as `hms_apply_event` takes them (`None` is `null`).
-impl ToJson for ApplyArgs<'_> {
-    fn write_json(&self, out: &mut String) {
-        ObjectWriter::new(out)
-            .member("p_event_id", self.p_event_id)
-            .member("p_event_type", self.p_event_type)
-            .member("p_action", self.p_action)
-            .member("p_room_id", self.p_room_id)
-            .member("p_session_id", self.p_session_id)
-            .member("p_session_started_at", &self.p_session_started_at)
-            .member("p_peer_id", &self.p_peer_id)
-            .member("p_role", &self.p_role)
-            .member("p_role_class", &self.p_role_class)
-            .member("p_event_at", &self.p_event_at)
-            .member("p_joined_at", &self.p_joined_at)
-            .member("p_auto_create", &self.p_auto_create)
-            .member("p_received_at", &self.p_received_at)
-            .end();
-    }
-}
+// The named arguments as `hms_apply_event` takes them (`None` is `null`).
+json::impl_to_json!(ApplyArgs<'_> {
+    p_event_id,
+    p_event_type,
+    p_action,
+    p_room_id,
+    p_session_id,
+    p_session_started_at,
+    p_peer_id,
+    p_role,
+    p_role_class,
+    p_event_at,
+    p_joined_at,
+    p_auto_create,
+    p_received_at,
+});
 
 /// Longest reason passed on from the database.
 const MAX_REASON_CHARS: usize = 200;
