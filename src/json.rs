@@ -1,6 +1,8 @@
 //! A small strict JSON reader (RFC 8259) for the few documents the core reads: webhook bodies,
 //! RPC answers and two config values. It replaces serde_json's deserializer, which cost ~70 KB
-//! of Wasm; serde_json still writes our JSON and is the oracle for this reader in tests.
+//! of Wasm. And a writer ([`ToJson`], [`impl_to_json!`]) for the records the core writes, byte
+//! for byte what serde_json writes; serde_json (still behind the webhook's reply and log
+//! bodies) is the oracle for both in tests.
 //!
 //! Strings borrow from the input unless they contain escapes. Arrays are kept (100ms API
 //! answers hold lists; webhook bodies rarely have any). Nesting is limited to [`MAX_DEPTH`],
