@@ -4,14 +4,14 @@
 
 use crate::config::RestTarget;
 use crate::http::{Method, Outcome, Request};
-use crate::json::{self, Integer, Object, ObjectWriter, ToJson, Value};
+use crate::json::{self, Integer, Object, ObjectWriter, Value};
 use crate::rest::{self, Room};
 use crate::time::Timestamp;
 
 /// Most rooms one pass reads; more are left to the next pass (and reported).
 pub const MAX_ROOMS: usize = 2000;
 
-/// One snapshot fact (written as `hms_apply_facts` takes it: see its [`ToJson`] impl).
+/// One snapshot fact (written as `hms_apply_facts` takes it: see `impl_to_json!` below).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fact {
     /// A session 100ms knows; `closed_at` means 100ms reports it inactive.
@@ -147,47 +147,12 @@ pub fn live_rooms(target: &RestTarget) -> Request {
     }
 }
 
-/// `{"kind": …, …}`: absent times are left out, not `null`.
-impl ToJson for Fact {
-    fn write_json(&self, out: &mut String) {
-        let mut object = ObjectWriter::new(out);
-        match self {
-            Fact::Session {
-                session_id,
-                started_at,
-                closed_at,
-            } => object
-                .member("kind", "session")
-                .member("session_id", session_id)
-                .member("started_at", started_at)
-                .member_if_some("closed_at", closed_at),
-            Fact::Peer {
-                session_id,
-                peer_id,
-                role,
-                role_class,
-                joined_at,
-                left_at,
-            } => object
-                .member("kind", "peer")
-                .member("session_id", session_id)
-                .member("peer_id", peer_id)
-                .member("role", role)
-                .member("role_class", role_class)
-                .member("joined_at", joined_at)
-                .member_if_some("left_at", left_at),
-            Fact::PresentSet {
-                session_id,
-                peer_ids,
-            } => object
-                .member("kind", "present_set")
-                .member("session_id", session_id)
-                .member("peer_ids", peer_ids),
-        }
-        .end();
-    }
-}
-
+// `{"kind": …, …}`; absent times are left out, not `null`.
+json::impl_to_json!(Fact, tag "kind" {
+    Session = "session" { session_id, started_at, closed_at: if_some },
+    Peer = "peer" { session_id, peer_id, role, role_class, joined_at, left_at: if_some },
+    PresentSet = "present_set" { session_id, peer_ids },
+});
 json::impl_to_json!(Counts {
     is_live,
     listener_count,

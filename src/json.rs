@@ -579,7 +579,25 @@ impl<'o> ObjectWriter<'o> {
 /// Implements [`ToJson`] for a struct as an object of the listed fields, keyed by their names,
 /// in the order listed (as `#[derive(Serialize)]` would in declaration order); a field written
 /// `name: if_some` is left out when `None` (serde's `skip_serializing_if = "Option::is_none"`).
+/// For an enum of struct variants, `Enum, tag "key" { Variant = "name" { fields }, … }` writes
+/// the tag first, then the variant's fields (serde's `#[serde(tag = "key")]`).
 macro_rules! impl_to_json {
+    ($type:ident, tag $tag:literal {
+        $($variant:ident = $name:literal { $($field:ident $(: $mode:ident)?),* $(,)? }),* $(,)?
+    }) => {
+        impl $crate::json::ToJson for $type {
+            fn write_json(&self, out: &mut String) {
+                let mut object = $crate::json::ObjectWriter::new(out);
+                match self {
+                    $($type::$variant { $($field),* } => {
+                        object.member($tag, $name);
+                        $($crate::json::impl_to_json!(@bound object, $field $($mode)?);)*
+                    })*
+                }
+                object.end();
+            }
+        }
+    };
     ($type:ty { $($field:ident $(: $mode:ident)?),* $(,)? }) => {
         impl $crate::json::ToJson for $type {
             fn write_json(&self, out: &mut String) {
@@ -594,6 +612,12 @@ macro_rules! impl_to_json {
     };
     (@member $object:ident, $value:ident, $field:ident if_some) => {
         $object.member_if_some(stringify!($field), &$value.$field)
+    };
+    (@bound $object:ident, $field:ident) => {
+        $object.member(stringify!($field), $field)
+    };
+    (@bound $object:ident, $field:ident if_some) => {
+        $object.member_if_some(stringify!($field), $field)
     };
 }
 pub(crate) use impl_to_json;
