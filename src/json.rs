@@ -484,33 +484,38 @@ pub fn hundredths(number: &str) -> Option<i64> {
         None => (unsigned, 0),
     };
     let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    let digits = format!("{int_part}{frac_part}");
-    let digits = digits.trim_start_matches('0');
-    // value = digits × 10^(exponent − frac_len); hundredths = digits × 10^shift.
-    let frac_len = i32::try_from(frac_part.len()).ok()?;
-    let shift = exponent.checked_sub(frac_len)?.checked_add(2)?;
-    let significant = i32::try_from(digits.len()).ok()?;
-    let magnitude: u128 = if digits.is_empty() {
-        0
-    } else if significant + shift > 17 {
+    let all_digits = || int_part.bytes().chain(frac_part.bytes());
+    if !all_digits().all(|d| d.is_ascii_digit()) {
         return None;
-    } else if shift >= 0 {
-        digits.parse::<u128>().ok()? * 10u128.checked_pow(shift.unsigned_abs())?
-    } else if -shift > significant {
-        // Below one hundredth by more than a digit: rounds to zero.
-        0
+    }
+    // value = digits × 10^(exponent − frac_len), digits without leading zeros; in hundredths,
+    // digits × 10^shift: the first `kept` digits, rounded by the next one.
+    let leading = all_digits().take_while(|&d| d == b'0').count();
+    let significant = i32::try_from(all_digits().count() - leading).ok()?;
+    let shift = exponent
+        .checked_sub(i32::try_from(frac_part.len()).ok()?)?
+        .checked_add(2)?;
+    let kept = if significant == 0 || -shift > significant {
+        // Zero, or below one hundredth by more than a digit: rounds to zero.
+        return Some(0);
+    } else if significant.checked_add(shift)? > 17 {
+        return None;
     } else {
-        let cut = usize::try_from(significant + shift).ok()?;
-        let (kept, dropped) = digits.split_at(cut);
-        let kept = if kept.is_empty() {
-            0
-        } else {
-            kept.parse::<u128>().ok()?
-        };
-        let round_up = dropped.as_bytes().first().is_some_and(|&d| d >= b'5');
-        kept + u128::from(round_up)
+        significant.saturating_add(shift.min(0))
     };
-    let magnitude = i64::try_from(magnitude).ok()?;
+    let mut magnitude: u64 = 0;
+    let mut round_up = false;
+    for (index, digit) in (0..).zip(all_digits().skip(leading)) {
+        if index == kept {
+            round_up = digit >= b'5';
+            break;
+        }
+        magnitude = magnitude * 10 + u64::from(digit - b'0');
+    }
+    if shift > 0 {
+        magnitude *= 10u64.checked_pow(shift.unsigned_abs())?;
+    }
+    let magnitude = i64::try_from(magnitude + u64::from(round_up)).ok()?;
     Some(if negative { -magnitude } else { magnitude })
 }
 
