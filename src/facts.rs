@@ -4,17 +4,15 @@
 
 use crate::config::RestTarget;
 use crate::http::{Method, Outcome, Request};
-use crate::json::{self, Integer, Object, Value};
+use crate::json::{self, Integer, Object, ObjectWriter, Value};
 use crate::rest::{self, Room};
 use crate::time::Timestamp;
-use serde::Serialize;
 
 /// Most rooms one pass reads; more are left to the next pass (and reported).
 pub const MAX_ROOMS: usize = 2000;
 
-/// One snapshot fact, serialised exactly as `hms_apply_facts` takes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+/// One snapshot fact (written as `hms_apply_facts` takes it: see `impl_to_json!` below).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fact {
     /// A session 100ms knows; `closed_at` means 100ms reports it inactive.
     Session {
@@ -23,7 +21,6 @@ pub enum Fact {
         /// Reported start.
         started_at: String,
         /// A close at this time (only when 100ms reports the session inactive).
-        #[serde(skip_serializing_if = "Option::is_none")]
         closed_at: Option<String>,
     },
     /// A peer of a session: a join, maybe a leave, and its role as observed.
@@ -39,7 +36,6 @@ pub enum Fact {
         /// Join time.
         joined_at: String,
         /// Leave time, once it left.
-        #[serde(skip_serializing_if = "Option::is_none")]
         left_at: Option<String>,
     },
     /// Exactly these peers were in the session at `p_observed_at`.
@@ -52,7 +48,7 @@ pub enum Fact {
 }
 
 /// The counts a room shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Counts {
     /// `is_live`.
     pub is_live: bool,
@@ -84,7 +80,7 @@ pub struct DbRoom {
 }
 
 /// A room whose counts a database call changed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Correction {
     /// 100ms room id.
     pub room_id: String,
@@ -128,20 +124,11 @@ pub struct DbError {
     pub problem: &'static str,
 }
 
-fn headers(target: &RestTarget) -> Vec<(String, String)> {
-    vec![
-        ("apikey".into(), target.api_key.clone()),
-        ("authorization".into(), format!("Bearer {}", target.api_key)),
-        ("content-type".into(), "application/json".into()),
-        ("accept".into(), "application/json".into()),
-    ]
-}
-
 fn rpc(target: &RestTarget, name: &str, body: String) -> Request {
     Request {
         method: Method::Post,
         url: format!("{}/rest/v1/rpc/{name}", target.base_url),
-        headers: headers(target),
+        headers: rest::headers(target),
         body: Some(body),
     }
 }
@@ -155,34 +142,34 @@ pub fn live_rooms(target: &RestTarget) -> Request {
             target.base_url,
             MAX_ROOMS + 1
         ),
-        headers: headers(target),
+        headers: rest::headers(target),
         body: None,
     }
 }
 
-#[derive(Serialize)]
-struct CloseArgs {
-    p_now: String,
-}
-
-#[derive(Serialize)]
-struct FactsArgs<'a> {
-    p_room_id: &'a str,
-    p_observed_at: String,
-    p_received_at: String,
-    p_facts: &'a [Fact],
-}
-
-/// Serialising these structs of strings cannot fail; the fallback keeps it total.
-fn to_json<T: Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_default()
-}
+// `{"kind": …, …}`; absent times are left out, not `null`.
+json::impl_to_json!(Fact, tag "kind" {
+    Session = "session" { session_id, started_at, closed_at: if_some },
+    Peer = "peer" { session_id, peer_id, role, role_class, joined_at, left_at: if_some },
+    PresentSet = "present_set" { session_id, peer_ids },
+});
+json::impl_to_json!(Counts {
+    is_live,
+    listener_count,
+    speaker_count,
+});
+json::impl_to_json!(Correction {
+    room_id,
+    before,
+    after
+});
 
 /// `hms_close_expired_sessions(p_now)`.
 pub fn close_expired(target: &RestTarget, now: Timestamp) -> Request {
-    let body = to_json(&CloseArgs {
-        p_now: now.to_rfc3339(),
-    });
+    let mut body = String::new();
+    ObjectWriter::new(&mut body)
+        .member("p_now", &now.to_rfc3339())
+        .end();
     rpc(target, "hms_close_expired_sessions", body)
 }
 
@@ -194,12 +181,13 @@ pub fn apply_facts(
     received_at: Timestamp,
     facts: &[Fact],
 ) -> Request {
-    let body = to_json(&FactsArgs {
-        p_room_id: room_id,
-        p_observed_at: observed_at.to_rfc3339(),
-        p_received_at: received_at.to_rfc3339(),
-        p_facts: facts,
-    });
+    let mut body = String::with_capacity(256 * (facts.len() + 1));
+    ObjectWriter::new(&mut body)
+        .member("p_room_id", room_id)
+        .member("p_observed_at", &observed_at.to_rfc3339())
+        .member("p_received_at", &received_at.to_rfc3339())
+        .member("p_facts", facts)
+        .end();
     rpc(target, "hms_apply_facts", body)
 }
 
@@ -271,39 +259,39 @@ pub fn parse_live_rooms(outcome: &Outcome) -> Result<Vec<DbRoom>, DbError> {
     let Value::Array(rows) = parse(ok_body(outcome)?)? else {
         return Err(SHAPE);
     };
-    rows.into_iter()
-        .map(|row| {
-            let Value::Object(mut row) = row else {
-                return Err(SHAPE);
-            };
-            let Value::String(room_id) = take(&mut row, "hms_room_id")? else {
-                return Err(SHAPE);
-            };
-            let current_session_id = match row.take("current_session_id").map_err(|_| SHAPE)? {
-                None | Some(Value::Null) => None,
-                Some(Value::String(s)) => Some(s.into_owned()),
-                Some(_) => return Err(SHAPE),
-            };
-            let count = |v: Result<Value<'_>, DbError>| -> Result<u64, DbError> {
-                match v? {
-                    Value::Null => Ok(0),
-                    other => rest::count(other).ok_or(SHAPE),
-                }
-            };
-            let is_live = matches!(row.take("is_live").ok().flatten(), Some(Value::Bool(true)));
-            let listener_count = count(take(&mut row, "listener_count"))?;
-            let speaker_count = count(take(&mut row, "speaker_count"))?;
-            Ok(DbRoom {
-                room_id: room_id.into_owned(),
-                current_session_id,
-                counts: Counts {
-                    is_live,
-                    listener_count,
-                    speaker_count,
-                },
-            })
-        })
-        .collect()
+    let mut rooms = Vec::with_capacity(rows.len());
+    for row in rows {
+        let Value::Object(mut row) = row else {
+            return Err(SHAPE);
+        };
+        let Value::String(room_id) = take(&mut row, "hms_room_id")? else {
+            return Err(SHAPE);
+        };
+        let current_session_id = match row.take("current_session_id").map_err(|_| SHAPE)? {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.into_owned()),
+            Some(_) => return Err(SHAPE),
+        };
+        let count = |v: Result<Value<'_>, DbError>| -> Result<u64, DbError> {
+            match v? {
+                Value::Null => Ok(0),
+                other => rest::count(other).ok_or(SHAPE),
+            }
+        };
+        let is_live = matches!(row.take("is_live").ok().flatten(), Some(Value::Bool(true)));
+        let listener_count = count(take(&mut row, "listener_count"))?;
+        let speaker_count = count(take(&mut row, "speaker_count"))?;
+        rooms.push(DbRoom {
+            room_id: room_id.into_owned(),
+            current_session_id,
+            counts: Counts {
+                is_live,
+                listener_count,
+                speaker_count,
+            },
+        });
+    }
+    Ok(rooms)
 }
 
 /// `{"sessions_closed": n, "rooms": [{"hms_room_id", "before", "room"}…]}`; only changed

@@ -148,7 +148,7 @@ fn decide<'a>(config: &Config, incoming: &Incoming<'a>, log: &mut Log<'a>) -> Re
         Plan::Apply(args, role_class) => {
             log.plan = Some(args.p_action);
             log.role_class = role_class.map(|c| c.as_str());
-            let request = rest::request(&settings.rest, &args)?;
+            let request = rest::request(&settings.rest, &args);
             Ok(Step::Call(Call {
                 request,
                 context: std::mem::take(log).into_owned(),

@@ -3,6 +3,8 @@
 //! makes the whole answer `Malformed` (nothing is concluded from half a document); fields the
 //! docs do not mention are ignored, so 100ms may add some.
 
+use std::borrow::Cow;
+
 use crate::http::{encode_component, Method, Outcome, Request};
 use crate::json::{self, Integer, Object, Value};
 use crate::time::Timestamp;
@@ -242,6 +244,50 @@ fn required_time(object: &mut Object<'_>, key: &str, what: &'static str) -> Pars
     time(object, key, what)?.ok_or(ApiError::Malformed(what))
 }
 
+/// What is wrong with an entry of a list keyed by id: not an object, no id, or a key that is
+/// not its id (or repeats one).
+struct KeyedTexts {
+    entry: &'static str,
+    id: &'static str,
+    key: &'static str,
+}
+
+const SESSION_PEERS: KeyedTexts = KeyedTexts {
+    entry: "session.peers entry",
+    id: "session.peers[].id",
+    key: "session.peers key differs from its id",
+};
+
+const ACTIVE_PEERS: KeyedTexts = KeyedTexts {
+    entry: "peers entry",
+    id: "peers[].id",
+    key: "peers key differs from its id",
+};
+
+/// Reads an object that 100ms keys by id (its lists of peers), entry by entry in document
+/// order: each an object whose `id` is its key, each id once; `read` takes the id and the rest.
+fn by_id<'a, T>(
+    list: Object<'a>,
+    texts: &KeyedTexts,
+    mut read: impl FnMut(String, &mut Object<'a>) -> Parsed<T>,
+) -> Parsed<Vec<T>> {
+    let members = list.into_members();
+    let mut keys: Vec<Cow<'a, str>> = Vec::with_capacity(members.len());
+    let mut out = Vec::with_capacity(members.len());
+    for (key, value) in members {
+        let Value::Object(mut entry) = value else {
+            return Err(ApiError::Malformed(texts.entry));
+        };
+        let id = string(&mut entry, "id", texts.id)?;
+        if id != key || keys.contains(&key) {
+            return Err(ApiError::Malformed(texts.key));
+        }
+        out.push(read(id, &mut entry)?);
+        keys.push(key);
+    }
+    Ok(out)
+}
+
 fn session_object(mut object: Object<'_>) -> Parsed<Session> {
     let session_id = string(&mut object, "id", "session.id")?;
     let room_id = string(&mut object, "room_id", "session.room_id")?;
@@ -254,32 +300,20 @@ fn session_object(mut object: Object<'_>) -> Parsed<Session> {
     let peers = match member(&mut object, "peers", "session.peers")? {
         // A session nobody joined may come without peers.
         None => Vec::new(),
-        Some(Value::Object(peers)) => {
-            let members = peers.into_members();
-            let mut out: Vec<SessionPeer> = Vec::with_capacity(members.len());
-            for (key, value) in members {
-                let Value::Object(mut peer) = value else {
-                    return Err(ApiError::Malformed("session.peers entry"));
-                };
-                let id = string(&mut peer, "id", "session.peers[].id")?;
-                if id != key || out.iter().any(|p| p.id == id) {
-                    return Err(ApiError::Malformed("session.peers key differs from its id"));
-                }
-                // A peer filed under another session would be a fact about the wrong session.
-                match member(&mut peer, "session_id", "session.peers[].session_id")? {
-                    None => {}
-                    Some(Value::String(s)) if s == session_id.as_str() => {}
-                    Some(_) => return Err(ApiError::Malformed("session.peers[].session_id")),
-                }
-                out.push(SessionPeer {
-                    id,
-                    role: text(&mut peer, "role", "session.peers[].role")?,
-                    joined_at: required_time(&mut peer, "joined_at", "session.peers[].joined_at")?,
-                    left_at: time(&mut peer, "left_at", "session.peers[].left_at")?,
-                });
+        Some(Value::Object(peers)) => by_id(peers, &SESSION_PEERS, |id, peer| {
+            // A peer filed under another session would be a fact about the wrong session.
+            match member(peer, "session_id", "session.peers[].session_id")? {
+                None => {}
+                Some(Value::String(s)) if s == session_id.as_str() => {}
+                Some(_) => return Err(ApiError::Malformed("session.peers[].session_id")),
             }
-            out
-        }
+            Ok(SessionPeer {
+                id,
+                role: text(peer, "role", "session.peers[].role")?,
+                joined_at: required_time(peer, "joined_at", "session.peers[].joined_at")?,
+                left_at: time(peer, "left_at", "session.peers[].left_at")?,
+            })
+        })?,
         Some(_) => return Err(ApiError::Malformed("session.peers")),
     };
     Ok(Session {
@@ -307,13 +341,16 @@ pub fn parse_session_page(body: &[u8]) -> Parsed<SessionPage> {
     let sessions = match member(&mut top, "data", "data")? {
         // An empty result may come as null.
         None => Vec::new(),
-        Some(Value::Array(items)) => items
-            .into_iter()
-            .map(|item| match item {
-                Value::Object(object) => session_object(object),
-                _ => Err(ApiError::Malformed("data[] is not an object")),
-            })
-            .collect::<Parsed<Vec<_>>>()?,
+        Some(Value::Array(items)) => {
+            let mut sessions = Vec::with_capacity(items.len());
+            for item in items {
+                let Value::Object(object) = item else {
+                    return Err(ApiError::Malformed("data[] is not an object"));
+                };
+                sessions.push(session_object(object)?);
+            }
+            sessions
+        }
         Some(_) => return Err(ApiError::Malformed("data")),
     };
     let last = match member(&mut top, "last", "last")? {
@@ -335,13 +372,16 @@ pub fn parse_active_room(body: &[u8]) -> Parsed<ActiveRoom> {
     let session_created_at = time(&mut session, "created_at", "session.created_at")?;
     let peer_ids = match member(&mut session, "peers", "session.peers")? {
         None => Vec::new(),
-        Some(Value::Array(items)) => items
-            .into_iter()
-            .map(|item| match item {
-                Value::String(s) if !s.is_empty() => Ok(s.into_owned()),
-                _ => Err(ApiError::Malformed("session.peers[] is not a peer id")),
-            })
-            .collect::<Parsed<Vec<_>>>()?,
+        Some(Value::Array(items)) => {
+            let mut ids = Vec::with_capacity(items.len());
+            for item in items {
+                match item {
+                    Value::String(s) if !s.is_empty() => ids.push(s.into_owned()),
+                    _ => return Err(ApiError::Malformed("session.peers[] is not a peer id")),
+                }
+            }
+            ids
+        }
         Some(_) => return Err(ApiError::Malformed("session.peers")),
     };
     Ok(ActiveRoom {
@@ -359,23 +399,13 @@ pub fn parse_active_peers(body: &[u8]) -> Parsed<Vec<ActivePeer>> {
         Some(Value::Object(peers)) => peers,
         Some(_) => return Err(ApiError::Malformed("peers")),
     };
-    let members = peers.into_members();
-    let mut out: Vec<ActivePeer> = Vec::with_capacity(members.len());
-    for (key, value) in members {
-        let Value::Object(mut peer) = value else {
-            return Err(ApiError::Malformed("peers entry"));
-        };
-        let id = string(&mut peer, "id", "peers[].id")?;
-        if id != key || out.iter().any(|p| p.id == id) {
-            return Err(ApiError::Malformed("peers key differs from its id"));
-        }
-        out.push(ActivePeer {
+    by_id(peers, &ACTIVE_PEERS, |id, peer| {
+        Ok(ActivePeer {
             id,
-            role: text(&mut peer, "role", "peers[].role")?,
-            joined_at: time(&mut peer, "joined_at", "peers[].joined_at")?,
-        });
-    }
-    Ok(out)
+            role: text(peer, "role", "peers[].role")?,
+            joined_at: time(peer, "joined_at", "peers[].joined_at")?,
+        })
+    })
 }
 
 #[cfg(test)]

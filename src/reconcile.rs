@@ -11,16 +11,14 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 
-use serde::Serialize;
-
 use crate::config::Config;
 use crate::config::{RestTarget, Settings};
 use crate::error::Error;
-use crate::facts::{self, Applied, Correction, DbRoom, Fact};
+use crate::facts::{self, Applied, Correction, DbError, DbRoom, Fact};
 use crate::handler::{self, Incoming};
 use crate::hms_api::{self, ActivePeer, ActiveRoom, Api, ApiError, Session};
 use crate::http::{join_all, Http};
-use crate::json::{self, Value};
+use crate::json::{self, ObjectWriter, Value};
 use crate::reply::{Log, Outcome as Answer, Reply};
 use crate::roles::Roles;
 use crate::time::Timestamp;
@@ -47,7 +45,7 @@ pub struct Pass<'a> {
 }
 
 /// An API call that failed, as reported.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiFailure {
     /// The room it was for (none for the list of active sessions).
     pub room_id: Option<String>,
@@ -57,13 +55,12 @@ pub struct ApiFailure {
     pub error: &'static str,
     /// HTTP status, when one arrived.
     pub status: Option<u16>,
-    /// For `malformed`: what was wrong.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// For `malformed`: what was wrong (left out otherwise).
     pub detail: Option<&'static str>,
 }
 
 /// A database call that failed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DbFailure {
     /// The room it was for.
     pub room_id: Option<String>,
@@ -76,7 +73,7 @@ pub struct DbFailure {
 }
 
 /// A room 100ms could tell nothing about.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unverified {
     /// 100ms room id.
     pub room_id: String,
@@ -85,7 +82,7 @@ pub struct Unverified {
 }
 
 /// The pass's answer (also the JSON body of `POST …/reconcile`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Summary {
     /// `completed`, `incomplete` (something was not reached or failed) or `failed`.
     pub status: &'static str,
@@ -113,6 +110,35 @@ pub struct Summary {
     pub ms: i64,
 }
 
+json::impl_to_json!(ApiFailure {
+    room_id,
+    call,
+    error,
+    status,
+    detail: if_some
+});
+json::impl_to_json!(DbFailure {
+    room_id,
+    call,
+    problem,
+    status
+});
+json::impl_to_json!(Unverified { room_id, reason });
+json::impl_to_json!(Summary {
+    status,
+    api,
+    rooms_checked,
+    rooms_corrected,
+    sessions_closed,
+    api_errors,
+    db_errors,
+    not_reached,
+    unverified,
+    rooms_unknown,
+    stopped,
+    ms,
+});
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stop {
     RateLimited,
@@ -121,6 +147,15 @@ enum Stop {
 }
 
 impl Stop {
+    /// The stop an API error calls for: a 429 or a refused token ends the pass.
+    fn after(error: ApiError) -> Option<Stop> {
+        match error {
+            ApiError::RateLimited => Some(Stop::RateLimited),
+            ApiError::Unauthorized(_) => Some(Stop::Unauthorized),
+            _ => None,
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Stop::RateLimited => "rate_limited",
@@ -276,6 +311,15 @@ fn api_failure(room_id: Option<&str>, call: &'static str, error: ApiError) -> Ap
     }
 }
 
+fn db_failure(room_id: Option<&str>, call: &'static str, error: DbError) -> DbFailure {
+    DbFailure {
+        room_id: room_id.map(str::to_owned),
+        call,
+        problem: error.problem,
+        status: error.status,
+    }
+}
+
 impl<H: Http> Shared<'_, H> {
     /// Whether a new call may start; records the time budget running out.
     fn may_call(&self) -> bool {
@@ -290,34 +334,47 @@ impl<H: Http> Shared<'_, H> {
     }
 
     fn note(&self, error: ApiError) {
-        match error {
-            ApiError::RateLimited => self.stop.set(Some(Stop::RateLimited)),
-            ApiError::Unauthorized(_) => self.stop.set(Some(Stop::Unauthorized)),
-            _ => {}
+        if let Some(stop) = Stop::after(error) {
+            self.stop.set(Some(stop));
         }
     }
 
-    /// One API call: `Err(None)` when it may not start, `Err(Some(e))` when it failed.
+    /// One API call for a room: the body of a 200, `None` for a 404, or the room's result when
+    /// the call may not start (not reached) or failed.
     async fn call(
         &self,
+        room_id: &str,
+        call: &'static str,
         request: crate::http::Request,
         sent_at: &mut i64,
-    ) -> Result<Vec<u8>, Option<ApiError>> {
+    ) -> Result<Option<Vec<u8>>, RoomResult> {
         if !self.may_call() {
-            return Err(None);
+            return Err(RoomResult::NotReached);
         }
         *sent_at = (*sent_at).min(self.http.now_ms());
         let outcome = self.http.send(request).await;
         match hms_api::body_of(&outcome) {
-            Ok(body) => Ok(body.to_vec()),
+            Ok(body) => Ok(Some(body.to_vec())),
+            Err(ApiError::NotFound) => Ok(None),
             Err(error) => {
                 self.note(error);
-                Err(Some(error))
+                Err(RoomResult::ApiFailed(api_failure(
+                    Some(room_id),
+                    call,
+                    error,
+                )))
             }
         }
     }
 
     async fn room(&self, job: Job) -> RoomResult {
+        match self.check(job).await {
+            Ok(result) | Err(result) => result,
+        }
+    }
+
+    /// The calls for one room, then its facts applied; `Err` ends the room early.
+    async fn check(&self, job: Job) -> Result<RoomResult, RoomResult> {
         let room_id = job.room_id.as_str();
         let failed = |call, error| RoomResult::ApiFailed(api_failure(Some(room_id), call, error));
         let mut sent_at = if job.listed.is_empty() {
@@ -325,18 +382,15 @@ impl<H: Http> Shared<'_, H> {
         } else {
             job.listed_at_ms
         };
-        let mut sessions = job.listed.clone();
+        let mut sessions = job.listed;
         let mut active: Option<Option<ActiveRoom>> = None;
         if !sessions.is_empty() {
-            match self.call(self.api.active_room(room_id), &mut sent_at).await {
-                Ok(body) => match hms_api::parse_active_room(&body) {
-                    Ok(room) => active = Some(Some(room)),
-                    Err(e) => return failed("active_room", e),
-                },
-                Err(Some(ApiError::NotFound)) => active = Some(None),
-                Err(Some(e)) => return failed("active_room", e),
-                Err(None) => return RoomResult::NotReached,
-            }
+            let request = self.api.active_room(room_id);
+            let body = self
+                .call(room_id, "active_room", request, &mut sent_at)
+                .await?;
+            let room = body.map(|body| hms_api::parse_active_room(&body));
+            active = Some(room.transpose().map_err(|e| failed("active_room", e))?);
         }
         let current = job
             .db
@@ -350,25 +404,21 @@ impl<H: Http> Shared<'_, H> {
         if let Some(current) = current.filter(|c| !c.is_empty()) {
             let known = sessions.iter().any(|s| s.id == current);
             if !known && active_id != Some(current) {
-                match self
-                    .call(self.api.retrieve_session(current), &mut sent_at)
-                    .await
-                {
-                    Ok(body) => match hms_api::parse_session(&body) {
-                        Ok(session) if session.room_id == room_id && session.id == current => {
-                            sessions.push(session)
+                let request = self.api.retrieve_session(current);
+                let body = self
+                    .call(room_id, "retrieve_session", request, &mut sent_at)
+                    .await?;
+                match body {
+                    Some(body) => {
+                        let session = hms_api::parse_session(&body)
+                            .map_err(|e| failed("retrieve_session", e))?;
+                        if session.room_id != room_id || session.id != current {
+                            let wrong = ApiError::Malformed("session of another room or id");
+                            return Err(failed("retrieve_session", wrong));
                         }
-                        Ok(_) => {
-                            return failed(
-                                "retrieve_session",
-                                ApiError::Malformed("session of another room or id"),
-                            )
-                        }
-                        Err(e) => return failed("retrieve_session", e),
-                    },
-                    Err(Some(ApiError::NotFound)) => current_unknown = true,
-                    Err(Some(e)) => return failed("retrieve_session", e),
-                    Err(None) => return RoomResult::NotReached,
+                        sessions.push(session);
+                    }
+                    None => current_unknown = true,
                 }
             }
         }
@@ -380,28 +430,24 @@ impl<H: Http> Shared<'_, H> {
                 .iter()
                 .any(|id| !object.is_some_and(|s| s.peers.iter().any(|p| &p.id == id)));
             if missing {
-                match self
-                    .call(self.api.active_room_peers(room_id), &mut sent_at)
-                    .await
-                {
-                    Ok(body) => match hms_api::parse_active_peers(&body) {
-                        Ok(peers) => active_peers = peers,
-                        Err(e) => return failed("active_room_peers", e),
-                    },
-                    // Ended since: the present set says who was there; roles come next pass.
-                    Err(Some(ApiError::NotFound)) => {}
-                    Err(Some(e)) => return failed("active_room_peers", e),
-                    Err(None) => return RoomResult::NotReached,
+                let request = self.api.active_room_peers(room_id);
+                let body = self
+                    .call(room_id, "active_room_peers", request, &mut sent_at)
+                    .await?;
+                // A 404: ended since; the present set says who was there, roles come next pass.
+                if let Some(body) = body {
+                    active_peers = hms_api::parse_active_peers(&body)
+                        .map_err(|e| failed("active_room_peers", e))?;
                 }
             }
         }
         let facts = build_facts(&sessions, active.as_ref(), &active_peers, self.pass.roles);
         if facts.is_empty() {
-            return RoomResult::Unverified(match current {
+            return Ok(RoomResult::Unverified(match current {
                 Some("") => "legacy session (no 100ms session id)",
                 _ if current_unknown => "session unknown to 100ms",
                 _ => "no session to check",
-            });
+            }));
         }
         if sent_at == i64::MAX {
             sent_at = self.http.now_ms();
@@ -414,7 +460,7 @@ impl<H: Http> Shared<'_, H> {
             self.received_at,
             &facts,
         );
-        match facts::parse_applied(&self.http.send(request).await) {
+        Ok(match facts::parse_applied(&self.http.send(request).await) {
             Ok(Applied::Applied {
                 correction,
                 changed,
@@ -425,13 +471,8 @@ impl<H: Http> Shared<'_, H> {
                 sessions_closed,
             },
             Ok(Applied::Ignored(_)) => RoomResult::Ignored,
-            Err(e) => RoomResult::DbFailed(DbFailure {
-                room_id: Some(job.room_id.clone()),
-                call: "apply_facts",
-                problem: e.problem,
-                status: e.status,
-            }),
-        }
+            Err(e) => RoomResult::DbFailed(db_failure(Some(room_id), "apply_facts", e)),
+        })
     }
 
     async fn worker(&self) {
@@ -468,12 +509,7 @@ async fn discover<H: Http>(
         let page = match page {
             Ok(page) => page,
             Err(e) => {
-                let stop = match e {
-                    ApiError::RateLimited => Some(Stop::RateLimited),
-                    ApiError::Unauthorized(_) => Some(Stop::Unauthorized),
-                    _ => None,
-                };
-                return Err((api_failure(None, "list_sessions", e), stop));
+                return Err((api_failure(None, "list_sessions", e), Stop::after(e)));
             }
         };
         let full = page.sessions.len() >= hms_api::PAGE_LIMIT as usize;
@@ -495,6 +531,13 @@ async fn discover<H: Http>(
         }
     }
     Ok(sessions)
+}
+
+/// Inserts `item` after any equal key, where a stable sort would place it: binary-search
+/// inserts instead of a sort instance (each costs ~4 KB of Wasm).
+fn insert_sorted<T>(sorted: &mut Vec<T>, item: T, key: impl Fn(&T) -> &str) {
+    let at = sorted.partition_point(|other| key(other) <= key(&item));
+    sorted.insert(at, item);
 }
 
 /// Runs one pass. `received_at_ms` is when the request arrived (the function's clock).
@@ -530,12 +573,9 @@ pub async fn run<H: Http>(http: &H, pass: &Pass<'_>, received_at_ms: i64) -> Sum
         }
         Err(e) => {
             summary.status = "failed";
-            summary.db_errors.push(DbFailure {
-                room_id: None,
-                call: "close_expired_sessions",
-                problem: e.problem,
-                status: e.status,
-            });
+            summary
+                .db_errors
+                .push(db_failure(None, "close_expired_sessions", e));
             return finish(summary);
         }
     }
@@ -548,12 +588,7 @@ pub async fn run<H: Http>(http: &H, pass: &Pass<'_>, received_at_ms: i64) -> Sum
     {
         Ok(rooms) => rooms,
         Err(e) => {
-            summary.db_errors.push(DbFailure {
-                room_id: None,
-                call: "live_rooms",
-                problem: e.problem,
-                status: e.status,
-            });
+            summary.db_errors.push(db_failure(None, "live_rooms", e));
             return finish(summary);
         }
     };
@@ -585,17 +620,13 @@ pub async fn run<H: Http>(http: &H, pass: &Pass<'_>, received_at_ms: i64) -> Sum
     // ordered by the database's collation, so most inserts land at the end).
     let mut jobs: Vec<Job> = Vec::with_capacity(db_rooms.len());
     for db in db_rooms {
-        // After any equal id, as a stable sort would place it.
-        let at = jobs.partition_point(|j| j.room_id <= db.room_id);
-        jobs.insert(
-            at,
-            Job {
-                room_id: db.room_id.clone(),
-                db: Some(db),
-                listed: Vec::new(),
-                listed_at_ms,
-            },
-        );
+        let job = Job {
+            room_id: db.room_id.clone(),
+            db: Some(db),
+            listed: Vec::new(),
+            listed_at_ms,
+        };
+        insert_sorted(&mut jobs, job, |j| &j.room_id);
     }
     for session in active {
         match jobs.binary_search_by(|j| j.room_id.as_str().cmp(&session.room_id)) {
@@ -657,7 +688,11 @@ pub async fn run<H: Http>(http: &H, pass: &Pass<'_>, received_at_ms: i64) -> Sum
             RoomResult::NotReached => summary.not_reached.push(room_id),
         }
     }
-    summary.not_reached.sort();
+    let mut not_reached = Vec::with_capacity(summary.not_reached.len());
+    for room_id in std::mem::take(&mut summary.not_reached) {
+        insert_sorted(&mut not_reached, room_id, |r| r);
+    }
+    summary.not_reached = not_reached;
     finish(summary)
 }
 
@@ -693,52 +728,35 @@ pub fn admit<'c>(config: &'c Config, incoming: &Incoming<'_>) -> Result<&'c Sett
     Ok(settings)
 }
 
-/// The one log line of a pass: counts only (room ids and errors are in the answer).
-#[derive(Serialize)]
-struct LogLine {
-    level: &'static str,
-    msg: &'static str,
-    status: u16,
-    outcome: &'static str,
-    api: &'static str,
-    rooms_checked: u64,
-    rooms_corrected: usize,
-    sessions_closed: u64,
-    api_errors: usize,
-    db_errors: usize,
-    not_reached: usize,
-    stopped: Option<&'static str>,
-    ms: i64,
-}
-
-/// The HTTP reply and its one log line. 503 only when the database could not be used at all.
+/// The HTTP reply and its one log line (counts only: room ids and errors are in the answer).
+/// 503 only when the database could not be used at all.
 pub fn reply(summary: &Summary) -> Reply {
-    let status = if summary.status == "failed" { 503 } else { 200 };
-    let body = serde_json::to_string(summary).unwrap_or_default();
-    let log = serde_json::to_string(&LogLine {
-        level: if summary.status == "completed" {
-            "info"
-        } else {
-            "warn"
-        },
-        msg: "reconcile",
-        status,
-        outcome: summary.status,
-        api: summary.api,
-        rooms_checked: summary.rooms_checked,
-        rooms_corrected: summary.rooms_corrected.len(),
-        sessions_closed: summary.sessions_closed,
-        api_errors: summary.api_errors.len(),
-        db_errors: summary.db_errors.len(),
-        not_reached: summary.not_reached.len(),
-        stopped: summary.stopped,
-        ms: summary.ms,
-    })
-    .unwrap_or_default();
+    let status: u16 = if summary.status == "failed" { 503 } else { 200 };
+    let level = if summary.status == "completed" {
+        "info"
+    } else {
+        "warn"
+    };
+    let mut log = String::with_capacity(256);
+    ObjectWriter::new(&mut log)
+        .member("level", level)
+        .member("msg", "reconcile")
+        .member("status", &status)
+        .member("outcome", summary.status)
+        .member("api", summary.api)
+        .member("rooms_checked", &summary.rooms_checked)
+        .member("rooms_corrected", &summary.rooms_corrected.len())
+        .member("sessions_closed", &summary.sessions_closed)
+        .member("api_errors", &summary.api_errors.len())
+        .member("db_errors", &summary.db_errors.len())
+        .member("not_reached", &summary.not_reached.len())
+        .member("stopped", &summary.stopped)
+        .member("ms", &summary.ms)
+        .end();
     Reply {
         status,
         headers: vec![("content-type".into(), "application/json".into())],
-        body,
+        body: json::to_string(summary),
         log,
     }
 }

@@ -3,8 +3,8 @@
 //! `jti`. Minted from the configured keys and reused until shortly before it expires. The clock
 //! and the randomness for `jti` are arguments, so minting is pure.
 
+use crate::json::ObjectWriter;
 use hmac::{Hmac, Mac};
-use serde::Serialize;
 use sha2::Sha256;
 
 /// Lifetime of a minted token: 24 h, as in 100ms's own sample.
@@ -12,18 +12,6 @@ pub const LIFETIME_SECONDS: i64 = 24 * 3600;
 /// A cached token is replaced this long before its `exp`, so no request carries one that
 /// expires in flight (and a clock a little ahead of ours still accepts it).
 pub const RENEW_BEFORE_SECONDS: i64 = 600;
-
-#[derive(Serialize)]
-struct Claims<'a> {
-    access_key: &'a str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    version: u8,
-    iat: i64,
-    nbf: i64,
-    exp: i64,
-    jti: &'a str,
-}
 
 const BASE64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
@@ -85,18 +73,17 @@ impl std::fmt::Debug for Token {
 
 /// Mints a management token valid from `now_s` for [`LIFETIME_SECONDS`].
 pub fn mint(access_key: &str, app_secret: &str, now_s: i64, random: [u8; 16]) -> Token {
-    let jti = uuid_v4(random);
-    let claims = Claims {
-        access_key,
-        kind: "management",
-        version: 2,
-        iat: now_s,
-        nbf: now_s,
-        exp: now_s.saturating_add(LIFETIME_SECONDS),
-        jti: &jti,
-    };
-    // Serialising a struct of strings and integers cannot fail.
-    let claims_json = serde_json::to_string(&claims).unwrap_or_default();
+    let expires_at = now_s.saturating_add(LIFETIME_SECONDS);
+    let mut claims_json = String::with_capacity(192);
+    ObjectWriter::new(&mut claims_json)
+        .member("access_key", access_key)
+        .member("type", "management")
+        .member("version", &2u64)
+        .member("iat", &now_s)
+        .member("nbf", &now_s)
+        .member("exp", &expires_at)
+        .member("jti", &uuid_v4(random))
+        .end();
     let signing_input = format!(
         "{}.{}",
         base64url(br#"{"alg":"HS256","typ":"JWT"}"#),
@@ -109,7 +96,7 @@ pub fn mint(access_key: &str, app_secret: &str, now_s: i64, random: [u8; 16]) ->
     let signature = base64url(&mac.finalize().into_bytes());
     Token {
         value: format!("{signing_input}.{signature}"),
-        expires_at: claims.exp,
+        expires_at,
     }
 }
 

@@ -237,21 +237,40 @@ impl Http for Fetch {
 }
 
 async fn fetch_any(request: &http::Request) -> Result<HttpOutcome, JsValue> {
-    let headers = Headers::new()?;
-    for (name, value) in &request.headers {
-        headers.set(name, value)?;
-    }
-    let init = RequestInit::new();
-    init.set_method(request.method.as_str());
-    init.set_headers(&headers);
-    if let Some(body) = &request.body {
-        init.set_body(&JsValue::from_str(body));
-    }
+    let init = request_init(
+        request.method.as_str(),
+        &request.headers,
+        request.body.as_deref(),
+    )?;
     let answer = fetch_answer(&request.url, &init).await;
     answer.map(|outcome| match outcome {
         RpcOutcome::Response { status, body } => HttpOutcome::Response { status, body },
         RpcOutcome::Unreachable => HttpOutcome::Unreachable,
     })
+}
+
+/// Web `Headers` from name/value pairs.
+fn headers_of(pairs: &[(String, String)]) -> Result<Headers, JsValue> {
+    let headers = Headers::new()?;
+    for (name, value) in pairs {
+        headers.set(name, value)?;
+    }
+    Ok(headers)
+}
+
+/// The `RequestInit` of an outgoing request.
+fn request_init(
+    method: &str,
+    headers: &[(String, String)],
+    body: Option<&str>,
+) -> Result<RequestInit, JsValue> {
+    let init = RequestInit::new();
+    init.set_method(method);
+    init.set_headers(&headers_of(headers)?.into());
+    if let Some(body) = body {
+        init.set_body(&JsValue::from_str(body));
+    }
+    Ok(init)
 }
 
 fn internal(config: &Config, problem: &'static str, started_ms: i64) -> Reply {
@@ -383,14 +402,7 @@ async fn send(request: &RpcRequest) -> RpcOutcome {
 }
 
 async fn try_send(rpc: &RpcRequest) -> Result<RpcOutcome, JsValue> {
-    let headers = Headers::new()?;
-    for (name, value) in &rpc.headers {
-        headers.set(name, value)?;
-    }
-    let init = RequestInit::new();
-    init.set_method("POST");
-    init.set_headers(&headers);
-    init.set_body(&JsValue::from_str(&rpc.body));
+    let init = request_init("POST", &rpc.headers, Some(&rpc.body))?;
     fetch_answer(&rpc.url, &init).await
 }
 
@@ -422,13 +434,9 @@ async fn fetch_within(url: &str, init: &RequestInit) -> Result<RpcOutcome, JsVal
 }
 
 fn to_response(reply: &Reply) -> Result<Response, JsValue> {
-    let headers = Headers::new()?;
-    for (name, value) in &reply.headers {
-        headers.set(name, value)?;
-    }
     let init = ResponseInit::new();
     init.set_status(reply.status);
-    init.set_headers(&headers);
+    init.set_headers(&headers_of(&reply.headers)?.into());
     let body = (!reply.body.is_empty()).then_some(reply.body.as_str());
     Response::new_with_opt_str_and_init(body, &init)
 }
