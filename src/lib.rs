@@ -16,8 +16,8 @@
 
 // Private modules behind one flat API (the boundary, the fuzzer, the bench and the tests need
 // no more than this); a new route adds its step function to `handler` and re-exports it here.
-// `event`, `plan`, `roles` and `time` are public too: the histories test sends each generated
-// event through the function's own parsing and plan (tests/support/wire.rs).
+// `wire` re-exports the parse and the plan for the histories test, which sends each generated
+// event through the function's own steps (tests/support/wire.rs).
 mod config;
 mod error;
 mod event;
@@ -30,7 +30,7 @@ mod plan;
 mod reconcile;
 mod reply;
 mod rest;
-pub mod roles;
+mod roles;
 mod signature;
 mod time;
 mod token;

@@ -71,7 +71,7 @@ impl std::fmt::Debug for Token {
     }
 }
 
-/// Mints a management token valid from `now_s` for [`LIFETIME_SECONDS`].
+/// Mints a management token valid from `now_s` for `LIFETIME_SECONDS`.
 pub fn mint(access_key: &str, app_secret: &str, now_s: i64, random: [u8; 16]) -> Token {
     let expires_at = now_s.saturating_add(LIFETIME_SECONDS);
     let mut claims_json = String::with_capacity(192);
@@ -100,7 +100,7 @@ pub fn mint(access_key: &str, app_secret: &str, now_s: i64, random: [u8; 16]) ->
     }
 }
 
-/// One isolate's token: minted on first use, reused until [`RENEW_BEFORE_SECONDS`] before `exp`.
+/// One isolate's token: minted on first use, reused until `RENEW_BEFORE_SECONDS` before `exp`.
 #[derive(Debug, Default, Clone)]
 pub struct TokenCache {
     current: Option<Token>,
