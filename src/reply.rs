@@ -593,7 +593,7 @@ mod tests {
             last_active_at: None,
         };
         let text = |on: bool, value: &'static str| on.then_some(value);
-        for mask in 0u32..1 << 15 {
+        for mask in 0u32..1 << 16 {
             let bit = |b: u32| mask & (1 << b) != 0;
             let debug = DebugLine {
                 format: text(bit(0), "envelope"),
@@ -623,7 +623,7 @@ mod tests {
                 problem: text(bit(12), "error status"),
                 upstream_status: bit(13).then_some(503),
                 upstream_code: text(bit(14), "42501"),
-                debug: bit(5).then_some(debug),
+                debug: bit(15).then_some(debug),
             };
             let oracle = serde_json::to_string(&oracle::LogLine::from(&line)).unwrap();
             assert_eq!(json::to_string(&line), oracle);
