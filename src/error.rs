@@ -177,13 +177,6 @@ impl From<&Misconfig> for Error {
     }
 }
 
-/// Serialising the RPC arguments cannot fail for our types; if it ever did, it is ours.
-impl From<serde_json::Error> for Error {
-    fn from(_: serde_json::Error) -> Self {
-        Error::Internal
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

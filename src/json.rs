@@ -1,8 +1,8 @@
 //! A small strict JSON reader (RFC 8259) for the few documents the core reads: webhook bodies,
 //! RPC answers and two config values. It replaces serde_json's deserializer, which cost ~70 KB
-//! of Wasm. And a writer ([`ToJson`], [`impl_to_json!`]) for the records the core writes, byte
-//! for byte what serde_json writes; serde_json (still behind the webhook's reply and log
-//! bodies) is the oracle for both in tests.
+//! of Wasm. And a writer ([`ToJson`], [`impl_to_json!`]) for every record the core writes, byte
+//! for byte what serde_json writes; serde_json (a dev-dependency only) is the oracle for both in
+//! tests.
 //!
 //! Strings borrow from the input unless they contain escapes. Arrays are kept (100ms API
 //! answers hold lists; webhook bodies rarely have any). Nesting is limited to [`MAX_DEPTH`],
@@ -520,9 +520,9 @@ pub fn hundredths(number: &str) -> Option<i64> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Writing: every JSON document the core writes itself (the RPC arguments, the reconcile answer,
-// its RPC bodies and log line, the token's claims) is a record of strings, integers, bools,
-// options and lists. Written by hand, byte-for-byte what serde_json writes for the same fields
+// Writing: every JSON document the core writes (the webhook's reply and log line, the RPC
+// arguments, the reconcile answer, its RPC bodies and log line, the token's claims) is a record
+// of strings, integers, bools, options, lists and one hundredths score. Written by hand, byte-for-byte what serde_json writes for the same fields
 // (compact, same escapes); serde_json's generic writer cost ~3x more time per event and a few
 // hundred bytes of Wasm per type.
 // ---------------------------------------------------------------------------------------------
@@ -583,12 +583,15 @@ impl<'o> ObjectWriter<'o> {
 
 /// Implements [`ToJson`] for a struct as an object of the listed fields, keyed by their names,
 /// in the order listed (as `#[derive(Serialize)]` would in declaration order); a field written
-/// `name: if_some` is left out when `None` (serde's `skip_serializing_if = "Option::is_none"`).
+/// `name as "key"` is keyed `key` (serde's `rename`), and one written `name: if_some` is left
+/// out when `None` (serde's `skip_serializing_if = "Option::is_none"`).
 /// For an enum of struct variants, `Enum, tag "key" { Variant = "name" { fields }, … }` writes
 /// the tag first, then the variant's fields (serde's `#[serde(tag = "key")]`).
 macro_rules! impl_to_json {
     ($type:ident, tag $tag:literal {
-        $($variant:ident = $name:literal { $($field:ident $(: $mode:ident)?),* $(,)? }),* $(,)?
+        $($variant:ident = $name:literal {
+            $($field:ident $(as $key:literal)? $(: $mode:ident)?),* $(,)?
+        }),* $(,)?
     }) => {
         impl $crate::json::ToJson for $type {
             fn write_json(&self, out: &mut String) {
@@ -596,33 +599,29 @@ macro_rules! impl_to_json {
                 match self {
                     $($type::$variant { $($field),* } => {
                         object.member($tag, $name);
-                        $($crate::json::impl_to_json!(@bound object, $field $($mode)?);)*
+                        $($crate::json::impl_to_json!(@member object,
+                            $crate::json::impl_to_json!(@key $field $($key)?), $field $(, $mode)?);)*
                     })*
                 }
                 object.end();
             }
         }
     };
-    ($type:ty { $($field:ident $(: $mode:ident)?),* $(,)? }) => {
+    ($type:ty { $($field:ident $(as $key:literal)? $(: $mode:ident)?),* $(,)? }) => {
         impl $crate::json::ToJson for $type {
             fn write_json(&self, out: &mut String) {
                 let mut object = $crate::json::ObjectWriter::new(out);
-                $($crate::json::impl_to_json!(@member object, self, $field $($mode)?);)*
+                $($crate::json::impl_to_json!(@member object,
+                    $crate::json::impl_to_json!(@key $field $($key)?), &self.$field $(, $mode)?);)*
                 object.end();
             }
         }
     };
-    (@member $object:ident, $value:ident, $field:ident) => {
-        $object.member(stringify!($field), &$value.$field)
-    };
-    (@member $object:ident, $value:ident, $field:ident if_some) => {
-        $object.member_if_some(stringify!($field), &$value.$field)
-    };
-    (@bound $object:ident, $field:ident) => {
-        $object.member(stringify!($field), $field)
-    };
-    (@bound $object:ident, $field:ident if_some) => {
-        $object.member_if_some(stringify!($field), $field)
+    (@key $field:ident) => { stringify!($field) };
+    (@key $field:ident $key:literal) => { $key };
+    (@member $object:ident, $key:expr, $value:expr) => { $object.member($key, $value) };
+    (@member $object:ident, $key:expr, $value:expr, if_some) => {
+        $object.member_if_some($key, $value)
     };
 }
 pub(crate) use impl_to_json;
@@ -671,6 +670,28 @@ impl ToJson for u64 {
         }
         for &digit in digits.get(at..).unwrap_or_default() {
             out.push(char::from(digit));
+        }
+    }
+}
+
+/// A number of hundredths (a `NUMERIC(_, 2)`) written as serde_json writes the f64 `n / 100`:
+/// shortest round-trip digits, at least one after the point (`6.0`, `14.25`, `-0.5`). Exact for
+/// |n| < 10^15: that decimal has at most 15 significant digits, so no shorter one names the same
+/// f64.
+pub struct Hundredths(pub i64);
+
+impl ToJson for Hundredths {
+    fn write_json(&self, out: &mut String) {
+        if self.0 < 0 {
+            out.push('-');
+        }
+        let n = self.0.unsigned_abs();
+        (n / 100).write_json(out);
+        out.push('.');
+        let (tenths, hundredths) = ((n / 10 % 10) as u8, (n % 10) as u8);
+        out.push(char::from(b'0' + tenths));
+        if hundredths != 0 {
+            out.push(char::from(b'0' + hundredths));
         }
     }
 }
@@ -1089,5 +1110,22 @@ mod tests {
             assert_eq!(to_string(&n), serde_json::to_string(&n).unwrap());
         }
         assert_eq!(to_string(&[1u64, 2][..]), "[1,2]");
+    }
+
+    /// Hundredths write as serde_json writes the f64 they stand for, on every value a
+    /// `NUMERIC(10,2)` score takes near zero and on a spread up to 10^15.
+    #[test]
+    fn hundredths_write_like_serde_json_floats() {
+        let mut spread = 1u64;
+        let samples = (-20_000i64..=200_000).chain((0..2_000).map(|_| {
+            spread = spread
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            (spread % 1_000_000_000_000_000) as i64
+        }));
+        for n in samples.chain([9_999_999_999, -9_999_999_999, 999_999_999_999_999]) {
+            let oracle = serde_json::to_string(&(n as f64 / 100.0)).unwrap();
+            assert_eq!(to_string(&Hundredths(n)), oracle, "{n}");
+        }
     }
 }

@@ -48,13 +48,18 @@ pub use rest::{RpcOutcome, RpcRequest};
 pub use roles::{DEFAULT_IGNORED_ROLES, DEFAULT_SPEAKER_ROLES};
 pub use time::Timestamp;
 
-/// What tests/support/wire.rs checks generated bodies with: the parse and the plan of a webhook.
+/// What tests/support/wire.rs checks generated bodies with: a webhook's parse, plan and RPC body.
 #[doc(hidden)]
 pub mod wire {
     pub use crate::event::parse;
     pub use crate::plan::{plan, Plan};
     pub use crate::roles::Roles;
     pub use crate::time::Timestamp;
+
+    /// The RPC body the function sends for a plan's arguments.
+    pub fn rpc_body(args: &crate::plan::ApplyArgs<'_>) -> String {
+        crate::json::to_string(args)
+    }
 }
 
 /// Reconcile: the pass, its I/O seam and its answer (the boundary runs it on `fetch`).

@@ -2,9 +2,8 @@
 //! answer. Only a 200 with the RPC's own JSON result counts; everything else means "retry".
 
 use crate::config::RestTarget;
-use crate::json::{self, Integer, Object, Value};
+use crate::json::{self, Hundredths, Integer, Object, ObjectWriter, ToJson, Value};
 use crate::plan::ApplyArgs;
-use serde::Serialize;
 
 /// An HTTP request for the boundary to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +53,9 @@ impl ApplyStatus {
 }
 
 /// The room row as the RPC returns it (design §4).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
+// serde_json, the oracle of its writer in tests.
+#[cfg_attr(test, derive(serde::Serialize))]
 pub struct Room {
     /// 100ms room id.
     pub hms_room_id: String,
@@ -68,6 +69,23 @@ pub struct Room {
     pub trending_score: f64,
     /// Last activity (RFC 3339), null if never active.
     pub last_active_at: Option<String>,
+}
+
+impl ToJson for Room {
+    fn write_json(&self, out: &mut String) {
+        // The score was read exactly as hundredths (see `room`), and ×100 rounds back to them
+        // exactly (|n| < 2^50), so it is written from them: serde_json's digits without its
+        // float formatter.
+        let score = Hundredths((self.trending_score * 100.0).round() as i64);
+        ObjectWriter::new(out)
+            .member("hms_room_id", &self.hms_room_id)
+            .member("is_live", &self.is_live)
+            .member("listener_count", &self.listener_count)
+            .member("speaker_count", &self.speaker_count)
+            .member("trending_score", &score)
+            .member("last_active_at", &self.last_active_at)
+            .end();
+    }
 }
 
 /// A successful RPC result.
@@ -323,7 +341,8 @@ mod tests {
             room.last_active_at.as_deref(),
             Some("2024-10-04T18:03:10.558102+00:00")
         );
-        let text = serde_json::to_string(&room).unwrap();
+        let text = json::to_string(&room);
+        assert_eq!(text, serde_json::to_string(&room).unwrap());
         assert!(text.contains(r#""trending_score":14.25"#), "{text}");
         let dup = interpret(&response(200, r#"{"status":"duplicate","room":null}"#)).unwrap();
         assert_eq!(dup.status, ApplyStatus::Duplicate);

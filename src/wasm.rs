@@ -104,16 +104,25 @@ impl WebhookHandler {
     /// The contract tables as the core states them (design §3, §5), for the test that checks
     /// the TypeScript copies: `{"actions":{type: p_action}, "speaker_roles", "ignored_roles"}`.
     pub fn contract() -> String {
-        let actions: serde_json::Map<String, serde_json::Value> = crate::event::EVENT_ACTIONS
-            .iter()
-            .map(|(name, action)| ((*name).to_owned(), action.as_str().into()))
-            .collect();
-        serde_json::json!({
-            "actions": actions,
-            "speaker_roles": crate::roles::DEFAULT_SPEAKER_ROLES,
-            "ignored_roles": crate::roles::DEFAULT_IGNORED_ROLES,
-        })
-        .to_string()
+        use crate::json::{ObjectWriter, ToJson};
+        struct Actions;
+        impl ToJson for Actions {
+            fn write_json(&self, out: &mut String) {
+                // Keys are written verbatim: event type names need no escapes.
+                let mut object = ObjectWriter::new(out);
+                for (name, action) in crate::event::EVENT_ACTIONS {
+                    object.member(name, action.as_str());
+                }
+                object.end();
+            }
+        }
+        let mut out = String::new();
+        ObjectWriter::new(&mut out)
+            .member("actions", &Actions)
+            .member("speaker_roles", crate::roles::DEFAULT_SPEAKER_ROLES)
+            .member("ignored_roles", crate::roles::DEFAULT_IGNORED_ROLES)
+            .end();
+        out
     }
 
     /// Runs `begin` on a POST without I/O, for benchmarking verify + parse + classify + plan

@@ -9,7 +9,7 @@
 //! without it, so the whole-second envelope timestamp stands in (that is the rule); activity, and
 //! an open that reports no start, carry the time in a fractional envelope timestamp.
 
-use hms_webhook::wire::{parse, plan, Plan, Roles, Timestamp};
+use hms_webhook::wire::{parse, plan, rpc_body, Plan, Roles, Timestamp};
 use serde_json::{json, Map, Value};
 
 use super::generate::{end_of_second, Rng};
@@ -105,7 +105,7 @@ pub fn plan_args(body: &[u8], received_at: Micros) -> Result<Value, (String, Str
         false,
         Timestamp::from_micros(received_at),
     ) {
-        Plan::Apply(args, _) => Ok(serde_json::to_value(&args).unwrap_or_default()),
+        Plan::Apply(args, _) => Ok(serde_json::from_str(&rpc_body(&args)).unwrap_or_default()),
         Plan::Ignore(reason) => Err(("ignored".into(), reason.as_str().into())),
     }
 }
