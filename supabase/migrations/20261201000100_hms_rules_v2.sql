@@ -817,6 +817,37 @@ revoke all on function public.hms_close_expired_sessions(timestamptz) from publi
 grant execute on function public.hms_close_expired_sessions(timestamptz) to service_role;
 
 -- ---------------------------------------------------------------------------------------------
+-- The rooms trigger (its home is the trending migration; its one current definition, re-created
+-- here for deployed databases, before the upgrade below writes rooms): without the settings row
+-- it scores with the fallbacks hms_refresh_trending uses, never with nulls (which made every
+-- written room score 99999999.99). An aggregate always answers one row; the fallbacks are
+-- checked against the hms_settings column defaults by the behaviour tests.
+-- ---------------------------------------------------------------------------------------------
+create or replace function public.hms_rooms_trending()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_wl double precision;
+  v_ws double precision;
+  v_fb double precision;
+  v_hl double precision;
+begin
+  select coalesce(max(listener_weight), 1), coalesce(max(speaker_weight), 3),
+    coalesce(max(featured_bonus), 5), coalesce(max(half_life_hours), 6)
+  into v_wl, v_ws, v_fb, v_hl
+  from public.hms_settings where id;
+  new.trending_score := public.hms_room_score(new.listener_count, new.speaker_count, new.featured,
+    new.last_active_at, now(), v_wl, v_ws, v_fb, v_hl);
+  new.trending_rank := public.hms_trending_rank(new.listener_count, new.speaker_count, new.featured,
+    extract(epoch from new.last_active_at)::double precision, v_wl, v_ws, v_fb, v_hl);
+  return new;
+end
+$$;
+
+-- ---------------------------------------------------------------------------------------------
 -- Upgrade of data written under the first rules: once, when this migration added its columns (a
 -- no-op on a fresh database, skipped when the migration runs again).
 -- ---------------------------------------------------------------------------------------------

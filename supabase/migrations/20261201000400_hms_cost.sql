@@ -3,7 +3,7 @@
 -- images, rows, HOT share, backend CPU) against the floor, one `update rooms` with its trigger.
 -- Idempotent, and the same on a fresh install and on an upgraded database; rooms keeps every
 -- column (trending_rank included), so an app's queries keep working. This round's one current
--- definition of the rooms trigger (hms_rooms_trending), the feed and the prune is here.
+-- definition of the feed and the prune is here (the rooms trigger's is in rules v2).
 --
 -- 1. rooms updates are HOT. The feed's rank key changes on every event; indexed in rooms, it made
 --    every webhook a non-HOT update with a new entry in every index of rooms (the app's too). The
@@ -54,37 +54,6 @@ create policy hms_room_rank_public_read on public.hms_room_rank
 revoke all on public.hms_room_rank, public.hms_room_rank_live, public.hms_room_rank_idle
   from public, anon, authenticated, service_role;
 grant select on public.hms_room_rank to anon, authenticated, service_role;
-
--- The rooms BEFORE trigger that computes trending_score and trending_rank, which the rank row
--- follows (its home is the trending migration; its one current definition, re-created here for
--- deployed databases): without the settings row it scores with the fallbacks
--- hms_refresh_trending uses, never with nulls (which made every written room score
--- 99999999.99). An aggregate always answers one row; the fallbacks are checked against the
--- hms_settings column defaults by the behaviour tests. (The rules v2 upgrade, earlier, writes
--- rooms through the first build's version, which scores the same while the row exists.)
-create or replace function public.hms_rooms_trending()
-returns trigger
-language plpgsql
-security definer
-set search_path = ''
-as $$
-declare
-  v_wl double precision;
-  v_ws double precision;
-  v_fb double precision;
-  v_hl double precision;
-begin
-  select coalesce(max(listener_weight), 1), coalesce(max(speaker_weight), 3),
-    coalesce(max(featured_bonus), 5), coalesce(max(half_life_hours), 6)
-  into v_wl, v_ws, v_fb, v_hl
-  from public.hms_settings where id;
-  new.trending_score := public.hms_room_score(new.listener_count, new.speaker_count, new.featured,
-    new.last_active_at, now(), v_wl, v_ws, v_fb, v_hl);
-  new.trending_rank := public.hms_trending_rank(new.listener_count, new.speaker_count, new.featured,
-    extract(epoch from new.last_active_at)::double precision, v_wl, v_ws, v_fb, v_hl);
-  return new;
-end
-$$;
 
 -- Keeps a room's rank row equal to its rooms row. An update that changes neither the rank nor
 -- is_live (e.g. hms_refresh_trending's score refresh) never reaches it (the trigger's WHEN).

@@ -12,7 +12,7 @@ use postgres::Client;
 use super::behaviour::fingerprint;
 use super::db::{connect, create_room_sql, event_args, read_state};
 use super::generate::{history, Rng, Shape};
-use super::harness::{compare, q, Ctx};
+use super::harness::{compare, q, query_value, Ctx};
 use super::model::{expected, Delivery, Event, Initial};
 
 /// The files of `dir` whose names end in `suffix` (".sql", or ".sql.gz" for the frozen first
@@ -145,7 +145,36 @@ pub fn upgrade_from_first_build(ctx: &mut Ctx) -> Result<String, String> {
         for (room, _, _) in &rooms {
             old_states.push(read_state(&mut admin, room)?);
         }
-        apply_files(&mut admin, &new)?;
+        // The rules v2 upgrade rewrites rooms, and must do so through this round's rooms
+        // trigger, which scores with the fallbacks when the settings row is gone (the first
+        // build's scored every written room 99999999.99 then). So: no settings row while rules
+        // v2 runs, then the row back (with its defaults) for the rest.
+        let (rules_v2, rest) = match new.split_first() {
+            Some((first, rest))
+                if migration_name(first).is_some_and(|n| n.starts_with("20261201000100_")) =>
+            {
+                (first, rest)
+            }
+            _ => return Err(format!("the first new migration is not rules v2: {new:?}")),
+        };
+        admin
+            .batch_execute("delete from public.hms_settings")
+            .map_err(q)?;
+        apply_files(&mut admin, std::slice::from_ref(rules_v2))?;
+        let pinned: i64 = query_value(
+            &mut admin,
+            "select count(*) from public.rooms where trending_score >= 99999999.99",
+            &[],
+        )?;
+        if pinned > 0 {
+            return Err(format!(
+                "{pinned} rooms scored 99999999.99 by the upgrade without the settings row"
+            ));
+        }
+        admin
+            .batch_execute("insert into public.hms_settings (id) values (true)")
+            .map_err(q)?;
+        apply_files(&mut admin, rest)?;
 
         let fresh = schema(&fingerprint(&mut ctx.admin)?);
         let upgraded = schema(&fingerprint(&mut admin)?);
