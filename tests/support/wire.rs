@@ -1,5 +1,5 @@
 //! Model events as the webhook bodies 100ms (or a legacy flat-format sender) posts, and the check
-//! that the function's own parsing and plan (`hms_webhook::wire::parse`, `plan::plan`) turn each
+//! that the function's own parsing and plan (`hms_webhook::wire::parse`, `wire::plan`) turn each
 //! body into exactly that event's `hms_apply_event` arguments; plus bodies that must be refused
 //! (data times far from the envelope timestamp, missing session ids).
 //!
