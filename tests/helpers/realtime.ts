@@ -93,10 +93,10 @@ export class RealtimeSlot {
    */
   async drain(): Promise<{ realtime: W2jChange[]; everything: W2jChange[] }> {
     // Logical decoding reads flushed WAL only. Commits flush themselves, but a record no commit
-    // follows (the running-xacts snapshot the background writer logs at wal_level=logical, a
-    // hint-bit page image) stays unflushed until a later commit asks: the WAL writer on its own
-    // flushes whole pages only. So end with a commit of our own that has an xid; it writes no
-    // row, and asks the WAL writer to flush past it within wal_writer_delay.
+    // follows (a page prune done by a read, which has no xid) stays unflushed until a later
+    // commit asks: the WAL writer on its own flushes whole pages only. So end with a commit of
+    // our own that has an xid; it writes no row, and asks the WAL writer to flush past it within
+    // wal_writer_delay.
     const [{ upto }] = await this.conn<{ upto: string }[]>`
       select pg_current_wal_insert_lsn()::text as upto`;
     await this.conn`select pg_current_xact_id()`;
