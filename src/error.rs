@@ -157,6 +157,12 @@ impl From<std::str::Utf8Error> for Error {
     }
 }
 
+impl From<crate::document::ReadError> for Error {
+    fn from(err: crate::document::ReadError) -> Self {
+        Error::InvalidJson(err.0)
+    }
+}
+
 impl From<JsonError> for Error {
     fn from(err: JsonError) -> Self {
         Error::InvalidJson(err.0)

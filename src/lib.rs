@@ -19,6 +19,7 @@
 // `wire` re-exports the parse and the plan for the histories test, which sends each generated
 // event through the function's own steps (tests/support/wire.rs).
 mod config;
+mod document;
 mod error;
 mod event;
 mod facts;
