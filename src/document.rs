@@ -47,6 +47,13 @@ pub fn read_bytes<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Option<T> {
     read(std::str::from_utf8(body).ok()?).ok()
 }
 
+/// Writes a record as compact JSON. serde_json fails only on a map with non-string keys or a
+/// `Serialize` impl that reports an error; no record the core writes has either, so the empty
+/// fallback is never taken (and would show as an unreadable answer, not as a panic).
+pub fn write<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
 /// One JSON value as a rule needs it: strings (borrowed from the document unless escaped),
 /// numbers and booleans by value, arrays and objects by kind only (their contents are skipped).
 /// `null` never reaches it in an `Option<Field>`: serde reads it as `None`, i.e. absent.

@@ -59,7 +59,7 @@ pub mod wire {
 
     /// The RPC body the function sends for a plan's arguments.
     pub fn rpc_body(args: &crate::plan::ApplyArgs<'_>) -> String {
-        crate::json::to_string(args)
+        crate::document::write(args)
     }
 }
 

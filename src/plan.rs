@@ -6,9 +6,7 @@ use crate::roles::{RoleClass, Roles};
 use crate::time::Timestamp;
 
 /// The named arguments of `public.hms_apply_event`; `None` serialises as JSON `null`.
-#[derive(Debug, Clone, PartialEq)]
-// serde_json, the oracle of its writer (`rest.rs`) in tests.
-#[cfg_attr(test, derive(serde::Serialize))]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ApplyArgs<'a> {
     /// Envelope id or `sha256:<hex>`.
     pub p_event_id: &'a str,
