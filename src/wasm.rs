@@ -66,7 +66,7 @@ impl WebhookHandler {
     /// Never throws: an unusable object yields a handler that answers 500 `misconfigured`.
     #[wasm_bindgen(constructor)]
     pub fn new(env: JsValue) -> WebhookHandler {
-        let config = env_pairs(&env)
+        let config = env_pairs(env)
             .ok_or_else(|| {
                 Misconfig::new(
                     "environment",
@@ -102,27 +102,23 @@ impl WebhookHandler {
 #[wasm_bindgen]
 impl WebhookHandler {
     /// The contract tables as the core states them (design §3, §5), for the test that checks
-    /// the TypeScript copies: `{"actions":{type: p_action}, "speaker_roles", "ignored_roles"}`.
-    pub fn contract() -> String {
-        use crate::json::{ObjectWriter, ToJson};
-        struct Actions;
-        impl ToJson for Actions {
-            fn write_json(&self, out: &mut String) {
-                // Keys are written verbatim: event type names need no escapes.
-                let mut object = ObjectWriter::new(out);
-                for (name, action) in crate::event::EVENT_ACTIONS {
-                    object.member(name, action.as_str());
-                }
-                object.end();
-            }
+    /// the TypeScript copies: `{actions: {type: p_action}, speaker_roles, ignored_roles}`.
+    pub fn contract() -> Result<JsValue, JsValue> {
+        #[derive(serde::Serialize)]
+        struct Contract {
+            actions: std::collections::BTreeMap<&'static str, &'static str>,
+            speaker_roles: &'static str,
+            ignored_roles: &'static str,
         }
-        let mut out = String::new();
-        ObjectWriter::new(&mut out)
-            .member("actions", &Actions)
-            .member("speaker_roles", crate::roles::DEFAULT_SPEAKER_ROLES)
-            .member("ignored_roles", crate::roles::DEFAULT_IGNORED_ROLES)
-            .end();
-        out
+        let contract = Contract {
+            actions: crate::event::EVENT_ACTIONS
+                .iter()
+                .map(|(name, action)| (*name, action.as_str()))
+                .collect(),
+            speaker_roles: crate::roles::DEFAULT_SPEAKER_ROLES,
+            ignored_roles: crate::roles::DEFAULT_IGNORED_ROLES,
+        };
+        to_js(&contract)
     }
 
     /// Runs `begin` on a POST without I/O, for benchmarking verify + parse + classify + plan
@@ -290,21 +286,20 @@ fn internal(config: &Config, problem: &'static str, started_ms: i64) -> Reply {
     log.reply(Outcome::Refused(&Error::Internal))
 }
 
-/// Reads a plain object of strings (js_sys directly: serde-wasm-bindgen costs ~10 KB of Wasm).
-fn env_pairs(env: &JsValue) -> Option<Vec<(String, String)>> {
-    if !env.is_object() {
-        return None;
-    }
-    let entries = js_sys::Object::entries(env.unchecked_ref());
-    let mut pairs = Vec::with_capacity(entries.length() as usize);
-    for entry in entries.iter() {
-        let pair: js_sys::Array = entry.unchecked_into();
-        // Non-string values cannot come from Deno.env; skipping them leaves that variable unset.
-        if let (Some(name), Some(value)) = (pair.get(0).as_string(), pair.get(1).as_string()) {
-            pairs.push((name, value));
-        }
-    }
-    Some(pairs)
+/// The environment object the shim passes (names to strings), through serde-wasm-bindgen;
+/// anything else (a non-object, a non-string value) is `None`, i.e. misconfigured.
+fn env_pairs(env: JsValue) -> Option<Vec<(String, String)>> {
+    serde_wasm_bindgen::from_value::<std::collections::BTreeMap<String, String>>(env)
+        .ok()
+        .map(|pairs| pairs.into_iter().collect())
+}
+
+/// A structured value as a plain JS value (objects, not `Map`s, for maps).
+#[cfg(feature = "bench")]
+fn to_js<T: serde::Serialize>(value: &T) -> Result<JsValue, JsValue> {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(JsValue::from)
 }
 
 /// A request as the core reads it, owned; `incoming` lends it out.
