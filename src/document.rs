@@ -131,6 +131,31 @@ impl<'de: 'a, 'a> Visitor<'de> for FieldVisitor<'a> {
     }
 }
 
+/// An object read as its members in document order, for the lists 100ms keys by id (where a
+/// map type would sort them, and drop a repeated key without saying so).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entries<T>(pub Vec<(String, T)>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Entries<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntriesVisitor<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for EntriesVisitor<T> {
+            type Value = Entries<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries<T>, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
+                }
+                Ok(Entries(entries))
+            }
+        }
+        deserializer.deserialize_map(EntriesVisitor(PhantomData))
+    }
+}
+
 /// A value that should be the object `T`: `Object(T)` when it is one (then `T`'s own rules
 /// apply), `Other` when it is any other kind, so the rule reading it can say what it expected.
 /// (A derived struct alone would also accept an array, positionally, and refuse other kinds
