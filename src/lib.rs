@@ -26,7 +26,6 @@ mod facts;
 mod handler;
 mod hms_api;
 mod http;
-mod json;
 mod plan;
 mod reconcile;
 mod reply;

@@ -3,7 +3,6 @@
 
 use crate::config::RestTarget;
 use crate::document;
-use crate::json::{self, Integer, Object, Value};
 use crate::plan::ApplyArgs;
 use serde::{Deserialize, Serialize};
 
@@ -131,46 +130,6 @@ fn error_code(body: &[u8]) -> Option<String> {
         && code.len() <= 16
         && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     plausible.then_some(code)
-}
-
-pub(crate) fn count(value: Value<'_>) -> Option<u64> {
-    match value {
-        Value::Number(number) => match json::integer(number) {
-            Integer::Unsigned(n) => Some(n),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-/// The `room` object; `None` if any documented field is missing or mistyped.
-pub(crate) fn room(mut object: Object<'_>) -> Option<Room> {
-    let Value::String(hms_room_id) = object.take("hms_room_id").ok()?? else {
-        return None;
-    };
-    let Value::Bool(is_live) = object.take("is_live").ok()?? else {
-        return None;
-    };
-    let listener_count = count(object.take("listener_count").ok()??)?;
-    let speaker_count = count(object.take("speaker_count").ok()??)?;
-    let Value::Number(score) = object.take("trending_score").ok()?? else {
-        return None;
-    };
-    // Hundredths are exact in i64 and the division is correctly rounded, so 14.25 stays 14.25.
-    let trending_score = json::hundredths(score)? as f64 / 100.0;
-    let last_active_at = match object.take("last_active_at").ok()? {
-        None | Some(Value::Null) => None,
-        Some(Value::String(at)) => Some(at.into_owned()),
-        Some(_) => return None,
-    };
-    Some(Room {
-        hms_room_id: hms_room_id.into_owned(),
-        is_live,
-        listener_count,
-        speaker_count,
-        trending_score,
-        last_active_at,
-    })
 }
 
 /// Interprets the RPC answer.
