@@ -43,8 +43,8 @@ pub use event::{Action, EVENT_ACTIONS};
 pub use handler::{
     begin, finish, misconfigured, preflight, Call, CallContext, Incoming, Step, MAX_FUTURE_SECONDS,
 };
+pub use http::{Method, Outcome, Request};
 pub use reply::Reply;
-pub use rest::{RpcOutcome, RpcRequest};
 pub use roles::{DEFAULT_IGNORED_ROLES, DEFAULT_SPEAKER_ROLES};
 pub use time::Timestamp;
 
@@ -66,7 +66,7 @@ pub mod wire {
 pub mod reconciliation {
     pub use crate::facts::{Correction, Counts, Fact};
     pub use crate::hms_api::Api;
-    pub use crate::http::{Http, Method, Outcome, Request};
+    pub use crate::http::Http;
     pub use crate::reconcile::{admit, build_facts, is_route, reply, run, Pass, Summary};
     pub use crate::token::{mint, TokenCache};
 }

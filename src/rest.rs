@@ -3,33 +3,9 @@
 
 use crate::config::RestTarget;
 use crate::document;
+use crate::http::{Method, Outcome, Request};
 use crate::plan::ApplyArgs;
 use serde::{Deserialize, Serialize};
-
-/// An HTTP request for the boundary to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RpcRequest {
-    /// Full URL.
-    pub url: String,
-    /// Request headers (including the service key; never log them).
-    pub headers: Vec<(String, String)>,
-    /// JSON body with the named arguments.
-    pub body: String,
-}
-
-/// What the boundary got back from the RPC call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RpcOutcome {
-    /// An HTTP response arrived.
-    Response {
-        /// HTTP status.
-        status: u16,
-        /// Raw body.
-        body: Vec<u8>,
-    },
-    /// No response: DNS, connection, TLS or timeout failure.
-    Unreachable,
-}
 
 /// The RPC's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -106,11 +82,12 @@ pub(crate) fn headers(target: &RestTarget) -> Vec<(String, String)> {
 }
 
 /// Builds the RPC request.
-pub fn request(target: &RestTarget, args: &ApplyArgs<'_>) -> RpcRequest {
-    RpcRequest {
+pub fn request(target: &RestTarget, args: &ApplyArgs<'_>) -> Request {
+    Request {
+        method: Method::Post,
         url: target.rpc_url.clone(),
         headers: headers(target),
-        body: document::write(args),
+        body: Some(document::write(args)),
     }
 }
 
@@ -133,16 +110,16 @@ fn error_code(body: &[u8]) -> Option<String> {
 }
 
 /// Interprets the RPC answer.
-pub fn interpret(outcome: &RpcOutcome) -> Result<RpcResult, UpstreamFailure> {
+pub fn interpret(outcome: &Outcome) -> Result<RpcResult, UpstreamFailure> {
+    let no_answer = |problem| UpstreamFailure {
+        http_status: None,
+        code: None,
+        problem,
+    };
     let (status, body) = match outcome {
-        RpcOutcome::Unreachable => {
-            return Err(UpstreamFailure {
-                http_status: None,
-                code: None,
-                problem: "unreachable",
-            })
-        }
-        RpcOutcome::Response { status, body } => (*status, body),
+        Outcome::Unreachable => return Err(no_answer("unreachable")),
+        Outcome::TimedOut => return Err(no_answer("timeout")),
+        Outcome::Response { status, body } => (*status, body),
     };
     if status != 200 {
         return Err(UpstreamFailure {
@@ -183,8 +160,8 @@ mod tests {
         config.unwrap().settings().rest.clone()
     }
 
-    fn response(status: u16, body: &str) -> RpcOutcome {
-        RpcOutcome::Response {
+    fn response(status: u16, body: &str) -> Outcome {
+        Outcome::Response {
             status,
             body: body.as_bytes().to_vec(),
         }
@@ -218,7 +195,7 @@ mod tests {
                 ("accept".to_string(), "application/json".to_string()),
             ]
         );
-        let body: serde_json::Value = serde_json::from_str(&req.body).unwrap();
+        let body: serde_json::Value = serde_json::from_str(req.body.as_deref().unwrap()).unwrap();
         assert_eq!(body["p_action"], "session_open");
         assert_eq!(body["p_event_at"], "2024-10-04T18:00:02.999999Z");
         assert_eq!(body["p_received_at"], "1970-01-01T00:00:00.000000Z");
@@ -262,7 +239,8 @@ mod tests {
     #[test]
     fn everything_else_is_an_upstream_failure() {
         let cases = [
-            (RpcOutcome::Unreachable, None, None),
+            (Outcome::Unreachable, None, None),
+            (Outcome::TimedOut, None, None),
             (
                 response(
                     404,
@@ -344,7 +322,7 @@ mod tests {
                 None,
             ),
             (
-                RpcOutcome::Response {
+                Outcome::Response {
                     status: 200,
                     body: vec![0xff, b'{', b'}'],
                 },

@@ -8,7 +8,6 @@ use crate::hms_api::Api;
 use crate::http::{self, Http, Outcome as HttpOutcome};
 use crate::reconcile;
 use crate::reply::{Log, Outcome, Reply};
-use crate::rest::{RpcOutcome, RpcRequest};
 use crate::token::TokenCache;
 use js_sys::{Date, Uint8Array};
 use std::cell::RefCell;
@@ -155,9 +154,10 @@ impl WebhookHandler {
         match step {
             Step::Respond(reply) => format!("{}\n{}", reply.status, reply.body),
             Step::Call(call) => {
-                let mut out = String::with_capacity(5 + call.request.body.len());
+                let body = call.request.body.unwrap_or_default();
+                let mut out = String::with_capacity(5 + body.len());
                 out.push_str("call\n");
-                out.push_str(&call.request.body);
+                out.push_str(&body);
                 out
             }
         }
@@ -222,7 +222,7 @@ fn path_of(url: &str) -> String {
     path.split(['?', '#']).next().unwrap_or("").to_owned()
 }
 
-/// Reconcile's I/O: the global `fetch` with the same timeout as the webhook path.
+/// The I/O of both routes: the global `fetch`, aborted after `UPSTREAM_TIMEOUT_MS`.
 struct Fetch;
 
 impl Http for Fetch {
@@ -247,11 +247,7 @@ async fn fetch_any(request: &http::Request) -> Result<HttpOutcome, JsValue> {
         &request.headers,
         request.body.as_deref(),
     )?;
-    let answer = fetch_answer(&request.url, &init).await;
-    answer.map(|outcome| match outcome {
-        RpcOutcome::Response { status, body } => HttpOutcome::Response { status, body },
-        RpcOutcome::Unreachable => HttpOutcome::Unreachable,
-    })
+    fetch_answer(&request.url, &init).await
 }
 
 /// Web `Headers` from name/value pairs.
@@ -356,7 +352,7 @@ async fn handle_request(config: &Config, request: &Request) -> Reply {
     match handler::begin(config, &read.incoming()) {
         Step::Respond(reply) => reply,
         Step::Call(call) => {
-            let outcome = send(&call.request).await;
+            let outcome = Fetch.send(call.request).await;
             handler::finish(call.context, outcome, now_ms())
         }
     }
@@ -401,17 +397,8 @@ async fn read_body(request: &Request, cap: u64) -> Result<Vec<u8>, JsValue> {
     }
 }
 
-async fn send(request: &RpcRequest) -> RpcOutcome {
-    try_send(request).await.unwrap_or(RpcOutcome::Unreachable)
-}
-
-async fn try_send(rpc: &RpcRequest) -> Result<RpcOutcome, JsValue> {
-    let init = request_init("POST", &rpc.headers, Some(&rpc.body))?;
-    fetch_answer(&rpc.url, &init).await
-}
-
 /// Fetches `url` with `init`, aborted after UPSTREAM_TIMEOUT_MS (the timer is cleared either way).
-async fn fetch_answer(url: &str, init: &RequestInit) -> Result<RpcOutcome, JsValue> {
+async fn fetch_answer(url: &str, init: &RequestInit) -> Result<HttpOutcome, JsValue> {
     let controller = AbortController::new()?;
     init.set_signal(Some(&controller.signal()));
     let abort: js_sys::Function = js_sys::Reflect::get(&controller, &JsValue::from_str("abort"))?
@@ -424,14 +411,14 @@ async fn fetch_answer(url: &str, init: &RequestInit) -> Result<RpcOutcome, JsVal
 }
 
 /// The fetch and its body, without the timer.
-async fn fetch_within(url: &str, init: &RequestInit) -> Result<RpcOutcome, JsValue> {
+async fn fetch_within(url: &str, init: &RequestInit) -> Result<HttpOutcome, JsValue> {
     let request = Request::new_with_str_and_init(url, init)?;
     let response: Response = JsFuture::from(fetch_with_request(&request)?)
         .await?
         .dyn_into()?;
     let status = response.status();
     let buffer = JsFuture::from(response.array_buffer()?).await?;
-    Ok(RpcOutcome::Response {
+    Ok(HttpOutcome::Response {
         status,
         body: Uint8Array::new(&buffer).to_vec(),
     })
