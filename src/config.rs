@@ -372,7 +372,7 @@ impl Misconfig {
 }
 
 impl Config {
-    /// Builds the configuration from environment pairs (names outside [`VARIABLES`] are
+    /// Builds the configuration from environment pairs (names outside `VARIABLES` are
     /// dropped), or says which variable makes it unusable.
     pub fn from_env<I, K, V>(pairs: I) -> Result<Config, Misconfig>
     where
