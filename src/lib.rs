@@ -36,39 +36,33 @@
 mod config;
 mod document;
 mod error;
-mod event;
-mod facts;
-mod handler;
-mod hms_api;
 mod http;
-mod plan;
 mod reconcile;
 mod reply;
-mod rest;
 mod roles;
 mod signature;
 mod time;
-mod token;
 #[cfg(target_arch = "wasm32")]
 mod wasm;
+mod webhook;
 
 pub use config::Config;
-pub use event::{Action, EVENT_ACTIONS};
-pub use handler::{begin, finish, misconfigured, preflight, Incoming, Step};
 pub use http::Outcome;
 pub use reply::Reply;
 pub use time::Timestamp;
+pub use webhook::event::{Action, EVENT_ACTIONS};
+pub use webhook::handler::{begin, finish, misconfigured, preflight, Incoming, Step};
 
 /// What tests/support/wire.rs checks generated bodies with: a webhook's parse, plan and RPC body.
 #[doc(hidden)]
 pub mod wire {
-    pub use crate::event::parse;
-    pub use crate::plan::{plan, Plan};
     pub use crate::roles::Roles;
     pub use crate::time::Timestamp;
+    pub use crate::webhook::event::parse;
+    pub use crate::webhook::plan::{plan, Plan};
 
     /// The RPC body the function sends for a plan's arguments.
-    pub fn rpc_body(args: &crate::plan::ApplyArgs<'_>) -> String {
+    pub fn rpc_body(args: &crate::webhook::plan::ApplyArgs<'_>) -> String {
         crate::document::write(args)
     }
 }
@@ -76,8 +70,8 @@ pub mod wire {
 /// Reconcile as the boundary runs it on `POST …/reconcile`: admission, the pass over its I/O
 /// seam, the answer.
 pub mod reconciliation {
-    pub use crate::hms_api::Api;
     pub use crate::http::Http;
+    pub use crate::reconcile::hms_api::Api;
+    pub use crate::reconcile::token::TokenCache;
     pub use crate::reconcile::{admit, is_route, reply, run, Pass};
-    pub use crate::token::TokenCache;
 }

@@ -9,7 +9,7 @@
 
 use crate::document;
 use crate::error::Error;
-use crate::rest::{ApplyStatus, Room};
+use crate::webhook::rest::{ApplyStatus, Room};
 use serde::Serialize;
 use std::borrow::Cow;
 

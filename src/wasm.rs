@@ -3,12 +3,12 @@
 
 use crate::config::{Config, Misconfig, VARIABLES};
 use crate::error::Error;
-use crate::handler::{self, Incoming, Step};
-use crate::hms_api::Api;
 use crate::http::{self, Http, Outcome as HttpOutcome};
 use crate::reconcile;
+use crate::reconcile::hms_api::Api;
+use crate::reconcile::token::TokenCache;
 use crate::reply::{Log, Outcome, Reply};
-use crate::token::TokenCache;
+use crate::webhook::handler::{self, Incoming, Step};
 use js_sys::{Date, Uint8Array};
 use std::cell::RefCell;
 use wasm_bindgen::prelude::*;
@@ -110,7 +110,7 @@ impl WebhookHandler {
             ignored_roles: &'static str,
         }
         let contract = Contract {
-            actions: crate::event::EVENT_ACTIONS
+            actions: crate::webhook::event::EVENT_ACTIONS
                 .iter()
                 .map(|(name, action)| (*name, action.as_str()))
                 .collect(),

@@ -6,12 +6,12 @@
 
 use crate::config::{Config, Misconfig};
 use crate::error::Error;
-use crate::event;
 use crate::http::{Outcome as HttpOutcome, Request};
-use crate::plan::{self, Plan};
 use crate::reply::{Log, Outcome, Reply, Upstream};
-use crate::rest::{self, ApplyStatus};
 use crate::time::Timestamp;
+use crate::webhook::event;
+use crate::webhook::plan::{self, Plan};
+use crate::webhook::rest::{self, ApplyStatus};
 
 /// Events further ahead than this are refused whatever the tolerance (also when it is 0).
 pub const MAX_FUTURE_SECONDS: i64 = 120;

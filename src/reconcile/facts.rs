@@ -5,8 +5,8 @@
 use crate::config::RestTarget;
 use crate::document;
 use crate::http::{Method, Outcome, Request};
-use crate::rest::{self, Room};
 use crate::time::Timestamp;
+use crate::webhook::rest::{self, Room};
 use serde::{Deserialize, Serialize};
 
 /// Most rooms one pass reads; more are left to the next pass (and reported).

@@ -15,13 +15,13 @@ use crate::config::Config;
 use crate::config::{RestTarget, Settings};
 use crate::document::{self, Nested};
 use crate::error::Error;
-use crate::facts::{self, Applied, Correction, DbError, DbRoom, Fact};
-use crate::handler::{self, Incoming};
-use crate::hms_api::{self, ActivePeer, ActiveRoom, Api, ApiError, Session};
 use crate::http::{join_all, Http};
+use crate::reconcile::facts::{self, Applied, Correction, DbError, DbRoom, Fact};
+use crate::reconcile::hms_api::{self, ActivePeer, ActiveRoom, Api, ApiError, Session};
 use crate::reply::{Log, Outcome as Answer, Reply};
 use crate::roles::Roles;
 use crate::time::Timestamp;
+use crate::webhook::handler::{self, Incoming};
 use serde::de::IgnoredAny;
 use serde::Serialize;
 

@@ -4,7 +4,7 @@
 use crate::config::RestTarget;
 use crate::document;
 use crate::http::{Method, Outcome, Request};
-use crate::plan::ApplyArgs;
+use crate::webhook::plan::ApplyArgs;
 use serde::{Deserialize, Serialize};
 
 /// The RPC's verdict.
@@ -146,10 +146,10 @@ pub fn interpret(outcome: &Outcome) -> Result<RpcResult, UpstreamFailure> {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::event::parse;
-    use crate::plan::{plan, Plan};
     use crate::roles::Roles;
     use crate::time::Timestamp;
+    use crate::webhook::event::parse;
+    use crate::webhook::plan::{plan, Plan};
 
     fn target() -> RestTarget {
         let config = Config::from_env([
