@@ -142,7 +142,7 @@ async function cases(): Promise<Case[]> {
   return out;
 }
 
-Deno.test("contract tables: every copy agrees with the Rust core's (src/event.rs, src/roles.rs)", async () => {
+Deno.test("contract tables: every copy agrees with the Rust core's (src/webhook/event.rs, src/roles.rs)", async () => {
   const { glue } = await loadBenchPackage();
   const core = glue.WebhookHandler.contract() as BenchContract;
   // The independent TypeScript baseline keeps its own copies.
