@@ -4,10 +4,11 @@
 //!
 //! The readers derive `Deserialize` for the fields they read, so serde ignores every other field
 //! and refuses a key repeated among those (its `duplicate field` error): two parsers could
-//! disagree about which occurrence counts. Nesting is bounded by construction: a derived struct
-//! descends only as deep as its fields, serde_json skips everything else without recursion, and
-//! [`Field`] keeps only the kind of a nested value; serde_json's own recursion limit (128) bounds
-//! the rest.
+//! disagree about which occurrence counts. Nesting is bounded: serde_json refuses values it reads
+//! nested deeper than its recursion limit, but skips unread ones without any limit, so
+//! [`check_depth`] (hand-written: serde_json has no option for it) refuses a document nested
+//! deeper than [`MAX_DEPTH`] anywhere, as before; it costs one byte count for any document with
+//! fewer brackets than that.
 
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
@@ -25,8 +26,46 @@ impl fmt::Display for ReadError {
     }
 }
 
+/// Deepest accepted nesting of arrays and objects: 127, what serde_json accepts where it reads.
+pub const MAX_DEPTH: usize = 127;
+
+/// Refuses a document nested deeper than [`MAX_DEPTH`] anywhere (brackets inside strings do not
+/// count). Malformed text passes; serde_json refuses it next with a better message.
+fn check_depth(text: &str) -> Result<(), ReadError> {
+    let bytes = text.as_bytes();
+    if bytes.iter().filter(|&&b| b == b'[' || b == b'{').count() <= MAX_DEPTH {
+        return Ok(());
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &byte in bytes {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if byte == b'\\' {
+                escaped = true;
+            } else if byte == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' if depth == MAX_DEPTH => {
+                return Err(ReadError(format!(
+                    "recursion limit exceeded (more than {MAX_DEPTH} nested arrays or objects)"
+                )))
+            }
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Reads one whole JSON document (surrounding whitespace allowed, nothing after it).
 pub fn read<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, ReadError> {
+    check_depth(text)?;
     let mut json = serde_json::Deserializer::from_str(text);
     let value = serde_path_to_error::deserialize(&mut json).map_err(|err| {
         let path = err.path().to_string();
@@ -280,10 +319,18 @@ mod tests {
     }
 
     #[test]
-    fn deep_nesting_is_skipped_or_refused_without_recursion() {
+    fn nesting_is_bounded_everywhere_and_strings_do_not_count() {
         let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
-        assert!(read::<Doc>(&format!(r#"{{"zz":{}}}"#, deep(100_000))).is_ok());
-        assert!(read::<Doc>(&format!(r#"{{"a":{}}}"#, deep(100_000))).is_ok());
+        // The object itself is one level.
+        assert!(read::<Doc>(&format!(r#"{{"zz":{}}}"#, deep(MAX_DEPTH - 1))).is_ok());
+        for field in ["zz", "a"] {
+            for n in [MAX_DEPTH, 100_000] {
+                let err = read::<Doc>(&format!(r#"{{"{field}":{}}}"#, deep(n))).unwrap_err();
+                assert!(err.0.contains("recursion limit"), "{err}");
+            }
+        }
+        let brackets = format!(r#"{{"a":"{}\"{}"}}"#, "[".repeat(500), "{".repeat(500));
+        assert!(read::<Doc>(&brackets).is_ok());
         assert!(read::<Doc>(&format!(r#"{{"a":{}"#, "[".repeat(100_000))).is_err());
     }
 }

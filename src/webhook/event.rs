@@ -1120,20 +1120,24 @@ mod tests {
     #[test]
     fn nesting_is_bounded_and_refused_cleanly() {
         let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
-        // Unread fields are skipped without recursion, however deep.
-        for n in [10, 100_000] {
-            let within = format!(
+        let within = format!(
+            r#"{{"id":"x","type":"t","timestamp":"2024-10-04T18:03:10Z","data":{{"x":{}}}}}"#,
+            deep(document::MAX_DEPTH - 2)
+        );
+        assert_eq!(
+            ignored(within.as_bytes()).reason,
+            IgnoreReason::EventTypeNotHandled
+        );
+        for n in [document::MAX_DEPTH, 100_000] {
+            let beyond = format!(
                 r#"{{"id":"x","type":"t","timestamp":"2024-10-04T18:03:10Z","data":{{"x":{}}}}}"#,
                 deep(n)
             );
-            assert_eq!(
-                ignored(within.as_bytes()).reason,
-                IgnoreReason::EventTypeNotHandled
-            );
+            assert!(matches!(err(&beyond), Error::InvalidJson(m) if m.contains("recursion limit")));
         }
         let known = with_data(
             "peer.join.success",
-            &format!(r#"{{"room_id":{},"peer_id":"p"}}"#, deep(100_000)),
+            &format!(r#"{{"room_id":{},"peer_id":"p"}}"#, deep(10)),
         );
         assert_eq!(
             err(&known),
