@@ -1,6 +1,7 @@
-//! What every reader shares: one call that runs serde_json over a whole document and names where
-//! it failed ([`read`], with `serde_path_to_error`), and two serde types for documents whose
-//! fields are checked by rules rather than by type alone ([`Field`], [`Nested`]).
+//! What every reader and writer shares: [`read`] runs serde_json over a whole document and, when it
+//! refuses one, names where (`serde_path_to_error`); [`write`] writes a record; and serde types
+//! for documents whose fields are checked by rules rather than by type alone ([`Field`],
+//! [`Nested`]) or whose members keep their order ([`Entries`]).
 //!
 //! The readers derive `Deserialize` for the fields they read, so serde ignores every other field
 //! and refuses a key repeated among those (its `duplicate field` error): two parsers could
