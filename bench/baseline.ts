@@ -1,7 +1,7 @@
 /**
  * The TypeScript baseline: what a competent developer would write instead of the Rust core.
  *
- * Same steps and rules as `src/handler.rs::begin` (docs/design.md §2-§6): method and size
+ * Same steps and rules as `src/webhook/handler.rs::begin` (docs/design.md §2-§6): method and size
  * limits, WebCrypto HMAC-SHA256 of the raw body (`x-100ms-signature`) or the static secret header
  * (constant time, rotation), JSON.parse, validation of both formats, freshness, role
  * classification and the RPC plan with its JSON body. Keys are imported once per isolate, as a

@@ -195,7 +195,7 @@ fn main() -> ExitCode {
     }
 
     let (outcome, rpc_body) = match begin(&config, &incoming(&full)) {
-        Step::Call(call) => ("call".to_owned(), Some(call.request.body.clone())),
+        Step::Call(call) => ("call".to_owned(), call.request.body.clone()),
         Step::Respond(reply) => (format!("respond {}", reply.status), None),
     };
     for (name, headers) in [

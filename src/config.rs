@@ -1,7 +1,7 @@
 //! Environment -> typed `Config`, validated once per isolate. Bad values never throw: they make a
 //! config that refuses every request with 500 `misconfigured` (fail closed) and names the variable.
 
-use crate::json::{self, Value};
+use crate::document;
 use crate::roles::{Roles, DEFAULT_IGNORED_ROLES, DEFAULT_SPEAKER_ROLES};
 use crate::signature::{AuthMode, Secret, Verifier, DEFAULT_SECRET_HEADER};
 
@@ -268,19 +268,19 @@ fn api_target(env: &Env) -> Result<Option<ApiTarget>, Misconfig> {
     }
 }
 
+/// `SUPABASE_SECRET_KEYS` as far as it is read: other keys ignored, `default` at most once.
+#[derive(serde::Deserialize)]
+struct SecretKeys {
+    default: Option<String>,
+}
+
 /// `SUPABASE_SECRET_KEYS` (`{"default": "..."}`) first, else `SUPABASE_SERVICE_ROLE_KEY`.
 fn api_key(env: &Env) -> Result<String, Misconfig> {
     const KEYS: &str = "SUPABASE_SECRET_KEYS";
     const LEGACY: &str = "SUPABASE_SERVICE_ROLE_KEY";
     // Not a JSON object, or a `default` that is not a string: fall back to the legacy key.
     let from_keys = optional(env, KEYS)
-        .and_then(|text| match json::parse(text).ok()? {
-            Value::Object(mut keys) => match keys.take("default").ok()?? {
-                Value::String(key) => Some(key.into_owned()),
-                _ => None,
-            },
-            _ => None,
-        })
+        .and_then(|text| document::read::<SecretKeys>(text).ok()?.default)
         .filter(|key| !key.is_empty());
     if let Some(key) = from_keys {
         check_secret_text(KEYS, &key)?;
@@ -372,7 +372,7 @@ impl Misconfig {
 }
 
 impl Config {
-    /// Builds the configuration from environment pairs (names outside [`VARIABLES`] are
+    /// Builds the configuration from environment pairs (names outside `VARIABLES` are
     /// dropped), or says which variable makes it unusable.
     pub fn from_env<I, K, V>(pairs: I) -> Result<Config, Misconfig>
     where

@@ -1,7 +1,6 @@
 //! The one error type of the request core: each variant maps to an HTTP status and a stable code.
 
 use crate::config::Misconfig;
-use crate::json::{DuplicateKey, JsonError};
 use std::borrow::Cow;
 
 /// Everything that can make a webhook request end without a successful RPC.
@@ -157,15 +156,9 @@ impl From<std::str::Utf8Error> for Error {
     }
 }
 
-impl From<JsonError> for Error {
-    fn from(err: JsonError) -> Self {
+impl From<crate::document::ReadError> for Error {
+    fn from(err: crate::document::ReadError) -> Self {
         Error::InvalidJson(err.0)
-    }
-}
-
-impl From<DuplicateKey> for Error {
-    fn from(DuplicateKey(key): DuplicateKey) -> Self {
-        Error::InvalidJson(format!("duplicate field `{key}`"))
     }
 }
 

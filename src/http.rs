@@ -1,10 +1,9 @@
-//! The I/O seam of reconcile: one HTTP exchange as data, the [`Http`] trait the boundary
-//! implements with `fetch` (and tests with a fake), and a small join for bounded concurrency.
-//! A pass is an ordinary `async fn` generic over [`Http`], so the core stays sans-IO.
+//! The one HTTP model of both routes: one exchange as data ([`Request`], [`Outcome`]), the
+//! [`Http`] trait the boundary implements with `fetch` (and tests with a fake), and a join for
+//! reconcile's bounded concurrency. The webhook hands its one RPC back as a `Request`; a pass
+//! is an ordinary `async fn` generic over [`Http`]. So the core stays sans-IO.
 
 use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 /// The two methods reconcile uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,54 +61,10 @@ pub trait Http {
     fn now_ms(&self) -> i64;
 }
 
-/// Polls every future until all are ready; outputs in input order. Enough for a handful of
-/// workers in one thread: a wake-up re-polls all of them.
-pub fn join_all<F: Future>(futures: Vec<F>) -> JoinAll<F> {
-    JoinAll {
-        slots: futures
-            .into_iter()
-            .map(|f| (Some(Box::pin(f)), None))
-            .collect(),
-    }
-}
-
-/// The future of [`join_all`].
-pub struct JoinAll<F: Future> {
-    #[allow(clippy::type_complexity)]
-    slots: Vec<(Option<Pin<Box<F>>>, Option<F::Output>)>,
-}
-
-// The futures are boxed and outputs are only moved out, never pinned: no field is structurally
-// pinned, so the join itself may move.
-impl<F: Future> Unpin for JoinAll<F> {}
-
-impl<F: Future> Future for JoinAll<F> {
-    type Output = Vec<F::Output>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        let mut pending = false;
-        for (future, output) in &mut this.slots {
-            if let Some(f) = future {
-                match f.as_mut().poll(cx) {
-                    Poll::Ready(value) => {
-                        *output = Some(value);
-                        *future = None;
-                    }
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            return Poll::Pending;
-        }
-        Poll::Ready(
-            this.slots
-                .iter_mut()
-                .filter_map(|(_, output)| output.take())
-                .collect(),
-        )
-    }
+/// Polls every future until all are ready; outputs in input order (bounded concurrency: the
+/// pass joins a fixed number of workers).
+pub fn join_all<F: Future>(futures: Vec<F>) -> futures_util::future::JoinAll<F> {
+    futures_util::future::join_all(futures)
 }
 
 /// Percent-encodes a path segment or query value (everything but RFC 3986 unreserved).
@@ -128,32 +83,6 @@ pub fn encode_component(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::cell::Cell;
-
-    /// Pending once, then ready: exercises the re-poll path.
-    struct YieldOnce(Cell<bool>, u32);
-    impl Future for YieldOnce {
-        type Output = u32;
-        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u32> {
-            if self.0.replace(true) {
-                Poll::Ready(self.1)
-            } else {
-                cx.waker().wake_by_ref();
-                Poll::Pending
-            }
-        }
-    }
-
-    #[test]
-    fn join_all_keeps_input_order() {
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        let mut join = join_all(vec![
-            YieldOnce(Cell::new(false), 1),
-            YieldOnce(Cell::new(true), 2),
-        ]);
-        assert!(Pin::new(&mut join).poll(&mut cx).is_pending());
-        assert_eq!(Pin::new(&mut join).poll(&mut cx), Poll::Ready(vec![1, 2]));
-    }
 
     #[test]
     fn components_are_percent_encoded() {

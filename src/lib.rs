@@ -1,8 +1,22 @@
 //! hms-webhook: 100ms webhooks -> exact live-room counts and trending in Supabase Postgres.
 //!
-//! The crate is a sans-IO core (everything but `wasm`) plus a thin `wasm-bindgen` boundary.
-//! One request flows [`preflight`] -> [`begin`] -> (one RPC) -> [`finish`];
-//! see `docs/design.md` for the contracts between the parts.
+//! One webhook, start to end (`docs/design.md` §1 draws it; §2 lists the modules):
+//!
+//! 1. The Deno shim builds one `WebhookHandler` (`src/wasm.rs`) per isolate from the variables
+//!    [`Config::from_env`] reads, checked once; a bad value makes every answer 500.
+//! 2. The boundary asks [`preflight`] about the method and declared size (405 / 413 before any
+//!    body is read), reads at most the size limit, the credential headers and the clock into an
+//!    [`Incoming`].
+//! 3. [`begin`] checks the signature or secret header over the raw bytes, reads the body with
+//!    serde (100ms envelope or legacy flat format), bounds its timestamp, classifies the role and
+//!    plans: [`Step::Respond`] (refused or ignored) or [`Step::Call`], the one
+//!    `hms_apply_event` RPC as an HTTP request.
+//! 4. The boundary sends it with `fetch`; [`finish`] turns the [`Outcome`] into the [`Reply`]:
+//!    200 for the RPC's own verdicts, 503 (100ms retries) for anything else.
+//! 5. The boundary writes `Reply::log`, the request's one JSON log line, and answers.
+//!
+//! `POST …/reconcile` is the other route: admitted like a webhook, then one pass compares the
+//! live rooms with 100ms's API over the same HTTP model ([`reconciliation`]).
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
@@ -14,59 +28,50 @@
     )
 )]
 
-// Private modules behind one flat API (the boundary, the fuzzer, the bench and the tests need
-// no more than this); a new route adds its step function to `handler` and re-exports it here.
+// Private modules behind one flat API: what the fuzzer, the bench and the tests call, and what
+// the boundary calls that the native build would otherwise see as unused (src/wasm.rs is
+// wasm32-only). A new route adds its step function and re-exports it here.
 // `wire` re-exports the parse and the plan for the histories test, which sends each generated
 // event through the function's own steps (tests/support/wire.rs).
 mod config;
+mod document;
 mod error;
-mod event;
-mod facts;
-mod handler;
-mod hms_api;
 mod http;
-mod json;
-mod plan;
 mod reconcile;
 mod reply;
-mod rest;
 mod roles;
 mod signature;
 mod time;
-mod token;
 #[cfg(target_arch = "wasm32")]
 mod wasm;
+mod webhook;
 
-pub use config::{Config, Misconfig, VARIABLES};
-pub use error::Error;
-pub use event::{Action, EVENT_ACTIONS};
-pub use handler::{
-    begin, finish, misconfigured, preflight, Call, CallContext, Incoming, Step, MAX_FUTURE_SECONDS,
-};
+pub use config::Config;
+pub use http::Outcome;
 pub use reply::Reply;
-pub use rest::{RpcOutcome, RpcRequest};
-pub use roles::{DEFAULT_IGNORED_ROLES, DEFAULT_SPEAKER_ROLES};
 pub use time::Timestamp;
+pub use webhook::event::{Action, EVENT_ACTIONS};
+pub use webhook::handler::{begin, finish, misconfigured, preflight, Incoming, Step};
 
 /// What tests/support/wire.rs checks generated bodies with: a webhook's parse, plan and RPC body.
 #[doc(hidden)]
 pub mod wire {
-    pub use crate::event::parse;
-    pub use crate::plan::{plan, Plan};
     pub use crate::roles::Roles;
     pub use crate::time::Timestamp;
+    pub use crate::webhook::event::parse;
+    pub use crate::webhook::plan::{plan, Plan};
 
     /// The RPC body the function sends for a plan's arguments.
-    pub fn rpc_body(args: &crate::plan::ApplyArgs<'_>) -> String {
-        crate::json::to_string(args)
+    pub fn rpc_body(args: &crate::webhook::plan::ApplyArgs<'_>) -> String {
+        crate::document::write(args)
     }
 }
 
-/// Reconcile: the pass, its I/O seam and its answer (the boundary runs it on `fetch`).
+/// Reconcile as the boundary runs it on `POST …/reconcile`: admission, the pass over its I/O
+/// seam, the answer.
 pub mod reconciliation {
-    pub use crate::facts::{Correction, Counts, Fact};
-    pub use crate::hms_api::Api;
-    pub use crate::http::{Http, Method, Outcome, Request};
-    pub use crate::reconcile::{admit, build_facts, is_route, reply, run, Pass, Summary};
-    pub use crate::token::{mint, TokenCache};
+    pub use crate::http::Http;
+    pub use crate::reconcile::hms_api::Api;
+    pub use crate::reconcile::token::TokenCache;
+    pub use crate::reconcile::{admit, is_route, reply, run, Pass};
 }

@@ -7,9 +7,10 @@
 //! arm in [`Log::reply`] (status, the log's `outcome`, the body). A route's step function fills a
 //! `Log` as `handler::begin` does and ends with `log.reply(Outcome::…)`.
 
+use crate::document;
 use crate::error::Error;
-use crate::json;
-use crate::rest::{ApplyStatus, Room};
+use crate::webhook::rest::{ApplyStatus, Room};
+use serde::Serialize;
 use std::borrow::Cow;
 
 /// What the boundary sends back, plus the line it logs.
@@ -80,81 +81,69 @@ pub struct Log<'a> {
     pub(crate) problem: Option<Cow<'a, str>>,
 }
 
+// The wire shapes (design §4): members in this order; `skip_serializing_if` ones are left out
+// when absent.
+#[derive(Serialize)]
 struct LogLine<'a> {
     level: &'static str,
     msg: &'static str,
     event_id: Option<&'a str>,
+    #[serde(rename = "type")]
     event_type: Option<&'a str>,
     room_id: Option<&'a str>,
     outcome: &'static str,
     status: u16,
     code: Option<&'static str>,
     ms: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     variable: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     problem: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     upstream_status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     upstream_code: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     debug: Option<DebugLine<'a>>,
 }
 
+#[derive(Serialize)]
 struct DebugLine<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
     format: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     auth: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     plan: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     role_class: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     upstream_status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     upstream_code: Option<&'a str>,
 }
 
+#[derive(Serialize)]
 struct ErrorBody<'a> {
     status: &'static str,
     code: &'static str,
     message: &'a str,
 }
 
+#[derive(Serialize)]
 struct SuccessBody<'a> {
     status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'a str>,
     event_id: Option<&'a str>,
+    #[serde(rename = "type")]
     event_type: Option<&'a str>,
+    /// `None`: no `room` member (ignored); `Some(None)`: `"room":null`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     room: Option<Option<&'a Room>>,
 }
-
-// The wire shapes (design §4): members in this order; `if_some` ones are left out when absent.
-json::impl_to_json!(LogLine<'_> {
-    level,
-    msg,
-    event_id,
-    event_type as "type",
-    room_id,
-    outcome,
-    status,
-    code,
-    ms,
-    reason: if_some,
-    variable: if_some,
-    problem: if_some,
-    upstream_status: if_some,
-    upstream_code: if_some,
-    debug: if_some,
-});
-json::impl_to_json!(DebugLine<'_> {
-    format: if_some,
-    auth: if_some,
-    plan: if_some,
-    role_class: if_some,
-    upstream_status: if_some,
-    upstream_code: if_some,
-});
-json::impl_to_json!(ErrorBody<'_> { status, code, message });
-json::impl_to_json!(SuccessBody<'_> {
-    status,
-    reason: if_some,
-    event_id,
-    event_type as "type",
-    room: if_some,
-});
 
 fn json_headers() -> Vec<(String, String)> {
     vec![
@@ -203,7 +192,7 @@ impl Log<'_> {
                 if matches!(err, Error::MethodNotAllowed) {
                     headers.push(("allow".into(), "POST".into()));
                 }
-                let body = json::to_string(&ErrorBody {
+                let body = document::write(&ErrorBody {
                     status: "error",
                     code,
                     message: &message,
@@ -248,7 +237,7 @@ impl Log<'_> {
             400.. => "warn",
             _ => "info",
         };
-        let log = json::to_string(&LogLine {
+        let log = document::write(&LogLine {
             level,
             msg: "webhook",
             event_id: self.event_id.as_deref(),
@@ -279,7 +268,7 @@ impl Log<'_> {
         reason: Option<&str>,
         room: Option<Option<&Room>>,
     ) -> String {
-        json::to_string(&SuccessBody {
+        document::write(&SuccessBody {
             status,
             reason,
             event_id: self.event_id.as_deref(),
@@ -414,251 +403,6 @@ mod tests {
         assert_eq!(
             line["debug"],
             json!({"format":"envelope","upstream_status":200})
-        );
-    }
-
-    /// The records as they were written with `#[derive(Serialize)]`: serde_json is the oracle
-    /// for the writer's member order, keys and omissions. Destructured without `..`, so a field
-    /// added to a record must be added here too.
-    mod oracle {
-        use crate::rest::Room;
-        use serde::Serialize;
-
-        #[derive(Serialize)]
-        pub struct LogLine<'a> {
-            level: &'static str,
-            msg: &'static str,
-            event_id: Option<&'a str>,
-            #[serde(rename = "type")]
-            event_type: Option<&'a str>,
-            room_id: Option<&'a str>,
-            outcome: &'static str,
-            status: u16,
-            code: Option<&'static str>,
-            ms: i64,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            reason: Option<&'a str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            variable: Option<&'static str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            problem: Option<&'a str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            upstream_status: Option<u16>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            upstream_code: Option<&'a str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            debug: Option<DebugLine<'a>>,
-        }
-
-        #[derive(Serialize)]
-        pub struct DebugLine<'a> {
-            #[serde(skip_serializing_if = "Option::is_none")]
-            format: Option<&'static str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            auth: Option<&'static str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            plan: Option<&'static str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            role_class: Option<&'static str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            upstream_status: Option<u16>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            upstream_code: Option<&'a str>,
-        }
-
-        #[derive(Serialize)]
-        pub struct ErrorBody<'a> {
-            status: &'static str,
-            code: &'static str,
-            message: &'a str,
-        }
-
-        #[derive(Serialize)]
-        pub struct SuccessBody<'a> {
-            status: &'static str,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            reason: Option<&'a str>,
-            event_id: Option<&'a str>,
-            #[serde(rename = "type")]
-            event_type: Option<&'a str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            room: Option<Option<&'a Room>>,
-        }
-
-        impl<'a> From<&super::DebugLine<'a>> for DebugLine<'a> {
-            fn from(line: &super::DebugLine<'a>) -> Self {
-                let super::DebugLine {
-                    format,
-                    auth,
-                    plan,
-                    role_class,
-                    upstream_status,
-                    upstream_code,
-                } = *line;
-                DebugLine {
-                    format,
-                    auth,
-                    plan,
-                    role_class,
-                    upstream_status,
-                    upstream_code,
-                }
-            }
-        }
-
-        impl<'a> From<&super::LogLine<'a>> for LogLine<'a> {
-            fn from(line: &super::LogLine<'a>) -> Self {
-                let super::LogLine {
-                    level,
-                    msg,
-                    event_id,
-                    event_type,
-                    room_id,
-                    outcome,
-                    status,
-                    code,
-                    ms,
-                    reason,
-                    variable,
-                    problem,
-                    upstream_status,
-                    upstream_code,
-                    ref debug,
-                } = *line;
-                LogLine {
-                    level,
-                    msg,
-                    event_id,
-                    event_type,
-                    room_id,
-                    outcome,
-                    status,
-                    code,
-                    ms,
-                    reason,
-                    variable,
-                    problem,
-                    upstream_status,
-                    upstream_code,
-                    debug: debug.as_ref().map(DebugLine::from),
-                }
-            }
-        }
-
-        impl<'a> From<&super::ErrorBody<'a>> for ErrorBody<'a> {
-            fn from(body: &super::ErrorBody<'a>) -> Self {
-                let super::ErrorBody {
-                    status,
-                    code,
-                    message,
-                } = *body;
-                ErrorBody {
-                    status,
-                    code,
-                    message,
-                }
-            }
-        }
-
-        impl<'a> From<&super::SuccessBody<'a>> for SuccessBody<'a> {
-            fn from(body: &super::SuccessBody<'a>) -> Self {
-                let super::SuccessBody {
-                    status,
-                    reason,
-                    event_id,
-                    event_type,
-                    room,
-                } = *body;
-                SuccessBody {
-                    status,
-                    reason,
-                    event_id,
-                    event_type,
-                    room,
-                }
-            }
-        }
-    }
-
-    /// Every record, with each optional member present and absent in every combination, is
-    /// byte for byte what serde_json wrote for it.
-    #[test]
-    fn records_are_written_as_serde_json_wrote_them() {
-        let room = Room {
-            hms_room_id: "r\"1".into(),
-            is_live: false,
-            listener_count: 0,
-            speaker_count: u64::MAX,
-            trending_score: 1234.5,
-            last_active_at: None,
-        };
-        let text = |on: bool, value: &'static str| on.then_some(value);
-        for mask in 0u32..1 << 16 {
-            let bit = |b: u32| mask & (1 << b) != 0;
-            let debug = DebugLine {
-                format: text(bit(0), "envelope"),
-                auth: text(bit(1), "signature"),
-                plan: text(bit(2), "join"),
-                role_class: text(bit(3), "speaker"),
-                upstream_status: bit(4).then_some(404),
-                upstream_code: text(bit(5), "PGRST202"),
-            };
-            let ours = json::to_string(&debug);
-            assert_eq!(
-                ours,
-                serde_json::to_string(&oracle::DebugLine::from(&debug)).unwrap()
-            );
-            let line = LogLine {
-                level: "warn",
-                msg: "webhook",
-                event_id: text(bit(6), "e\u{1}"),
-                event_type: text(bit(7), "peer.join.success"),
-                room_id: text(bit(8), "r\n"),
-                outcome: "rejected",
-                status: 400,
-                code: text(bit(9), "missing_field"),
-                ms: if bit(0) { -1 } else { 1_234 },
-                reason: text(bit(10), "why \"not\""),
-                variable: text(bit(11), "HMS_WEBHOOK_SECRET"),
-                problem: text(bit(12), "error status"),
-                upstream_status: bit(13).then_some(503),
-                upstream_code: text(bit(14), "42501"),
-                debug: bit(15).then_some(debug),
-            };
-            let oracle = serde_json::to_string(&oracle::LogLine::from(&line)).unwrap();
-            assert_eq!(json::to_string(&line), oracle);
-            if mask < 1 << 5 {
-                let success = SuccessBody {
-                    status: "applied",
-                    reason: text(bit(0), "unknown room"),
-                    event_id: text(bit(1), "e"),
-                    event_type: text(bit(2), "peer.leave.success"),
-                    room: bit(3).then_some(bit(4).then_some(&room)),
-                };
-                let oracle = serde_json::to_string(&oracle::SuccessBody::from(&success)).unwrap();
-                assert_eq!(json::to_string(&success), oracle);
-            }
-        }
-        let error = ErrorBody {
-            status: "error",
-            code: "invalid_json",
-            message: "request body is not valid JSON: \"\u{7f}\"",
-        };
-        let oracle = serde_json::to_string(&oracle::ErrorBody::from(&error)).unwrap();
-        assert_eq!(json::to_string(&error), oracle);
-    }
-
-    #[test]
-    fn the_shims_500_body_is_the_cores() {
-        // The shim answers without the core when the Wasm cannot boot or throws; its body must
-        // be exactly the one the core writes for `Error::Internal`.
-        let core = Log::default()
-            .reply(Outcome::Refused(&Error::Internal))
-            .body;
-        let shim = include_str!("../supabase/functions/hms-webhook/index.ts");
-        assert!(
-            shim.contains(&format!("`{core}`")),
-            "shim 500 body drifted from {core}"
         );
     }
 }

@@ -1,5 +1,11 @@
 //! RFC 3339 timestamps: strict parsing (0-9 fraction digits, `Z` or offsets) and UTC formatting
-//! with microseconds, on plain integer arithmetic (no date library needed for this little).
+//! with microseconds, on plain integer arithmetic.
+//!
+//! Hand-written for a measured reason: the `time` crate's `Rfc3339` parser in its place (same
+//! µs truncation) made the shipped module 9,135 B larger raw / 4,339 B gzip, parsed ~1.5× slower
+//! (natively, the four timestamp shapes 100ms sends: ~250 vs ~390 ns), and accepts what the
+//! contract refuses (a space for `T`, more than nine fraction digits, second 60), which would
+//! loosen design §5 without a gain.
 
 use std::fmt::Write as _;
 

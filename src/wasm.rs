@@ -3,13 +3,12 @@
 
 use crate::config::{Config, Misconfig, VARIABLES};
 use crate::error::Error;
-use crate::handler::{self, Incoming, Step};
-use crate::hms_api::Api;
 use crate::http::{self, Http, Outcome as HttpOutcome};
 use crate::reconcile;
+use crate::reconcile::hms_api::Api;
+use crate::reconcile::token::TokenCache;
 use crate::reply::{Log, Outcome, Reply};
-use crate::rest::{RpcOutcome, RpcRequest};
-use crate::token::TokenCache;
+use crate::webhook::handler::{self, Incoming, Step};
 use js_sys::{Date, Uint8Array};
 use std::cell::RefCell;
 use wasm_bindgen::prelude::*;
@@ -66,7 +65,7 @@ impl WebhookHandler {
     /// Never throws: an unusable object yields a handler that answers 500 `misconfigured`.
     #[wasm_bindgen(constructor)]
     pub fn new(env: JsValue) -> WebhookHandler {
-        let config = env_pairs(&env)
+        let config = env_pairs(env)
             .ok_or_else(|| {
                 Misconfig::new(
                     "environment",
@@ -102,27 +101,23 @@ impl WebhookHandler {
 #[wasm_bindgen]
 impl WebhookHandler {
     /// The contract tables as the core states them (design §3, §5), for the test that checks
-    /// the TypeScript copies: `{"actions":{type: p_action}, "speaker_roles", "ignored_roles"}`.
-    pub fn contract() -> String {
-        use crate::json::{ObjectWriter, ToJson};
-        struct Actions;
-        impl ToJson for Actions {
-            fn write_json(&self, out: &mut String) {
-                // Keys are written verbatim: event type names need no escapes.
-                let mut object = ObjectWriter::new(out);
-                for (name, action) in crate::event::EVENT_ACTIONS {
-                    object.member(name, action.as_str());
-                }
-                object.end();
-            }
+    /// the TypeScript copies: `{actions: {type: p_action}, speaker_roles, ignored_roles}`.
+    pub fn contract() -> Result<JsValue, JsValue> {
+        #[derive(serde::Serialize)]
+        struct Contract {
+            actions: std::collections::BTreeMap<&'static str, &'static str>,
+            speaker_roles: &'static str,
+            ignored_roles: &'static str,
         }
-        let mut out = String::new();
-        ObjectWriter::new(&mut out)
-            .member("actions", &Actions)
-            .member("speaker_roles", crate::roles::DEFAULT_SPEAKER_ROLES)
-            .member("ignored_roles", crate::roles::DEFAULT_IGNORED_ROLES)
-            .end();
-        out
+        let contract = Contract {
+            actions: crate::webhook::event::EVENT_ACTIONS
+                .iter()
+                .map(|(name, action)| (*name, action.as_str()))
+                .collect(),
+            speaker_roles: crate::roles::DEFAULT_SPEAKER_ROLES,
+            ignored_roles: crate::roles::DEFAULT_IGNORED_ROLES,
+        };
+        to_js(&contract)
     }
 
     /// Runs `begin` on a POST without I/O, for benchmarking verify + parse + classify + plan
@@ -159,9 +154,10 @@ impl WebhookHandler {
         match step {
             Step::Respond(reply) => format!("{}\n{}", reply.status, reply.body),
             Step::Call(call) => {
-                let mut out = String::with_capacity(5 + call.request.body.len());
+                let body = call.request.body.unwrap_or_default();
+                let mut out = String::with_capacity(5 + body.len());
                 out.push_str("call\n");
-                out.push_str(&call.request.body);
+                out.push_str(&body);
                 out
             }
         }
@@ -226,7 +222,7 @@ fn path_of(url: &str) -> String {
     path.split(['?', '#']).next().unwrap_or("").to_owned()
 }
 
-/// Reconcile's I/O: the global `fetch` with the same timeout as the webhook path.
+/// The I/O of both routes: the global `fetch`, aborted after `UPSTREAM_TIMEOUT_MS`.
 struct Fetch;
 
 impl Http for Fetch {
@@ -251,11 +247,7 @@ async fn fetch_any(request: &http::Request) -> Result<HttpOutcome, JsValue> {
         &request.headers,
         request.body.as_deref(),
     )?;
-    let answer = fetch_answer(&request.url, &init).await;
-    answer.map(|outcome| match outcome {
-        RpcOutcome::Response { status, body } => HttpOutcome::Response { status, body },
-        RpcOutcome::Unreachable => HttpOutcome::Unreachable,
-    })
+    fetch_answer(&request.url, &init).await
 }
 
 /// Web `Headers` from name/value pairs.
@@ -290,21 +282,20 @@ fn internal(config: &Config, problem: &'static str, started_ms: i64) -> Reply {
     log.reply(Outcome::Refused(&Error::Internal))
 }
 
-/// Reads a plain object of strings (js_sys directly: serde-wasm-bindgen costs ~10 KB of Wasm).
-fn env_pairs(env: &JsValue) -> Option<Vec<(String, String)>> {
-    if !env.is_object() {
-        return None;
-    }
-    let entries = js_sys::Object::entries(env.unchecked_ref());
-    let mut pairs = Vec::with_capacity(entries.length() as usize);
-    for entry in entries.iter() {
-        let pair: js_sys::Array = entry.unchecked_into();
-        // Non-string values cannot come from Deno.env; skipping them leaves that variable unset.
-        if let (Some(name), Some(value)) = (pair.get(0).as_string(), pair.get(1).as_string()) {
-            pairs.push((name, value));
-        }
-    }
-    Some(pairs)
+/// The environment object the shim passes (names to strings), through serde-wasm-bindgen;
+/// anything else (a non-object, a non-string value) is `None`, i.e. misconfigured.
+fn env_pairs(env: JsValue) -> Option<Vec<(String, String)>> {
+    serde_wasm_bindgen::from_value::<std::collections::BTreeMap<String, String>>(env)
+        .ok()
+        .map(|pairs| pairs.into_iter().collect())
+}
+
+/// A structured value as a plain JS value (objects, not `Map`s, for maps).
+#[cfg(feature = "bench")]
+fn to_js<T: serde::Serialize>(value: &T) -> Result<JsValue, JsValue> {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(JsValue::from)
 }
 
 /// A request as the core reads it, owned; `incoming` lends it out.
@@ -361,7 +352,7 @@ async fn handle_request(config: &Config, request: &Request) -> Reply {
     match handler::begin(config, &read.incoming()) {
         Step::Respond(reply) => reply,
         Step::Call(call) => {
-            let outcome = send(&call.request).await;
+            let outcome = Fetch.send(call.request).await;
             handler::finish(call.context, outcome, now_ms())
         }
     }
@@ -406,17 +397,8 @@ async fn read_body(request: &Request, cap: u64) -> Result<Vec<u8>, JsValue> {
     }
 }
 
-async fn send(request: &RpcRequest) -> RpcOutcome {
-    try_send(request).await.unwrap_or(RpcOutcome::Unreachable)
-}
-
-async fn try_send(rpc: &RpcRequest) -> Result<RpcOutcome, JsValue> {
-    let init = request_init("POST", &rpc.headers, Some(&rpc.body))?;
-    fetch_answer(&rpc.url, &init).await
-}
-
 /// Fetches `url` with `init`, aborted after UPSTREAM_TIMEOUT_MS (the timer is cleared either way).
-async fn fetch_answer(url: &str, init: &RequestInit) -> Result<RpcOutcome, JsValue> {
+async fn fetch_answer(url: &str, init: &RequestInit) -> Result<HttpOutcome, JsValue> {
     let controller = AbortController::new()?;
     init.set_signal(Some(&controller.signal()));
     let abort: js_sys::Function = js_sys::Reflect::get(&controller, &JsValue::from_str("abort"))?
@@ -429,14 +411,14 @@ async fn fetch_answer(url: &str, init: &RequestInit) -> Result<RpcOutcome, JsVal
 }
 
 /// The fetch and its body, without the timer.
-async fn fetch_within(url: &str, init: &RequestInit) -> Result<RpcOutcome, JsValue> {
+async fn fetch_within(url: &str, init: &RequestInit) -> Result<HttpOutcome, JsValue> {
     let request = Request::new_with_str_and_init(url, init)?;
     let response: Response = JsFuture::from(fetch_with_request(&request)?)
         .await?
         .dyn_into()?;
     let status = response.status();
     let buffer = JsFuture::from(response.array_buffer()?).await?;
-    Ok(RpcOutcome::Response {
+    Ok(HttpOutcome::Response {
         status,
         body: Uint8Array::new(&buffer).to_vec(),
     })

@@ -142,9 +142,9 @@ async function cases(): Promise<Case[]> {
   return out;
 }
 
-Deno.test("contract tables: every copy agrees with the Rust core's (src/event.rs, src/roles.rs)", async () => {
+Deno.test("contract tables: every copy agrees with the Rust core's (src/webhook/event.rs, src/roles.rs)", async () => {
   const { glue } = await loadBenchPackage();
-  const core = JSON.parse(glue.WebhookHandler.contract()) as BenchContract;
+  const core = glue.WebhookHandler.contract() as BenchContract;
   // The independent TypeScript baseline keeps its own copies.
   assert.deepEqual(ACTIONS, core.actions, "bench/baseline.ts ACTIONS");
   assert.equal(DEFAULT_SPEAKERS, core.speaker_roles, "baseline speaker roles");
@@ -460,7 +460,7 @@ Deno.test({
       positive(obj(db.ledger, "ledger").total_bytes_per_million, "ledger size");
 
       const targets = r.targets as Json[];
-      assert.equal(targets.length, 11);
+      assert.equal(targets.length, 9);
       for (const t of targets) {
         assert.equal(typeof t.name, "string");
         assert.ok(

@@ -55,8 +55,8 @@ export interface BenchPackage {
   glue: {
     WebhookHandler: {
       new (env: Record<string, string>): BenchHandler;
-      /** The core's contract tables as JSON (see `BenchContract`). */
-      contract(): string;
+      /** The core's contract tables (see `BenchContract`). */
+      contract(): BenchContract;
     };
   };
 }

@@ -76,7 +76,7 @@ const COMPARE: Record<string, (v: number, bound: number) => boolean> = {
 
 /**
  * A target's rule is its text, so what the report shows and what it checks cannot drift apart:
- * `<= 150 KB`, `>= 50%`, `wasm/baseline < 1` or `0 B`. KB and % scale the bound to the value's
+ * `<= 5 ms`, `>= 50%`, `wasm/baseline < 1` or `0 B`. KB and % scale the bound to the value's
  * unit (bytes, a fraction); otherwise the value's unit is the text's (µs, ms, B, ×; none: ×).
  */
 function check(name: string, target: string, value: Measured): Target {
@@ -105,6 +105,10 @@ export function targets(
   const vsCeiling = comparisons?.find((c) =>
     c.concurrency === 16 && c.run !== "hot room"
   )?.fraction_of_ceiling;
+  const coldStartRatio = size?.baseline_cold_start
+    ? size.cold_start.in_process_ms.median /
+      size.baseline_cold_start.in_process_ms.median
+    : null;
   const growth = `Wasm memory growth over ${
     memory?.events ?? "100,000"
   } events`;
@@ -115,12 +119,10 @@ export function targets(
       "wasm/baseline < 1",
       core?.ratios.wasm_over_baseline,
     ],
-    [".wasm raw", "<= 150 KB", size?.wasm_bytes],
-    [".wasm gzip", "<= 60 KB", size?.wasm_gzip_bytes],
     [
-      "cold start (in process, median)",
-      "<= 50 ms",
-      size?.cold_start.in_process_ms.median,
+      "cold start vs the TS baseline's (in process, medians)",
+      "wasm/baseline <= 0.8",
+      coldStartRatio,
     ],
     ["end to end p50 at c=16", "<= 5 ms", c16?.median],
     ["end to end p99 at c=16", "<= 25 ms", c16?.p99],
@@ -277,12 +279,8 @@ export function render(
     out.push(`\n2. Size and cold start`);
     out.push(table([
       ["figure", "value", "target"],
-      [".wasm raw", `${int(z.wasm_bytes)} B`, mark(byName.get(".wasm raw"))],
-      [
-        ".wasm gzip -9",
-        `${int(z.wasm_gzip_bytes)} B`,
-        mark(byName.get(".wasm gzip")),
-      ],
+      [".wasm raw", `${int(z.wasm_bytes)} B`, ""],
+      [".wasm gzip -9", `${int(z.wasm_gzip_bytes)} B`, ""],
       ["JS glue (hms_webhook.js)", `${int(z.glue_bytes)} B`, ""],
       [
         "inlined Wasm module (base64 .js)",
@@ -294,7 +292,9 @@ export function render(
         `${num(z.cold_start.in_process_ms.median, 1)} ms (${
           num(z.cold_start.in_process_ms.p99, 1)
         })`,
-        mark(byName.get("cold start (in process, median)")),
+        mark(
+          byName.get("cold start vs the TS baseline's (in process, medians)"),
+        ),
       ],
       [
         "  import (compile + instantiate + serve)",

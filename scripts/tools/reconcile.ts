@@ -29,7 +29,7 @@ export interface Counts {
   speaker_count: number;
 }
 
-/** The function's answer (src/reconcile.rs `Summary`). */
+/** The function's answer (src/reconcile/pass.rs `Summary`). */
 export interface Summary {
   status: "completed" | "incomplete" | "failed";
   api: "on" | "off";

@@ -6,11 +6,12 @@
 
 use crate::config::{Config, Misconfig};
 use crate::error::Error;
-use crate::event;
-use crate::plan::{self, Plan};
+use crate::http::{Outcome as HttpOutcome, Request};
 use crate::reply::{Log, Outcome, Reply, Upstream};
-use crate::rest::{self, ApplyStatus, RpcOutcome, RpcRequest};
 use crate::time::Timestamp;
+use crate::webhook::event;
+use crate::webhook::plan::{self, Plan};
+use crate::webhook::rest::{self, ApplyStatus};
 
 /// Events further ahead than this are refused whatever the tolerance (also when it is 0).
 pub const MAX_FUTURE_SECONDS: i64 = 120;
@@ -46,7 +47,7 @@ pub enum Step {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Call {
     /// The HTTP request.
-    pub request: RpcRequest,
+    pub request: Request,
     /// The log of the request, owned: the body is gone by the time the RPC answers.
     pub context: CallContext,
 }
@@ -158,7 +159,7 @@ fn decide<'a>(config: &Config, incoming: &Incoming<'a>, log: &mut Log<'a>) -> Re
 }
 
 /// Turns the RPC outcome into the reply: 200 for the RPC's own verdicts, 503 otherwise.
-pub fn finish(mut log: CallContext, outcome: RpcOutcome, now_ms: i64) -> Reply {
+pub fn finish(mut log: CallContext, outcome: HttpOutcome, now_ms: i64) -> Reply {
     log.ms = now_ms.saturating_sub(log.started_ms).max(0);
     match rest::interpret(&outcome) {
         Ok(result) => {
@@ -287,7 +288,7 @@ mod tests {
             call.request.url,
             "http://127.0.0.1:54321/rest/v1/rpc/hms_apply_event"
         );
-        let args: Value = serde_json::from_str(&call.request.body).unwrap();
+        let args: Value = serde_json::from_str(call.request.body.as_deref().unwrap()).unwrap();
         assert_eq!(args["p_event_id"], "ev-join-1");
         assert_eq!(args["p_action"], "peer_join");
         assert_eq!(args["p_role_class"], "listener");
@@ -515,7 +516,7 @@ mod tests {
     #[test]
     fn finish_passes_the_rpc_verdict_through() {
         let ctx = context();
-        let outcome = RpcOutcome::Response {
+        let outcome = HttpOutcome::Response {
             status: 200,
             body: br#"{"status":"applied","reason":null,"room":{"hms_room_id":"room-1","is_live":true,"listener_count":3,"speaker_count":1,"trending_score":6.0,"last_active_at":"2024-10-04T18:03:10.558102+00:00"}}"#.to_vec(),
         };
@@ -533,7 +534,7 @@ mod tests {
 
         let ignored = finish(
             ctx.clone(),
-            RpcOutcome::Response {
+            HttpOutcome::Response {
                 status: 200,
                 body: br#"{"status":"ignored","reason":"unknown room","room":null}"#.to_vec(),
             },
@@ -546,13 +547,13 @@ mod tests {
     #[test]
     fn finish_maps_failures_to_503_and_logs_the_code() {
         let ctx = context();
-        let down = finish(ctx.clone(), RpcOutcome::Unreachable, EVENT_MS);
+        let down = finish(ctx.clone(), HttpOutcome::Unreachable, EVENT_MS);
         assert_eq!(down.status, 503);
         assert_eq!(body_json(&down)["code"], "upstream_unavailable");
         assert_eq!(log_json(&down)["problem"], "unreachable");
         let missing_fn = finish(
             ctx.clone(),
-            RpcOutcome::Response {
+            HttpOutcome::Response {
                 status: 404,
                 body: br#"{"code":"PGRST202","message":"Could not find the function public.hms_apply_event"}"#.to_vec(),
             },
@@ -574,7 +575,7 @@ mod tests {
         let config = config_with(&[("SUPABASE_DEBUG", "true")]);
         let body = join_body();
         let call = call(run(&config, "POST", &signed(&body), &body, EVENT_MS));
-        let reply = finish(call.context, RpcOutcome::Unreachable, EVENT_MS);
+        let reply = finish(call.context, HttpOutcome::Unreachable, EVENT_MS);
         let log = log_json(&reply);
         assert_eq!(
             log["debug"],
@@ -583,7 +584,7 @@ mod tests {
         assert_clean(&reply);
         let quiet = config_with(&[]);
         let call = self::call(run(&quiet, "POST", &signed(&body), &body, EVENT_MS));
-        let reply = finish(call.context, RpcOutcome::Unreachable, EVENT_MS);
+        let reply = finish(call.context, HttpOutcome::Unreachable, EVENT_MS);
         assert!(log_json(&reply).get("debug").is_none());
     }
 }

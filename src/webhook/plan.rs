@@ -1,14 +1,12 @@
 //! `Parsed` -> `Plan`: ignore it (with its reason) or the named arguments of `hms_apply_event`
 //! (design §5 and §6): which time is the event's own, role classes, nulls for absent values.
 
-use crate::event::{Action, Event, IgnoreReason, Parsed};
 use crate::roles::{RoleClass, Roles};
 use crate::time::Timestamp;
+use crate::webhook::event::{Action, Event, IgnoreReason, Parsed};
 
 /// The named arguments of `public.hms_apply_event`; `None` serialises as JSON `null`.
-#[derive(Debug, Clone, PartialEq)]
-// serde_json, the oracle of its writer (`rest.rs`) in tests.
-#[cfg_attr(test, derive(serde::Serialize))]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ApplyArgs<'a> {
     /// Envelope id or `sha256:<hex>`.
     pub p_event_id: &'a str,
@@ -112,7 +110,7 @@ pub fn plan<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::parse;
+    use crate::webhook::event::parse;
     use serde_json::{json, Value};
 
     /// 2024-10-04T18:03:11Z, when the tests' requests arrive.

@@ -1,13 +1,13 @@
 //! 100ms's server API as reconcile uses it (100ms-api.md §2-3): request building and strict
 //! parsing of the documented answers. A field the docs promise that is missing or mistyped
 //! makes the whole answer `Malformed` (nothing is concluded from half a document); fields the
-//! docs do not mention are ignored, so 100ms may add some.
+//! docs do not mention are ignored, so 100ms may add some. serde derives read each answer; the
+//! rules serde cannot state (non-empty ids, a keyed entry's id equal to its key, times) follow.
 
-use std::borrow::Cow;
-
+use crate::document::{self, Entries};
 use crate::http::{encode_component, Method, Outcome, Request};
-use crate::json::{self, Integer, Object, Value};
 use crate::time::Timestamp;
+use serde::Deserialize;
 
 /// `limit` of one sessions page: the documented maximum.
 pub const PAGE_LIMIT: u32 = 100;
@@ -197,213 +197,208 @@ pub fn body_of(outcome: &Outcome) -> Result<&[u8], ApiError> {
 
 type Parsed<T> = Result<T, ApiError>;
 
-fn document(body: &[u8]) -> Parsed<Object<'_>> {
+/// Reads a whole answer as `T`; anything serde refuses (not JSON, a documented field missing or
+/// of another type, a repeated one) is `Malformed(what)`, `what` naming the document.
+fn document<'a, T: Deserialize<'a>>(body: &'a [u8], what: &'static str) -> Parsed<T> {
     let text = std::str::from_utf8(body).map_err(|_| ApiError::Malformed("body is not UTF-8"))?;
-    match json::parse(text) {
-        Ok(Value::Object(object)) => Ok(object),
-        Ok(_) => Err(ApiError::Malformed("body is not a JSON object")),
-        Err(_) => Err(ApiError::Malformed("body is not JSON")),
+    document::read(text).map_err(|_| ApiError::Malformed(what))
+}
+
+/// A non-empty id.
+fn id(value: String, what: &'static str) -> Parsed<String> {
+    if value.is_empty() {
+        Err(ApiError::Malformed(what))
+    } else {
+        Ok(value)
     }
 }
 
-fn member<'a>(object: &mut Object<'a>, key: &str, what: &'static str) -> Parsed<Option<Value<'a>>> {
-    match object.take(key) {
-        Ok(Some(Value::Null) | None) => Ok(None),
-        Ok(value) => Ok(value),
-        Err(_) => Err(ApiError::Malformed(what)),
+/// An RFC 3339 time; absent, null or `""` is `None`.
+fn time(value: Option<String>, what: &'static str) -> Parsed<Option<Timestamp>> {
+    match value.as_deref() {
+        None | Some("") => Ok(None),
+        Some(text) => Timestamp::parse_rfc3339(text).map_err(|_| ApiError::Malformed(what)),
     }
 }
 
-fn string(object: &mut Object<'_>, key: &str, what: &'static str) -> Parsed<String> {
-    match member(object, key, what)? {
-        Some(Value::String(s)) if !s.is_empty() => Ok(s.into_owned()),
-        _ => Err(ApiError::Malformed(what)),
-    }
+fn required_time(value: Option<String>, what: &'static str) -> Parsed<Timestamp> {
+    time(value, what)?.ok_or(ApiError::Malformed(what))
 }
 
-/// A string that may be empty (role names are free-form).
-fn text(object: &mut Object<'_>, key: &str, what: &'static str) -> Parsed<String> {
-    match member(object, key, what)? {
-        Some(Value::String(s)) => Ok(s.into_owned()),
-        _ => Err(ApiError::Malformed(what)),
-    }
-}
-
-fn time(object: &mut Object<'_>, key: &str, what: &'static str) -> Parsed<Option<Timestamp>> {
-    match member(object, key, what)? {
-        None => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => {
-            Timestamp::parse_rfc3339(&s).map_err(|_| ApiError::Malformed(what))
-        }
-        Some(_) => Err(ApiError::Malformed(what)),
-    }
-}
-
-fn required_time(object: &mut Object<'_>, key: &str, what: &'static str) -> Parsed<Timestamp> {
-    time(object, key, what)?.ok_or(ApiError::Malformed(what))
-}
-
-/// What is wrong with an entry of a list keyed by id: not an object, no id, or a key that is
-/// not its id (or repeats one).
+/// What is wrong with an entry of a list keyed by id: no id, or a key that is not its id (or
+/// repeats one).
 struct KeyedTexts {
-    entry: &'static str,
     id: &'static str,
     key: &'static str,
 }
 
 const SESSION_PEERS: KeyedTexts = KeyedTexts {
-    entry: "session.peers entry",
     id: "session.peers[].id",
     key: "session.peers key differs from its id",
 };
 
 const ACTIVE_PEERS: KeyedTexts = KeyedTexts {
-    entry: "peers entry",
     id: "peers[].id",
     key: "peers key differs from its id",
 };
 
 /// Reads an object that 100ms keys by id (its lists of peers), entry by entry in document
-/// order: each an object whose `id` is its key, each id once; `read` takes the id and the rest.
-fn by_id<'a, T>(
-    list: Object<'a>,
+/// order: each entry's `id` is its key, each id once; `read` takes the id and the entry.
+fn by_id<E: HasId, T>(
+    list: Entries<E>,
     texts: &KeyedTexts,
-    mut read: impl FnMut(String, &mut Object<'a>) -> Parsed<T>,
+    mut read: impl FnMut(String, E) -> Parsed<T>,
 ) -> Parsed<Vec<T>> {
-    let members = list.into_members();
-    let mut keys: Vec<Cow<'a, str>> = Vec::with_capacity(members.len());
-    let mut out = Vec::with_capacity(members.len());
-    for (key, value) in members {
-        let Value::Object(mut entry) = value else {
-            return Err(ApiError::Malformed(texts.entry));
-        };
-        let id = string(&mut entry, "id", texts.id)?;
+    let mut keys: Vec<String> = Vec::with_capacity(list.0.len());
+    let mut out = Vec::with_capacity(list.0.len());
+    for (key, mut entry) in list.0 {
+        let id = id(entry.take_id().unwrap_or_default(), texts.id)?;
         if id != key || keys.contains(&key) {
             return Err(ApiError::Malformed(texts.key));
         }
-        out.push(read(id, &mut entry)?);
+        out.push(read(id, entry)?);
         keys.push(key);
     }
     Ok(out)
 }
 
-fn session_object(mut object: Object<'_>) -> Parsed<Session> {
-    let session_id = string(&mut object, "id", "session.id")?;
-    let room_id = string(&mut object, "room_id", "session.room_id")?;
-    let active = match member(&mut object, "active", "session.active")? {
-        Some(Value::Bool(b)) => b,
-        _ => return Err(ApiError::Malformed("session.active")),
-    };
-    let created_at = required_time(&mut object, "created_at", "session.created_at")?;
-    let updated_at = time(&mut object, "updated_at", "session.updated_at")?;
-    let peers = match member(&mut object, "peers", "session.peers")? {
-        // A session nobody joined may come without peers.
+/// An entry of a list keyed by id.
+trait HasId {
+    fn take_id(&mut self) -> Option<String>;
+}
+
+/// A session object as 100ms writes it (the fields reconcile reads).
+#[derive(Deserialize)]
+struct SessionDoc {
+    id: String,
+    room_id: String,
+    active: bool,
+    created_at: Option<String>,
+    updated_at: Option<String>,
+    /// A session nobody joined may come without peers.
+    peers: Option<Entries<SessionPeerDoc>>,
+}
+
+#[derive(Deserialize)]
+struct SessionPeerDoc {
+    id: Option<String>,
+    session_id: Option<String>,
+    role: String,
+    joined_at: Option<String>,
+    left_at: Option<String>,
+}
+
+impl HasId for SessionPeerDoc {
+    fn take_id(&mut self) -> Option<String> {
+        self.id.take()
+    }
+}
+
+fn session_object(doc: SessionDoc) -> Parsed<Session> {
+    let session_id = id(doc.id, "session.id")?;
+    let peers = match doc.peers {
         None => Vec::new(),
-        Some(Value::Object(peers)) => by_id(peers, &SESSION_PEERS, |id, peer| {
+        Some(peers) => by_id(peers, &SESSION_PEERS, |id, peer| {
             // A peer filed under another session would be a fact about the wrong session.
-            match member(peer, "session_id", "session.peers[].session_id")? {
-                None => {}
-                Some(Value::String(s)) if s == session_id.as_str() => {}
-                Some(_) => return Err(ApiError::Malformed("session.peers[].session_id")),
+            if peer.session_id.as_ref().is_some_and(|s| *s != session_id) {
+                return Err(ApiError::Malformed("session.peers[].session_id"));
             }
             Ok(SessionPeer {
                 id,
-                role: text(peer, "role", "session.peers[].role")?,
-                joined_at: required_time(peer, "joined_at", "session.peers[].joined_at")?,
-                left_at: time(peer, "left_at", "session.peers[].left_at")?,
+                role: peer.role,
+                joined_at: required_time(peer.joined_at, "session.peers[].joined_at")?,
+                left_at: time(peer.left_at, "session.peers[].left_at")?,
             })
         })?,
-        Some(_) => return Err(ApiError::Malformed("session.peers")),
     };
     Ok(Session {
+        room_id: id(doc.room_id, "session.room_id")?,
+        active: doc.active,
+        created_at: required_time(doc.created_at, "session.created_at")?,
+        updated_at: time(doc.updated_at, "session.updated_at")?,
         id: session_id,
-        room_id,
-        active,
-        created_at,
-        updated_at,
         peers,
     })
 }
 
 /// `GET /v2/sessions/<id>`.
 pub fn parse_session(body: &[u8]) -> Parsed<Session> {
-    session_object(document(body)?)
+    session_object(document(body, "not a session object")?)
 }
 
 /// `GET /v2/sessions`: `{"limit", "data": [session…], "last"}`.
 pub fn parse_session_page(body: &[u8]) -> Parsed<SessionPage> {
-    let mut top = document(body)?;
-    match member(&mut top, "limit", "limit")? {
-        Some(Value::Number(n)) if matches!(json::integer(n), Integer::Unsigned(_)) => {}
-        _ => return Err(ApiError::Malformed("limit")),
+    #[derive(Deserialize)]
+    struct Page {
+        /// Read only to check the shape: a page without it is not the documented answer.
+        #[serde(rename = "limit")]
+        _limit: u64,
+        /// An empty result may come as null.
+        data: Option<Vec<SessionDoc>>,
+        last: Option<String>,
     }
-    let sessions = match member(&mut top, "data", "data")? {
-        // An empty result may come as null.
-        None => Vec::new(),
-        Some(Value::Array(items)) => {
-            let mut sessions = Vec::with_capacity(items.len());
-            for item in items {
-                let Value::Object(object) = item else {
-                    return Err(ApiError::Malformed("data[] is not an object"));
-                };
-                sessions.push(session_object(object)?);
-            }
-            sessions
-        }
-        Some(_) => return Err(ApiError::Malformed("data")),
-    };
-    let last = match member(&mut top, "last", "last")? {
-        None => None,
-        Some(Value::String(s)) if s.is_empty() => None,
-        Some(Value::String(s)) => Some(s.into_owned()),
-        Some(_) => return Err(ApiError::Malformed("last")),
-    };
-    Ok(SessionPage { sessions, last })
+    let page: Page = document(body, "not a sessions page")?;
+    Ok(SessionPage {
+        sessions: page
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(session_object)
+            .collect::<Parsed<_>>()?,
+        last: page.last.filter(|last| !last.is_empty()),
+    })
 }
 
 /// `GET /v2/active-rooms/<room>`: `{"id", …, "session": {"id", "created_at", "peers": [ids]}}`.
 pub fn parse_active_room(body: &[u8]) -> Parsed<ActiveRoom> {
-    let mut top = document(body)?;
-    let Some(Value::Object(mut session)) = member(&mut top, "session", "session")? else {
-        return Err(ApiError::Malformed("session"));
-    };
-    let session_id = string(&mut session, "id", "session.id")?;
-    let session_created_at = time(&mut session, "created_at", "session.created_at")?;
-    let peer_ids = match member(&mut session, "peers", "session.peers")? {
-        None => Vec::new(),
-        Some(Value::Array(items)) => {
-            let mut ids = Vec::with_capacity(items.len());
-            for item in items {
-                match item {
-                    Value::String(s) if !s.is_empty() => ids.push(s.into_owned()),
-                    _ => return Err(ApiError::Malformed("session.peers[] is not a peer id")),
-                }
-            }
-            ids
-        }
-        Some(_) => return Err(ApiError::Malformed("session.peers")),
-    };
+    #[derive(Deserialize)]
+    struct Room {
+        session: RoomSession,
+    }
+    #[derive(Deserialize)]
+    struct RoomSession {
+        id: String,
+        created_at: Option<String>,
+        peers: Option<Vec<String>>,
+    }
+    let room: Room = document(body, "not an active room object")?;
+    let session = room.session;
+    let peer_ids = session.peers.unwrap_or_default();
+    if peer_ids.iter().any(String::is_empty) {
+        return Err(ApiError::Malformed("session.peers[] is not a peer id"));
+    }
     Ok(ActiveRoom {
-        session_id,
-        session_created_at,
+        session_id: id(session.id, "session.id")?,
+        session_created_at: time(session.created_at, "session.created_at")?,
         peer_ids,
     })
 }
 
 /// `GET /v2/active-rooms/<room>/peers`: `{"peers": {"<id>": {"id", "role", "joined_at", …}}}`.
 pub fn parse_active_peers(body: &[u8]) -> Parsed<Vec<ActivePeer>> {
-    let mut top = document(body)?;
-    let peers = match member(&mut top, "peers", "peers")? {
-        None => return Ok(Vec::new()),
-        Some(Value::Object(peers)) => peers,
-        Some(_) => return Err(ApiError::Malformed("peers")),
+    #[derive(Deserialize)]
+    struct Peers {
+        peers: Option<Entries<PeerDoc>>,
+    }
+    #[derive(Deserialize)]
+    struct PeerDoc {
+        id: Option<String>,
+        role: String,
+        joined_at: Option<String>,
+    }
+    impl HasId for PeerDoc {
+        fn take_id(&mut self) -> Option<String> {
+            self.id.take()
+        }
+    }
+    let Some(peers) = document::<Peers>(body, "not an active room's peers")?.peers else {
+        return Ok(Vec::new());
     };
     by_id(peers, &ACTIVE_PEERS, |id, peer| {
         Ok(ActivePeer {
             id,
-            role: text(peer, "role", "peers[].role")?,
-            joined_at: time(peer, "joined_at", "peers[].joined_at")?,
+            role: peer.role,
+            joined_at: time(peer.joined_at, "peers[].joined_at")?,
         })
     })
 }

@@ -3,16 +3,19 @@
 //! 100ms reported; plus strict reading of their answers.
 
 use crate::config::RestTarget;
+use crate::document;
 use crate::http::{Method, Outcome, Request};
-use crate::json::{self, Integer, Object, ObjectWriter, Value};
-use crate::rest::{self, Room};
 use crate::time::Timestamp;
+use crate::webhook::rest::{self, Room};
+use serde::{Deserialize, Serialize};
 
 /// Most rooms one pass reads; more are left to the next pass (and reported).
 pub const MAX_ROOMS: usize = 2000;
 
-/// One snapshot fact (written as `hms_apply_facts` takes it: see `impl_to_json!` below).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One snapshot fact, written as `hms_apply_facts` takes it: `{"kind": …, …}`, absent times
+/// left out rather than `null`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Fact {
     /// A session 100ms knows; `closed_at` means 100ms reports it inactive.
     Session {
@@ -21,6 +24,7 @@ pub enum Fact {
         /// Reported start.
         started_at: String,
         /// A close at this time (only when 100ms reports the session inactive).
+        #[serde(skip_serializing_if = "Option::is_none")]
         closed_at: Option<String>,
     },
     /// A peer of a session: a join, maybe a leave, and its role as observed.
@@ -36,6 +40,7 @@ pub enum Fact {
         /// Join time.
         joined_at: String,
         /// Leave time, once it left.
+        #[serde(skip_serializing_if = "Option::is_none")]
         left_at: Option<String>,
     },
     /// Exactly these peers were in the session at `p_observed_at`.
@@ -48,7 +53,7 @@ pub enum Fact {
 }
 
 /// The counts a room shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     /// `is_live`.
     pub is_live: bool,
@@ -80,7 +85,7 @@ pub struct DbRoom {
 }
 
 /// A room whose counts a database call changed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Correction {
     /// 100ms room id.
     pub room_id: String,
@@ -147,29 +152,15 @@ pub fn live_rooms(target: &RestTarget) -> Request {
     }
 }
 
-// `{"kind": …, …}`; absent times are left out, not `null`.
-json::impl_to_json!(Fact, tag "kind" {
-    Session = "session" { session_id, started_at, closed_at: if_some },
-    Peer = "peer" { session_id, peer_id, role, role_class, joined_at, left_at: if_some },
-    PresentSet = "present_set" { session_id, peer_ids },
-});
-json::impl_to_json!(Counts {
-    is_live,
-    listener_count,
-    speaker_count,
-});
-json::impl_to_json!(Correction {
-    room_id,
-    before,
-    after
-});
-
 /// `hms_close_expired_sessions(p_now)`.
 pub fn close_expired(target: &RestTarget, now: Timestamp) -> Request {
-    let mut body = String::new();
-    ObjectWriter::new(&mut body)
-        .member("p_now", &now.to_rfc3339())
-        .end();
+    #[derive(Serialize)]
+    struct Args {
+        p_now: String,
+    }
+    let body = document::write(&Args {
+        p_now: now.to_rfc3339(),
+    });
     rpc(target, "hms_close_expired_sessions", body)
 }
 
@@ -181,13 +172,19 @@ pub fn apply_facts(
     received_at: Timestamp,
     facts: &[Fact],
 ) -> Request {
-    let mut body = String::with_capacity(256 * (facts.len() + 1));
-    ObjectWriter::new(&mut body)
-        .member("p_room_id", room_id)
-        .member("p_observed_at", &observed_at.to_rfc3339())
-        .member("p_received_at", &received_at.to_rfc3339())
-        .member("p_facts", facts)
-        .end();
+    #[derive(Serialize)]
+    struct Args<'a> {
+        p_room_id: &'a str,
+        p_observed_at: String,
+        p_received_at: String,
+        p_facts: &'a [Fact],
+    }
+    let body = document::write(&Args {
+        p_room_id: room_id,
+        p_observed_at: observed_at.to_rfc3339(),
+        p_received_at: received_at.to_rfc3339(),
+        p_facts: facts,
+    });
     rpc(target, "hms_apply_facts", body)
 }
 
@@ -214,158 +211,107 @@ const SHAPE: DbError = DbError {
     problem: "unexpected result shape",
 };
 
-fn parse(body: &[u8]) -> Result<Value<'_>, DbError> {
-    let text = std::str::from_utf8(body).map_err(|_| SHAPE)?;
-    json::parse(text).map_err(|_| SHAPE)
+/// Reads a 200's body as `T`; anything else serde refuses is `SHAPE`.
+fn answer<'a, T: Deserialize<'a>>(outcome: &'a Outcome) -> Result<T, DbError> {
+    document::read_bytes(ok_body(outcome)?).ok_or(SHAPE)
 }
 
-fn take<'a>(object: &mut Object<'a>, key: &str) -> Result<Value<'a>, DbError> {
-    object.take(key).ok().flatten().ok_or(SHAPE)
-}
-
-fn counts(value: Value<'_>) -> Result<Counts, DbError> {
-    let Value::Object(mut object) = value else {
-        return Err(SHAPE);
-    };
-    let Value::Bool(is_live) = take(&mut object, "is_live")? else {
-        return Err(SHAPE);
-    };
-    Ok(Counts {
-        is_live,
-        listener_count: rest::count(take(&mut object, "listener_count")?).ok_or(SHAPE)?,
-        speaker_count: rest::count(take(&mut object, "speaker_count")?).ok_or(SHAPE)?,
-    })
-}
-
-fn room(value: Value<'_>) -> Result<Room, DbError> {
-    match value {
-        Value::Object(object) => rest::room(object).ok_or(SHAPE),
-        _ => Err(SHAPE),
-    }
-}
-
-fn unsigned(value: Value<'_>) -> Result<u64, DbError> {
-    match value {
-        Value::Number(n) => match json::integer(n) {
-            Integer::Unsigned(n) => Ok(n),
-            _ => Err(SHAPE),
-        },
-        _ => Err(SHAPE),
-    }
-}
-
-/// The rooms read: a JSON array of row objects. `is_live` may be null in an old row.
+/// The rooms read: a JSON array of row objects. `is_live` and the counts may be null in an old
+/// row (not live, zero).
 pub fn parse_live_rooms(outcome: &Outcome) -> Result<Vec<DbRoom>, DbError> {
-    let Value::Array(rows) = parse(ok_body(outcome)?)? else {
-        return Err(SHAPE);
-    };
-    let mut rooms = Vec::with_capacity(rows.len());
-    for row in rows {
-        let Value::Object(mut row) = row else {
-            return Err(SHAPE);
-        };
-        let Value::String(room_id) = take(&mut row, "hms_room_id")? else {
-            return Err(SHAPE);
-        };
-        let current_session_id = match row.take("current_session_id").map_err(|_| SHAPE)? {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.into_owned()),
-            Some(_) => return Err(SHAPE),
-        };
-        let count = |v: Result<Value<'_>, DbError>| -> Result<u64, DbError> {
-            match v? {
-                Value::Null => Ok(0),
-                other => rest::count(other).ok_or(SHAPE),
-            }
-        };
-        let is_live = matches!(row.take("is_live").ok().flatten(), Some(Value::Bool(true)));
-        let listener_count = count(take(&mut row, "listener_count"))?;
-        let speaker_count = count(take(&mut row, "speaker_count"))?;
-        rooms.push(DbRoom {
-            room_id: room_id.into_owned(),
-            current_session_id,
-            counts: Counts {
-                is_live,
-                listener_count,
-                speaker_count,
-            },
-        });
+    #[derive(Deserialize)]
+    struct Row {
+        hms_room_id: String,
+        current_session_id: Option<String>,
+        is_live: Option<bool>,
+        listener_count: Option<u64>,
+        speaker_count: Option<u64>,
     }
-    Ok(rooms)
+    let rows: Vec<Row> = answer(outcome)?;
+    Ok(rows
+        .into_iter()
+        .map(|row| DbRoom {
+            room_id: row.hms_room_id,
+            current_session_id: row.current_session_id,
+            counts: Counts {
+                is_live: row.is_live.unwrap_or(false),
+                listener_count: row.listener_count.unwrap_or(0),
+                speaker_count: row.speaker_count.unwrap_or(0),
+            },
+        })
+        .collect())
 }
 
 /// `{"sessions_closed": n, "rooms": [{"hms_room_id", "before", "room"}…]}`; only changed
 /// rooms become corrections.
 pub fn parse_expired(outcome: &Outcome) -> Result<Expired, DbError> {
-    let Value::Object(mut top) = parse(ok_body(outcome)?)? else {
-        return Err(SHAPE);
-    };
-    let sessions_closed = unsigned(take(&mut top, "sessions_closed")?)?;
-    let rooms = match top.take("rooms").map_err(|_| SHAPE)? {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(rooms)) => rooms,
-        Some(_) => return Err(SHAPE),
-    };
-    let mut corrections = Vec::new();
-    for entry in rooms {
-        let Value::Object(mut entry) = entry else {
-            return Err(SHAPE);
-        };
-        let before = counts(take(&mut entry, "before")?)?;
-        let after_room = room(take(&mut entry, "room")?)?;
-        let after = Counts::from(&after_room);
-        if before != after {
-            corrections.push(Correction {
-                room_id: after_room.hms_room_id,
-                before,
-                after,
-            });
-        }
+    #[derive(Deserialize)]
+    struct Answer {
+        sessions_closed: u64,
+        rooms: Option<Vec<Entry>>,
     }
+    #[derive(Deserialize)]
+    struct Entry {
+        before: Counts,
+        room: Room,
+    }
+    let answer: Answer = answer(outcome)?;
+    let corrections = answer
+        .rooms
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|entry| {
+            let after = Counts::from(&entry.room);
+            (entry.before != after).then_some(Correction {
+                room_id: entry.room.hms_room_id,
+                before: entry.before,
+                after,
+            })
+        })
+        .collect();
     Ok(Expired {
-        sessions_closed,
+        sessions_closed: answer.sessions_closed,
         corrections,
     })
 }
 
+/// The answer of `hms_apply_facts`, told apart by its `status`.
+#[derive(Deserialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+enum AppliedAnswer {
+    Ignored {
+        reason: Option<String>,
+    },
+    Applied {
+        room: Room,
+        before: Counts,
+        changed: bool,
+        sessions_closed: Option<u64>,
+    },
+}
+
 /// The answer of `hms_apply_facts`.
 pub fn parse_applied(outcome: &Outcome) -> Result<Applied, DbError> {
-    let Value::Object(mut top) = parse(ok_body(outcome)?)? else {
-        return Err(SHAPE);
-    };
-    let Value::String(status) = take(&mut top, "status")? else {
-        return Err(SHAPE);
-    };
-    match status.as_ref() {
-        "ignored" => {
-            let reason = match top.take("reason").ok().flatten() {
-                Some(Value::String(r)) => r.chars().take(200).collect(),
-                _ => "ignored by the database".to_owned(),
-            };
-            Ok(Applied::Ignored(reason))
-        }
-        "applied" => {
-            let after_room = room(take(&mut top, "room")?)?;
-            let before = counts(take(&mut top, "before")?)?;
-            let Value::Bool(changed) = take(&mut top, "changed")? else {
-                return Err(SHAPE);
-            };
-            let sessions_closed = match top.take("sessions_closed").map_err(|_| SHAPE)? {
-                None | Some(Value::Null) => 0,
-                Some(v) => unsigned(v)?,
-            };
-            Ok(Applied::Applied {
-                correction: Correction {
-                    before,
-                    after: Counts::from(&after_room),
-                    room_id: after_room.hms_room_id,
-                },
-                changed,
-                sessions_closed,
-            })
-        }
-        _ => Err(SHAPE),
-    }
+    Ok(match answer(outcome)? {
+        AppliedAnswer::Ignored { reason } => Applied::Ignored(match reason {
+            Some(reason) => reason.chars().take(200).collect(),
+            None => "ignored by the database".to_owned(),
+        }),
+        AppliedAnswer::Applied {
+            room,
+            before,
+            changed,
+            sessions_closed,
+        } => Applied::Applied {
+            correction: Correction {
+                before,
+                after: Counts::from(&room),
+                room_id: room.hms_room_id,
+            },
+            changed,
+            sessions_closed: sessions_closed.unwrap_or(0),
+        },
+    })
 }
 
 #[cfg(test)]

@@ -3,8 +3,11 @@
 //! `jti`. Minted from the configured keys and reused until shortly before it expires. The clock
 //! and the randomness for `jti` are arguments, so minting is pure.
 
-use crate::json::ObjectWriter;
+use crate::document;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use hmac::{Hmac, Mac};
+use serde::Serialize;
 use sha2::Sha256;
 
 /// Lifetime of a minted token: 24 h, as in 100ms's own sample.
@@ -13,44 +16,24 @@ pub const LIFETIME_SECONDS: i64 = 24 * 3600;
 /// expires in flight (and a clock a little ahead of ours still accepts it).
 pub const RENEW_BEFORE_SECONDS: i64 = 600;
 
-const BASE64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/// RFC 4648 §5 base64url without padding (what JWS compact serialisation uses).
-fn base64url(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk.first().copied().unwrap_or(0),
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let chars = chunk.len() + 1;
-        for i in 0..chars {
-            let index = (n >> (18 - 6 * i)) & 63;
-            // index < 64 by the mask.
-            out.push(char::from(
-                BASE64URL.get(index as usize).copied().unwrap_or(b'A'),
-            ));
-        }
-    }
-    out
+/// A UUID v4 in its text form from 16 random bytes (RFC 9562 §5.4: version and variant bits).
+pub fn uuid_v4(bytes: [u8; 16]) -> String {
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
 }
 
-/// A UUID v4 in its text form from 16 random bytes (RFC 9562 §5.4: version and variant bits).
-pub fn uuid_v4(mut bytes: [u8; 16]) -> String {
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex = hex::encode(bytes);
-    let part = |from: usize, to: usize| hex.get(from..to).unwrap_or("");
-    format!(
-        "{}-{}-{}-{}-{}",
-        part(0, 8),
-        part(8, 12),
-        part(12, 16),
-        part(16, 20),
-        part(20, 32)
-    )
+/// The claims 100ms reads (100ms-api.md §1), in the order its sample writes them.
+#[derive(Serialize)]
+struct Claims<'a> {
+    access_key: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    version: u8,
+    iat: i64,
+    nbf: i64,
+    exp: i64,
+    jti: String,
 }
 
 /// A minted token and when it expires.
@@ -74,26 +57,26 @@ impl std::fmt::Debug for Token {
 /// Mints a management token valid from `now_s` for `LIFETIME_SECONDS`.
 pub fn mint(access_key: &str, app_secret: &str, now_s: i64, random: [u8; 16]) -> Token {
     let expires_at = now_s.saturating_add(LIFETIME_SECONDS);
-    let mut claims_json = String::with_capacity(192);
-    ObjectWriter::new(&mut claims_json)
-        .member("access_key", access_key)
-        .member("type", "management")
-        .member("version", &2u64)
-        .member("iat", &now_s)
-        .member("nbf", &now_s)
-        .member("exp", &expires_at)
-        .member("jti", &uuid_v4(random))
-        .end();
+    let claims = document::write(&Claims {
+        access_key,
+        kind: "management",
+        version: 2,
+        iat: now_s,
+        nbf: now_s,
+        exp: expires_at,
+        jti: uuid_v4(random),
+    });
+    // RFC 7515 compact serialisation: base64url without padding.
     let signing_input = format!(
         "{}.{}",
-        base64url(br#"{"alg":"HS256","typ":"JWT"}"#),
-        base64url(claims_json.as_bytes())
+        URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#),
+        URL_SAFE_NO_PAD.encode(claims)
     );
     // HMAC takes keys of any length; the fallback only keeps this total.
     let mut mac = Hmac::<Sha256>::new_from_slice(app_secret.as_bytes())
         .unwrap_or_else(|_| Hmac::<Sha256>::new(&Default::default()));
     mac.update(signing_input.as_bytes());
-    let signature = base64url(&mac.finalize().into_bytes());
+    let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
     Token {
         value: format!("{signing_input}.{signature}"),
         expires_at,
@@ -133,38 +116,7 @@ mod tests {
     use serde_json::Value;
 
     fn decode(part: &str) -> Vec<u8> {
-        // Test-only decoder: the inverse of `base64url`, written independently.
-        let mut bits = 0u32;
-        let mut count = 0;
-        let mut out = Vec::new();
-        for c in part.bytes() {
-            let v = BASE64URL.iter().position(|&b| b == c).unwrap() as u32;
-            bits = (bits << 6) | v;
-            count += 6;
-            if count >= 8 {
-                count -= 8;
-                out.push((bits >> count) as u8);
-                bits &= (1 << count) - 1;
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn base64url_matches_rfc_4648_vectors() {
-        // RFC 4648 §10 test vectors, padding removed.
-        for (input, expected) in [
-            ("", ""),
-            ("f", "Zg"),
-            ("fo", "Zm8"),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg"),
-            ("fooba", "Zm9vYmE"),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64url(input.as_bytes()), expected);
-        }
-        assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
+        URL_SAFE_NO_PAD.decode(part).unwrap()
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! Raw body bytes -> `Parsed`: a handled `Event` or an `Ignored` one (with its reason), for the
 //! 100ms envelope and the legacy flat format; the types carry the invariants (a handled event has
 //! a room id, a peer event its peer). Both formats read the peer and an ignored event's room id
-//! through the same steps. Strings are borrowed from the body when they contain no escapes;
-//! unknown fields are ignored.
+//! through the same steps. serde reads the body (`Body`, `Data`, `FlatPeer`: the keys the rules
+//! read, each kept as it arrived so a wrong type is refused with the field's name and what it
+//! should be); strings are borrowed from the body when they contain no escapes; unknown fields are
+//! ignored, a repeated key among the read ones is refused.
 
+use crate::document::{self, Field, Nested};
 use crate::error::Error;
-use crate::json::{self, Integer, Object, Value};
 use crate::time::Timestamp;
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 
@@ -237,20 +240,70 @@ impl<'a> Parsed<'a> {
     }
 }
 
-/// Takes a member out of an object; `null` counts as absent, a repeated key is refused.
-fn take<'a>(object: &mut Object<'a>, key: &'static str) -> Result<Option<Value<'a>>, Error> {
-    match object.take(key)? {
-        Some(Value::Null) => Ok(None),
-        value => Ok(value),
-    }
+/// The body as serde reads it: every key either format's rules read, each as it arrived. The
+/// legacy flat format is recognised by its top-level `event` key; `null` counts as absent.
+#[derive(Deserialize)]
+struct Body<'a> {
+    #[serde(borrow)]
+    event: Option<Field<'a>>,
+    #[serde(borrow)]
+    id: Option<Field<'a>>,
+    #[serde(borrow, rename = "type")]
+    event_type: Option<Field<'a>>,
+    #[serde(borrow)]
+    timestamp: Option<Field<'a>>,
+    #[serde(borrow)]
+    is_replay: Option<Field<'a>>,
+    #[serde(borrow)]
+    data: Option<Nested<Data<'a>>>,
+    /// Flat format only.
+    #[serde(borrow)]
+    room_id: Option<Field<'a>>,
+    /// Flat format only.
+    #[serde(borrow)]
+    peer: Option<Nested<FlatPeer<'a>>>,
+}
+
+/// The envelope's `data`.
+#[derive(Deserialize)]
+struct Data<'a> {
+    #[serde(borrow)]
+    is_replay: Option<Field<'a>>,
+    #[serde(borrow)]
+    room_id: Option<Field<'a>>,
+    #[serde(borrow)]
+    session_id: Option<Field<'a>>,
+    #[serde(borrow)]
+    peer_id: Option<Field<'a>>,
+    #[serde(borrow)]
+    role: Option<Field<'a>>,
+    #[serde(borrow)]
+    joined_at: Option<Field<'a>>,
+    #[serde(borrow)]
+    left_at: Option<Field<'a>>,
+    #[serde(borrow)]
+    role_changed_at: Option<Field<'a>>,
+    #[serde(borrow)]
+    session_started_at: Option<Field<'a>>,
+    #[serde(borrow)]
+    session_stopped_at: Option<Field<'a>>,
+}
+
+/// The flat format's `peer`.
+#[derive(Deserialize)]
+struct FlatPeer<'a> {
+    #[serde(borrow)]
+    id: Option<Field<'a>>,
+    #[serde(borrow)]
+    role: Option<Field<'a>>,
 }
 
 /// A member that must be an object when present.
-fn object<'a>(value: Option<Value<'a>>, field: &'static str) -> Result<Option<Object<'a>>, Error> {
+fn object<T>(value: Option<Nested<T>>, field: &'static str) -> Result<Option<T>, Error> {
     match value {
         None => Ok(None),
-        Some(Value::Object(object)) => Ok(Some(object)),
-        Some(_) => Err(Error::InvalidField {
+        Some(Nested::Object(object)) => Ok(Some(object)),
+        Some(Nested::Other) => Err(Error::InvalidField {
             field,
             expected: "an object",
         }),
@@ -259,13 +312,13 @@ fn object<'a>(value: Option<Value<'a>>, field: &'static str) -> Result<Option<Ob
 
 /// A string field: right type, not empty (unless allowed), not too long.
 fn string<'a>(
-    value: Option<Value<'a>>,
+    value: Option<Field<'a>>,
     field: &'static str,
     allow_empty: bool,
 ) -> Result<Option<Cow<'a, str>>, Error> {
     match value {
-        None => Ok(None),
-        Some(Value::String(s)) => {
+        None | Some(Field::Null) => Ok(None),
+        Some(Field::Str(s)) => {
             if s.len() > MAX_FIELD_BYTES {
                 Err(Error::FieldTooLong {
                     field,
@@ -294,20 +347,18 @@ fn string<'a>(
     }
 }
 
-fn required<'a>(value: Option<Value<'a>>, field: &'static str) -> Result<Cow<'a, str>, Error> {
+fn required<'a>(value: Option<Field<'a>>, field: &'static str) -> Result<Cow<'a, str>, Error> {
     string(value, field, false)?.ok_or(Error::MissingField(field))
 }
 
 /// An optional RFC 3339 time; the Go zero time counts as absent.
-fn time(value: Option<Value<'_>>, field: &'static str) -> Result<Option<Timestamp>, Error> {
+fn time(value: Option<&Field<'_>>, field: &'static str) -> Result<Option<Timestamp>, Error> {
     match value {
-        None => Ok(None),
-        Some(Value::String(s)) => {
-            Timestamp::parse_rfc3339(&s).map_err(|e| Error::InvalidTimestamp {
-                field,
-                reason: e.to_string().into(),
-            })
-        }
+        None | Some(Field::Null) => Ok(None),
+        Some(Field::Str(s)) => Timestamp::parse_rfc3339(s).map_err(|e| Error::InvalidTimestamp {
+            field,
+            reason: e.to_string().into(),
+        }),
         Some(_) => Err(Error::InvalidField {
             field,
             expected: "an RFC 3339 timestamp string",
@@ -321,22 +372,21 @@ pub fn parse(body: &[u8]) -> Result<Parsed<'_>, Error> {
         return Err(Error::EmptyBody);
     }
     let text = std::str::from_utf8(body)?;
-    let Value::Object(mut top) = json::parse(text)? else {
+    let Nested::Object(mut top) = document::read::<Nested<Body>>(text)? else {
         return Err(Error::NotAnObject);
     };
-    // The legacy flat format is recognised by its top-level `event` key.
-    match take(&mut top, "event")? {
+    match top.event.take() {
         Some(event_type) => flat(event_type, top, body),
         None => envelope(top),
     }
 }
 
-/// `is_replay` in `object`: absent, null or false is not a replay; anything but a boolean is
-/// refused (a string "true" is not what 100ms documents).
-fn replay_flag(object: &mut Object<'_>, field: &'static str) -> Result<bool, Error> {
-    match take(object, "is_replay")? {
-        None | Some(Value::Bool(false)) => Ok(false),
-        Some(Value::Bool(true)) => Ok(true),
+/// `is_replay`: absent, null or false is not a replay; anything but a boolean is refused (a
+/// string "true" is not what 100ms documents).
+fn replay_flag(value: Option<Field<'_>>, field: &'static str) -> Result<bool, Error> {
+    match value {
+        None | Some(Field::Null | Field::Bool(false)) => Ok(false),
+        Some(Field::Bool(true)) => Ok(true),
         Some(_) => Err(Error::InvalidField {
             field,
             expected: "a boolean",
@@ -349,13 +399,10 @@ fn replay_flag(object: &mut Object<'_>, field: &'static str) -> Result<bool, Err
 fn ignore<'a>(
     head: Head<'a>,
     reason: IgnoreReason,
-    object: &mut Object<'a>,
+    room_id: Option<Field<'a>>,
     room_field: &'static str,
 ) -> Parsed<'a> {
-    let room_id = take(object, "room_id")
-        .and_then(|v| string(v, room_field, false))
-        .ok()
-        .flatten();
+    let room_id = string(room_id, room_field, false).ok().flatten();
     Parsed::Ignored(Ignored {
         head,
         reason,
@@ -363,35 +410,32 @@ fn ignore<'a>(
     })
 }
 
-/// Where a format names the peer: the id's key, and the paths of id and `role` in messages.
+/// Where a format names the peer: the paths of its id and `role` in messages.
 struct PeerFields {
-    id_key: &'static str,
     id_field: &'static str,
     role_field: &'static str,
 }
 
 /// The envelope's peer is in `data`.
 const ENVELOPE_PEER: PeerFields = PeerFields {
-    id_key: "peer_id",
     id_field: "data.peer_id",
     role_field: "data.role",
 };
 
 /// The flat format's peer is the `peer` object.
 const FLAT_PEER: PeerFields = PeerFields {
-    id_key: "id",
     id_field: "peer.id",
     role_field: "peer.role",
 };
 
-/// The peer of a peer event, read alike in both formats from the object that holds it.
+/// The peer of a peer event, read alike in both formats from its id and role.
 fn peer<'a>(
-    object: &mut Object<'a>,
+    id: Option<Field<'a>>,
+    role: Option<Field<'a>>,
     action: Action,
     fields: &PeerFields,
 ) -> Result<Peer<'a>, Error> {
-    let id = required(take(object, fields.id_key)?, fields.id_field)?;
-    let role = take(object, "role")?;
+    let id = required(id, fields.id_field)?;
     let role = if action == Action::RoleChange {
         // The new role is the whole point of a role change.
         Some(required(role, fields.role_field)?)
@@ -427,21 +471,22 @@ fn check_data_time(
     }
 }
 
-fn envelope(mut top: Object<'_>) -> Result<Parsed<'_>, Error> {
-    let id = required(take(&mut top, "id")?, "id")?;
-    let event_type = required(take(&mut top, "type")?, "type")?;
-    let timestamp_value = take(&mut top, "timestamp")?;
+fn envelope(top: Body<'_>) -> Result<Parsed<'_>, Error> {
+    let id = required(top.id, "id")?;
+    let event_type = required(top.event_type, "type")?;
     // "YYYY-MM-DDTHH:MM:SS" is 19 bytes; a fraction, if any, starts right after it.
     let whole_seconds =
-        !matches!(&timestamp_value, Some(Value::String(s)) if s.as_bytes().get(19) == Some(&b'.'));
-    let timestamp = time(timestamp_value, "timestamp")?.ok_or(Error::MissingField("timestamp"))?;
+        !matches!(&top.timestamp, Some(Field::Str(s)) if s.as_bytes().get(19) == Some(&b'.'));
+    let timestamp =
+        time(top.timestamp.as_ref(), "timestamp")?.ok_or(Error::MissingField("timestamp"))?;
     let stand_in_time = if whole_seconds {
         timestamp.end_of_second()
     } else {
         timestamp
     };
-    let mut data = object(take(&mut top, "data")?, "data")?.ok_or(Error::MissingField("data"))?;
-    let replay = replay_flag(&mut top, "is_replay")? | replay_flag(&mut data, "data.is_replay")?;
+    let data = object(top.data, "data")?.ok_or(Error::MissingField("data"))?;
+    let replay =
+        replay_flag(top.is_replay, "is_replay")? | replay_flag(data.is_replay, "data.is_replay")?;
     let head = Head {
         format: Format::Envelope,
         id,
@@ -452,38 +497,39 @@ fn envelope(mut top: Object<'_>) -> Result<Parsed<'_>, Error> {
     let action = match kind_of(&head.event_type) {
         Kind::Handled(action) => action,
         // The envelope is valid; the payload of types we ignore is not our business.
-        Kind::Ignored(reason) => return Ok(ignore(head, reason, &mut data, "data.room_id")),
+        Kind::Ignored(reason) => return Ok(ignore(head, reason, data.room_id, "data.room_id")),
     };
 
-    let room_id = required(take(&mut data, "room_id")?, "data.room_id")?;
+    let room_id = required(data.room_id, "data.room_id")?;
     // Every 100ms event type the function acts on carries its session (100ms-webhooks.md §2), and
     // "" is the flat format's: without it an event could take over the room's current session.
-    let session_id = required(take(&mut data, "session_id")?, "data.session_id")?;
+    let session_id = required(data.session_id, "data.session_id")?;
     let peer = if action.is_peer_event() {
-        Some(peer(&mut data, action, &ENVELOPE_PEER)?)
+        Some(peer(data.peer_id, data.role, action, &ENVELOPE_PEER)?)
     } else {
         None
     };
 
-    let mut data_time = |key: &'static str, field: &'static str| {
-        check_data_time(timestamp, time(take(&mut data, key)?, field)?, field)
+    let data_time = |value: &Option<Field<'_>>, field: &'static str| {
+        check_data_time(timestamp, time(value.as_ref(), field)?, field)
     };
     let mut times = Times {
-        session_started_at: data_time("session_started_at", "data.session_started_at")?,
+        session_started_at: data_time(&data.session_started_at, "data.session_started_at")?,
         ..Times::default()
     };
     match action {
-        Action::PeerJoin => times.joined_at = data_time("joined_at", "data.joined_at")?,
+        Action::PeerJoin => times.joined_at = data_time(&data.joined_at, "data.joined_at")?,
         Action::PeerLeave => {
-            times.left_at = data_time("left_at", "data.left_at")?;
-            times.joined_at = data_time("joined_at", "data.joined_at")?;
+            times.left_at = data_time(&data.left_at, "data.left_at")?;
+            times.joined_at = data_time(&data.joined_at, "data.joined_at")?;
         }
         Action::RoleChange => {
-            times.role_changed_at = data_time("role_changed_at", "data.role_changed_at")?;
-            times.joined_at = data_time("joined_at", "data.joined_at")?;
+            times.role_changed_at = data_time(&data.role_changed_at, "data.role_changed_at")?;
+            times.joined_at = data_time(&data.joined_at, "data.joined_at")?;
         }
         Action::SessionClose => {
-            times.session_stopped_at = data_time("session_stopped_at", "data.session_stopped_at")?;
+            times.session_stopped_at =
+                data_time(&data.session_stopped_at, "data.session_stopped_at")?;
         }
         Action::SessionOpen | Action::Activity => {}
     }
@@ -499,21 +545,20 @@ fn envelope(mut top: Object<'_>) -> Result<Parsed<'_>, Error> {
     }))
 }
 
-fn flat_timestamp(value: Option<Value<'_>>) -> Result<Timestamp, Error> {
+fn flat_timestamp(value: Option<Field<'_>>) -> Result<Timestamp, Error> {
     const FIELD: &str = "timestamp";
     let invalid = |reason: &'static str| Error::InvalidTimestamp {
         field: FIELD,
         reason: reason.into(),
     };
     match value {
-        None => Err(Error::MissingField(FIELD)),
-        Some(Value::Number(number)) => match json::integer(number) {
-            Integer::Unsigned(ms) => Timestamp::from_epoch_ms(ms),
-            Integer::TooLarge => None,
-            Integer::Negative => return Err(invalid("milliseconds must not be negative")),
-            Integer::NotAnInteger => return Err(invalid("milliseconds must be an integer")),
-        }
-        .ok_or_else(|| invalid("milliseconds since epoch out of range")),
+        None | Some(Field::Null) => Err(Error::MissingField(FIELD)),
+        Some(Field::Unsigned(ms)) => Timestamp::from_epoch_ms(ms)
+            .ok_or_else(|| invalid("milliseconds since epoch out of range")),
+        Some(Field::Negative(_)) => Err(invalid("milliseconds must not be negative")),
+        Some(Field::Float(ms)) if ms < 0.0 => Err(invalid("milliseconds must not be negative")),
+        // serde_json reads a fraction, an exponent, or an integer beyond u64 as a float.
+        Some(Field::Float(_)) => Err(invalid("milliseconds must be an integer below 2^64")),
         Some(_) => Err(Error::InvalidField {
             field: FIELD,
             expected: "an integer number of milliseconds since the epoch",
@@ -521,9 +566,9 @@ fn flat_timestamp(value: Option<Value<'_>>) -> Result<Timestamp, Error> {
     }
 }
 
-fn flat<'a>(event_type: Value<'a>, mut top: Object<'a>, body: &[u8]) -> Result<Parsed<'a>, Error> {
+fn flat<'a>(event_type: Field<'a>, top: Body<'a>, body: &[u8]) -> Result<Parsed<'a>, Error> {
     let event_type = required(Some(event_type), "event")?;
-    let timestamp = flat_timestamp(take(&mut top, "timestamp")?)?;
+    let timestamp = flat_timestamp(top.timestamp)?;
     let head = Head {
         format: Format::Flat,
         // The flat format has no id: the body's hash makes identical redeliveries duplicates.
@@ -534,13 +579,12 @@ fn flat<'a>(event_type: Value<'a>, mut top: Object<'a>, body: &[u8]) -> Result<P
     };
     let action = match kind_of(&head.event_type) {
         Kind::Handled(action) => action,
-        Kind::Ignored(reason) => return Ok(ignore(head, reason, &mut top, "room_id")),
+        Kind::Ignored(reason) => return Ok(ignore(head, reason, top.room_id, "room_id")),
     };
-    let room_id = required(take(&mut top, "room_id")?, "room_id")?;
+    let room_id = required(top.room_id, "room_id")?;
     let peer = if action.is_peer_event() {
-        let mut object =
-            object(take(&mut top, "peer")?, "peer")?.ok_or(Error::MissingField("peer"))?;
-        Some(peer(&mut object, action, &FLAT_PEER)?)
+        let object = object(top.peer, "peer")?.ok_or(Error::MissingField("peer"))?;
+        Some(peer(object.id, object.role, action, &FLAT_PEER)?)
     } else {
         None
     };
@@ -749,7 +793,9 @@ mod tests {
             "peer.join.success",
             r#"{"room_id":"a","room_id":"b","peer_id":"p"}"#,
         );
-        assert!(matches!(err(&body), Error::InvalidJson(_)));
+        assert!(
+            matches!(err(&body), Error::InvalidJson(m) if m.starts_with("data") && m.contains("room_id"))
+        );
     }
 
     #[test]
@@ -1076,13 +1122,13 @@ mod tests {
         let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
         let within = format!(
             r#"{{"id":"x","type":"t","timestamp":"2024-10-04T18:03:10Z","data":{{"x":{}}}}}"#,
-            deep(json::MAX_DEPTH - 2)
+            deep(document::MAX_DEPTH - 2)
         );
         assert_eq!(
             ignored(within.as_bytes()).reason,
             IgnoreReason::EventTypeNotHandled
         );
-        for n in [json::MAX_DEPTH, 100_000] {
+        for n in [document::MAX_DEPTH, 100_000] {
             let beyond = format!(
                 r#"{{"id":"x","type":"t","timestamp":"2024-10-04T18:03:10Z","data":{{"x":{}}}}}"#,
                 deep(n)

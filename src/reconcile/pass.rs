@@ -13,15 +13,17 @@ use std::collections::VecDeque;
 
 use crate::config::Config;
 use crate::config::{RestTarget, Settings};
+use crate::document::{self, Nested};
 use crate::error::Error;
-use crate::facts::{self, Applied, Correction, DbError, DbRoom, Fact};
-use crate::handler::{self, Incoming};
-use crate::hms_api::{self, ActivePeer, ActiveRoom, Api, ApiError, Session};
 use crate::http::{join_all, Http};
-use crate::json::{self, ObjectWriter, Value};
+use crate::reconcile::facts::{self, Applied, Correction, DbError, DbRoom, Fact};
+use crate::reconcile::hms_api::{self, ActivePeer, ActiveRoom, Api, ApiError, Session};
 use crate::reply::{Log, Outcome as Answer, Reply};
 use crate::roles::Roles;
 use crate::time::Timestamp;
+use crate::webhook::handler::{self, Incoming};
+use serde::de::IgnoredAny;
+use serde::Serialize;
 
 /// Rooms worked on at once (each has at most three API calls and one RPC in sequence).
 pub const CONCURRENCY: usize = 6;
@@ -45,7 +47,7 @@ pub struct Pass<'a> {
 }
 
 /// An API call that failed, as reported.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ApiFailure {
     /// The room it was for (none for the list of active sessions).
     pub room_id: Option<String>,
@@ -56,11 +58,12 @@ pub struct ApiFailure {
     /// HTTP status, when one arrived.
     pub status: Option<u16>,
     /// For `malformed`: what was wrong (left out otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<&'static str>,
 }
 
 /// A database call that failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DbFailure {
     /// The room it was for.
     pub room_id: Option<String>,
@@ -73,7 +76,7 @@ pub struct DbFailure {
 }
 
 /// A room 100ms could tell nothing about.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Unverified {
     /// 100ms room id.
     pub room_id: String,
@@ -82,7 +85,7 @@ pub struct Unverified {
 }
 
 /// The pass's answer (also the JSON body of `POST …/reconcile`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Summary {
     /// `completed`, `incomplete` (something was not reached or failed) or `failed`.
     pub status: &'static str,
@@ -109,35 +112,6 @@ pub struct Summary {
     /// Duration of the pass.
     pub ms: i64,
 }
-
-json::impl_to_json!(ApiFailure {
-    room_id,
-    call,
-    error,
-    status,
-    detail: if_some
-});
-json::impl_to_json!(DbFailure {
-    room_id,
-    call,
-    problem,
-    status
-});
-json::impl_to_json!(Unverified { room_id, reason });
-json::impl_to_json!(Summary {
-    status,
-    api,
-    rooms_checked,
-    rooms_corrected,
-    sessions_closed,
-    api_errors,
-    db_errors,
-    not_reached,
-    unverified,
-    rooms_unknown,
-    stopped,
-    ms,
-});
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stop {
@@ -719,10 +693,10 @@ pub fn admit<'c>(config: &'c Config, incoming: &Incoming<'_>) -> Result<&'c Sett
         .map_err(|err| refuse(&err))?;
     if !incoming.body.is_empty() {
         let text = std::str::from_utf8(incoming.body).map_err(|_| refuse(&Error::InvalidUtf8))?;
-        match json::parse(text) {
-            Ok(Value::Object(_)) => {}
-            Ok(_) => return Err(refuse(&Error::NotAnObject)),
-            Err(e) => return Err(refuse(&Error::InvalidJson(e.0))),
+        match document::read::<Nested<IgnoredAny>>(text) {
+            Ok(Nested::Object(_)) => {}
+            Ok(Nested::Other) => return Err(refuse(&Error::NotAnObject)),
+            Err(e) => return Err(refuse(&e.into())),
         }
     }
     Ok(settings)
@@ -737,26 +711,41 @@ pub fn reply(summary: &Summary) -> Reply {
     } else {
         "warn"
     };
-    let mut log = String::with_capacity(256);
-    ObjectWriter::new(&mut log)
-        .member("level", level)
-        .member("msg", "reconcile")
-        .member("status", &status)
-        .member("outcome", summary.status)
-        .member("api", summary.api)
-        .member("rooms_checked", &summary.rooms_checked)
-        .member("rooms_corrected", &summary.rooms_corrected.len())
-        .member("sessions_closed", &summary.sessions_closed)
-        .member("api_errors", &summary.api_errors.len())
-        .member("db_errors", &summary.db_errors.len())
-        .member("not_reached", &summary.not_reached.len())
-        .member("stopped", &summary.stopped)
-        .member("ms", &summary.ms)
-        .end();
+    #[derive(Serialize)]
+    struct LogLine {
+        level: &'static str,
+        msg: &'static str,
+        status: u16,
+        outcome: &'static str,
+        api: &'static str,
+        rooms_checked: u64,
+        rooms_corrected: usize,
+        sessions_closed: u64,
+        api_errors: usize,
+        db_errors: usize,
+        not_reached: usize,
+        stopped: Option<&'static str>,
+        ms: i64,
+    }
+    let log = document::write(&LogLine {
+        level,
+        msg: "reconcile",
+        status,
+        outcome: summary.status,
+        api: summary.api,
+        rooms_checked: summary.rooms_checked,
+        rooms_corrected: summary.rooms_corrected.len(),
+        sessions_closed: summary.sessions_closed,
+        api_errors: summary.api_errors.len(),
+        db_errors: summary.db_errors.len(),
+        not_reached: summary.not_reached.len(),
+        stopped: summary.stopped,
+        ms: summary.ms,
+    });
     Reply {
         status,
         headers: vec![("content-type".into(), "application/json".into())],
-        body: json::to_string(summary),
+        body: document::write(summary),
         log,
     }
 }

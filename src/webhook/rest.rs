@@ -2,36 +2,14 @@
 //! answer. Only a 200 with the RPC's own JSON result counts; everything else means "retry".
 
 use crate::config::RestTarget;
-use crate::json::{self, Hundredths, Integer, Object, ObjectWriter, ToJson, Value};
-use crate::plan::ApplyArgs;
-
-/// An HTTP request for the boundary to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RpcRequest {
-    /// Full URL.
-    pub url: String,
-    /// Request headers (including the service key; never log them).
-    pub headers: Vec<(String, String)>,
-    /// JSON body with the named arguments.
-    pub body: String,
-}
-
-/// What the boundary got back from the RPC call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RpcOutcome {
-    /// An HTTP response arrived.
-    Response {
-        /// HTTP status.
-        status: u16,
-        /// Raw body.
-        body: Vec<u8>,
-    },
-    /// No response: DNS, connection, TLS or timeout failure.
-    Unreachable,
-}
+use crate::document;
+use crate::http::{Method, Outcome, Request};
+use crate::webhook::plan::ApplyArgs;
+use serde::{Deserialize, Serialize};
 
 /// The RPC's verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ApplyStatus {
     /// State changed (or was confirmed) by this event.
     Applied,
@@ -52,10 +30,10 @@ impl ApplyStatus {
     }
 }
 
-/// The room row as the RPC returns it (design §4).
-#[derive(Debug, Clone, PartialEq)]
-// serde_json, the oracle of its writer in tests.
-#[cfg_attr(test, derive(serde::Serialize))]
+/// The room row as the RPC returns it (design §4), and as the answers repeat it. The score is a
+/// `NUMERIC(10,2)` that serde_json (with `float_roundtrip`) reads as the nearest double, which
+/// its shortest-digits writer gives back exactly (`14.25`, `6.0`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Room {
     /// 100ms room id.
     pub hms_room_id: String,
@@ -71,25 +49,8 @@ pub struct Room {
     pub last_active_at: Option<String>,
 }
 
-impl ToJson for Room {
-    fn write_json(&self, out: &mut String) {
-        // The score was read exactly as hundredths (see `room`), and ×100 rounds back to them
-        // exactly (|n| < 2^50), so it is written from them: serde_json's digits without its
-        // float formatter.
-        let score = Hundredths((self.trending_score * 100.0).round() as i64);
-        ObjectWriter::new(out)
-            .member("hms_room_id", &self.hms_room_id)
-            .member("is_live", &self.is_live)
-            .member("listener_count", &self.listener_count)
-            .member("speaker_count", &self.speaker_count)
-            .member("trending_score", &score)
-            .member("last_active_at", &self.last_active_at)
-            .end();
-    }
-}
-
-/// A successful RPC result.
-#[derive(Debug, Clone, PartialEq)]
+/// A successful RPC result (unknown members ignored, a repeated one refused).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct RpcResult {
     /// applied / duplicate / ignored.
     pub status: ApplyStatus,
@@ -121,103 +82,44 @@ pub(crate) fn headers(target: &RestTarget) -> Vec<(String, String)> {
 }
 
 /// Builds the RPC request.
-pub fn request(target: &RestTarget, args: &ApplyArgs<'_>) -> RpcRequest {
-    RpcRequest {
+pub fn request(target: &RestTarget, args: &ApplyArgs<'_>) -> Request {
+    Request {
+        method: Method::Post,
         url: target.rpc_url.clone(),
         headers: headers(target),
-        body: json::to_string(args),
+        body: Some(document::write(args)),
     }
 }
-
-// The named arguments as `hms_apply_event` takes them (`None` is `null`).
-json::impl_to_json!(ApplyArgs<'_> {
-    p_event_id,
-    p_event_type,
-    p_action,
-    p_room_id,
-    p_session_id,
-    p_session_started_at,
-    p_peer_id,
-    p_role,
-    p_role_class,
-    p_event_at,
-    p_joined_at,
-    p_auto_create,
-    p_received_at,
-});
 
 /// Longest reason passed on from the database.
 const MAX_REASON_CHARS: usize = 200;
 
-fn object_of(body: &[u8]) -> Option<Object<'_>> {
-    match json::parse(std::str::from_utf8(body).ok()?).ok()? {
-        Value::Object(object) => Some(object),
-        _ => None,
-    }
+/// A PostgREST error body, as far as the log reads it.
+#[derive(Deserialize)]
+struct ErrorAnswer {
+    code: Option<String>,
 }
 
 /// Keeps an error code only if it looks like one, so the log cannot be stuffed via it.
 fn error_code(body: &[u8]) -> Option<String> {
-    let Value::String(code) = object_of(body)?.take("code").ok()?? else {
-        return None;
-    };
+    let code = document::read_bytes::<ErrorAnswer>(body)?.code?;
     let plausible = !code.is_empty()
         && code.len() <= 16
         && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    plausible.then(|| code.into_owned())
-}
-
-pub(crate) fn count(value: Value<'_>) -> Option<u64> {
-    match value {
-        Value::Number(number) => match json::integer(number) {
-            Integer::Unsigned(n) => Some(n),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-/// The `room` object; `None` if any documented field is missing or mistyped.
-pub(crate) fn room(mut object: Object<'_>) -> Option<Room> {
-    let Value::String(hms_room_id) = object.take("hms_room_id").ok()?? else {
-        return None;
-    };
-    let Value::Bool(is_live) = object.take("is_live").ok()?? else {
-        return None;
-    };
-    let listener_count = count(object.take("listener_count").ok()??)?;
-    let speaker_count = count(object.take("speaker_count").ok()??)?;
-    let Value::Number(score) = object.take("trending_score").ok()?? else {
-        return None;
-    };
-    // Hundredths are exact in i64 and the division is correctly rounded, so 14.25 stays 14.25.
-    let trending_score = json::hundredths(score)? as f64 / 100.0;
-    let last_active_at = match object.take("last_active_at").ok()? {
-        None | Some(Value::Null) => None,
-        Some(Value::String(at)) => Some(at.into_owned()),
-        Some(_) => return None,
-    };
-    Some(Room {
-        hms_room_id: hms_room_id.into_owned(),
-        is_live,
-        listener_count,
-        speaker_count,
-        trending_score,
-        last_active_at,
-    })
+    plausible.then_some(code)
 }
 
 /// Interprets the RPC answer.
-pub fn interpret(outcome: &RpcOutcome) -> Result<RpcResult, UpstreamFailure> {
+pub fn interpret(outcome: &Outcome) -> Result<RpcResult, UpstreamFailure> {
+    let no_answer = |problem| UpstreamFailure {
+        http_status: None,
+        code: None,
+        problem,
+    };
     let (status, body) = match outcome {
-        RpcOutcome::Unreachable => {
-            return Err(UpstreamFailure {
-                http_status: None,
-                code: None,
-                problem: "unreachable",
-            })
-        }
-        RpcOutcome::Response { status, body } => (*status, body),
+        Outcome::Unreachable => return Err(no_answer("unreachable")),
+        Outcome::TimedOut => return Err(no_answer("timeout")),
+        Outcome::Response { status, body } => (*status, body),
     };
     if status != 200 {
         return Err(UpstreamFailure {
@@ -231,41 +133,23 @@ pub fn interpret(outcome: &RpcOutcome) -> Result<RpcResult, UpstreamFailure> {
         code: None,
         problem: "unexpected result shape",
     };
-    let mut result = object_of(body).ok_or_else(shape_error)?;
-    let status = match result.take("status") {
-        Ok(Some(Value::String(s))) => match s.as_ref() {
-            "applied" => ApplyStatus::Applied,
-            "duplicate" => ApplyStatus::Duplicate,
-            "ignored" => ApplyStatus::Ignored,
-            _ => return Err(shape_error()),
-        },
-        _ => return Err(shape_error()),
-    };
-    let reason = match result.take("reason") {
-        Ok(None | Some(Value::Null)) => None,
-        Ok(Some(Value::String(r))) => Some(r.chars().take(MAX_REASON_CHARS).collect()),
-        _ => return Err(shape_error()),
-    };
-    let room = match result.take("room") {
-        Ok(None | Some(Value::Null)) => None,
-        Ok(Some(Value::Object(object))) => Some(room(object).ok_or_else(shape_error)?),
-        _ => return Err(shape_error()),
-    };
-    Ok(RpcResult {
-        status,
-        reason,
-        room,
-    })
+    let mut result = document::read_bytes::<RpcResult>(body).ok_or_else(shape_error)?;
+    if let Some(reason) = &mut result.reason {
+        if let Some((cut, _)) = reason.char_indices().nth(MAX_REASON_CHARS) {
+            reason.truncate(cut);
+        }
+    }
+    Ok(result)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::event::parse;
-    use crate::plan::{plan, Plan};
     use crate::roles::Roles;
     use crate::time::Timestamp;
+    use crate::webhook::event::parse;
+    use crate::webhook::plan::{plan, Plan};
 
     fn target() -> RestTarget {
         let config = Config::from_env([
@@ -276,8 +160,8 @@ mod tests {
         config.unwrap().settings().rest.clone()
     }
 
-    fn response(status: u16, body: &str) -> RpcOutcome {
-        RpcOutcome::Response {
+    fn response(status: u16, body: &str) -> Outcome {
+        Outcome::Response {
             status,
             body: body.as_bytes().to_vec(),
         }
@@ -311,7 +195,7 @@ mod tests {
                 ("accept".to_string(), "application/json".to_string()),
             ]
         );
-        let body: serde_json::Value = serde_json::from_str(&req.body).unwrap();
+        let body: serde_json::Value = serde_json::from_str(req.body.as_deref().unwrap()).unwrap();
         assert_eq!(body["p_action"], "session_open");
         assert_eq!(body["p_event_at"], "2024-10-04T18:00:02.999999Z");
         assert_eq!(body["p_received_at"], "1970-01-01T00:00:00.000000Z");
@@ -320,8 +204,6 @@ mod tests {
             13,
             "all thirteen named arguments"
         );
-        // Byte for byte what serde_json writes for the same record.
-        assert_eq!(req.body, serde_json::to_string(&args).unwrap());
     }
 
     #[test]
@@ -341,8 +223,7 @@ mod tests {
             room.last_active_at.as_deref(),
             Some("2024-10-04T18:03:10.558102+00:00")
         );
-        let text = json::to_string(&room);
-        assert_eq!(text, serde_json::to_string(&room).unwrap());
+        let text = document::write(&room);
         assert!(text.contains(r#""trending_score":14.25"#), "{text}");
         let dup = interpret(&response(200, r#"{"status":"duplicate","room":null}"#)).unwrap();
         assert_eq!(dup.status, ApplyStatus::Duplicate);
@@ -358,7 +239,8 @@ mod tests {
     #[test]
     fn everything_else_is_an_upstream_failure() {
         let cases = [
-            (RpcOutcome::Unreachable, None, None),
+            (Outcome::Unreachable, None, None),
+            (Outcome::TimedOut, None, None),
             (
                 response(
                     404,
@@ -440,7 +322,7 @@ mod tests {
                 None,
             ),
             (
-                RpcOutcome::Response {
+                Outcome::Response {
                     status: 200,
                     body: vec![0xff, b'{', b'}'],
                 },

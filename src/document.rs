@@ -1,0 +1,349 @@
+//! What every reader and writer shares: [`read`] runs serde_json over a whole document and, when it
+//! refuses one, names where (`serde_path_to_error`); [`write`] writes a record; and serde types
+//! for documents whose fields are checked by rules rather than by type alone ([`Field`],
+//! [`Nested`]) or whose members keep their order ([`Entries`]).
+//!
+//! The readers derive `Deserialize` for the fields they read, so serde ignores every other field
+//! and refuses a key repeated among those (its `duplicate field` error): two parsers could
+//! disagree about which occurrence counts. Nesting is bounded: serde_json refuses values it reads
+//! nested deeper than its recursion limit, but skips unread ones without any limit, so
+//! [`check_depth`] (hand-written: serde_json has no option for it) refuses a document nested
+//! deeper than [`MAX_DEPTH`] anywhere, as before; it costs one byte count for any document with
+//! fewer brackets than that.
+
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+
+/// Why a document could not be read: serde_json's message, with the path of the value it was
+/// reading when that is not the top (`data.room_id: duplicate field ...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadError(pub String);
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Deepest accepted nesting of arrays and objects: 127, what serde_json accepts where it reads.
+pub const MAX_DEPTH: usize = 127;
+
+/// Refuses a document nested deeper than [`MAX_DEPTH`] anywhere (brackets inside strings do not
+/// count). Malformed text passes; serde_json refuses it next with a better message.
+fn check_depth(text: &str) -> Result<(), ReadError> {
+    let bytes = text.as_bytes();
+    if bytes.iter().filter(|&&b| b == b'[' || b == b'{').count() <= MAX_DEPTH {
+        return Ok(());
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &byte in bytes {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if byte == b'\\' {
+                escaped = true;
+            } else if byte == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' if depth == MAX_DEPTH => {
+                return Err(ReadError(format!(
+                    "recursion limit exceeded (more than {MAX_DEPTH} nested arrays or objects)"
+                )))
+            }
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Reads one whole JSON document (surrounding whitespace allowed, nothing after it).
+pub fn read<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, ReadError> {
+    check_depth(text)?;
+    // Tracking the path copies every key: 138 k instead of 127 k instructions per webhook
+    // (callgrind, bench/core.rs). So only a refused document is read again to say where.
+    serde_json::from_str(text).map_err(|_| refusal::<T>(text))
+}
+
+/// Why serde refuses `text` as `T`, with the path of the value it was reading.
+fn refusal<'a, T: Deserialize<'a>>(text: &'a str) -> ReadError {
+    let mut json = serde_json::Deserializer::from_str(text);
+    let err = match serde_path_to_error::deserialize::<_, T>(&mut json) {
+        Ok(_) => match json.end() {
+            // serde is deterministic: the second read fails like the first. Should it not, the
+            // document is still refused.
+            Ok(()) => return ReadError("unreadable document".into()),
+            Err(err) => return ReadError(err.to_string()),
+        },
+        Err(err) => err,
+    };
+    let path = err.path().to_string();
+    let inner = err.into_inner();
+    ReadError(if path == "." {
+        inner.to_string()
+    } else {
+        format!("{path}: {inner}")
+    })
+}
+
+/// [`read`] over bytes that must be UTF-8; `None` for anything unreadable (answers from the
+/// database and 100ms, where the only question is whether the answer has the documented shape).
+pub fn read_bytes<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Option<T> {
+    read(std::str::from_utf8(body).ok()?).ok()
+}
+
+/// Writes a record as compact JSON. serde_json fails only on a map with non-string keys or a
+/// `Serialize` impl that reports an error; no record the core writes has either, so the empty
+/// fallback is never taken (and would show as an unreadable answer, not as a panic).
+pub fn write<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// One JSON value as a rule needs it: strings (borrowed from the document unless escaped),
+/// numbers and booleans by value, arrays and objects by kind only (their contents are skipped).
+/// `null` never reaches it in an `Option<Field>`: serde reads it as `None`, i.e. absent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Field<'a> {
+    /// `null` (only where a `Field` is not wrapped in `Option`).
+    Null,
+    /// `true` / `false`.
+    Bool(bool),
+    /// A non-negative integer that fits in `u64`.
+    Unsigned(u64),
+    /// A negative integer that fits in `i64`.
+    Negative(i64),
+    /// Any other number (fraction, exponent, or beyond the integer ranges).
+    Float(f64),
+    /// A string, unescaped.
+    Str(Cow<'a, str>),
+    /// An array.
+    Array,
+    /// An object.
+    Object,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(FieldVisitor(PhantomData))
+    }
+}
+
+struct FieldVisitor<'a>(PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for FieldVisitor<'a> {
+    type Value = Field<'a>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Field<'a>, E> {
+        Ok(Field::Null)
+    }
+    fn visit_none<E>(self) -> Result<Field<'a>, E> {
+        Ok(Field::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Field<'a>, D::Error> {
+        Field::deserialize(deserializer)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Field<'a>, E> {
+        Ok(Field::Bool(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Field<'a>, E> {
+        Ok(Field::Unsigned(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Field<'a>, E> {
+        Ok(u64::try_from(v).map_or(Field::Negative(v), Field::Unsigned))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Field<'a>, E> {
+        Ok(Field::Float(v))
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Field<'a>, E> {
+        Ok(Field::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Field<'a>, E> {
+        Ok(Field::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Field<'a>, E> {
+        Ok(Field::Str(Cow::Owned(v)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Field<'a>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Field::Array)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Field<'a>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Field::Object)
+    }
+}
+
+/// An object read as its members in document order, for the lists 100ms keys by id (where a
+/// map type would sort them, and drop a repeated key without saying so).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entries<T>(pub Vec<(String, T)>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Entries<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntriesVisitor<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for EntriesVisitor<T> {
+            type Value = Entries<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries<T>, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
+                }
+                Ok(Entries(entries))
+            }
+        }
+        deserializer.deserialize_map(EntriesVisitor(PhantomData))
+    }
+}
+
+/// A value that should be the object `T`: `Object(T)` when it is one (then `T`'s own rules
+/// apply), `Other` when it is any other kind, so the rule reading it can say what it expected.
+/// (A derived struct alone would also accept an array, positionally, and refuse other kinds
+/// with serde's type message rather than the field's.)
+#[derive(Debug, Clone, PartialEq)]
+pub enum Nested<T> {
+    /// It was an object.
+    Object(T),
+    /// It was something else (not `null`: an `Option<Nested<T>>` reads that as `None`).
+    Other,
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Nested<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(NestedVisitor(PhantomData))
+    }
+}
+
+struct NestedVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for NestedVisitor<T> {
+    type Value = Nested<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Nested<T>, A::Error> {
+        T::deserialize(de::value::MapAccessDeserializer::new(map)).map(Nested::Object)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Nested<T>, A::Error> {
+        FieldVisitor(PhantomData)
+            .visit_seq(seq)
+            .map(|_| Nested::Other)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Nested<T>, D::Error> {
+        Nested::deserialize(deserializer)
+    }
+    fn visit_unit<E>(self) -> Result<Nested<T>, E> {
+        Ok(Nested::Other)
+    }
+    fn visit_none<E>(self) -> Result<Nested<T>, E> {
+        Ok(Nested::Other)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Nested<T>, E> {
+        Ok(Nested::Other)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Nested<T>, E> {
+        Ok(Nested::Other)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Nested<T>, E> {
+        Ok(Nested::Other)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Nested<T>, E> {
+        Ok(Nested::Other)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Nested<T>, E> {
+        Ok(Nested::Other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    struct Doc<'a> {
+        #[serde(borrow)]
+        a: Option<Field<'a>>,
+        #[serde(borrow)]
+        inner: Option<Nested<Inner<'a>>>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Inner<'a> {
+        #[serde(borrow)]
+        b: Option<Field<'a>>,
+    }
+
+    #[test]
+    fn fields_keep_their_kind_and_borrow_plain_strings() {
+        let doc: Doc = read(r#"{"a":"x","inner":{"b":[1,{"c":2}]},"zz":{"deep":[[[]]]}}"#).unwrap();
+        assert!(matches!(doc.a, Some(Field::Str(Cow::Borrowed("x")))));
+        let Some(Nested::Object(inner)) = doc.inner else {
+            panic!("an object")
+        };
+        assert_eq!(inner.b, Some(Field::Array));
+        let escaped: Doc = read(r#"{"a":"\u0041"}"#).unwrap();
+        assert!(matches!(escaped.a, Some(Field::Str(Cow::Owned(s))) if s == "A"));
+        for (text, field) in [
+            ("-5", Field::Negative(-5)),
+            ("5", Field::Unsigned(5)),
+            ("1.5", Field::Float(1.5)),
+            ("true", Field::Bool(true)),
+            ("{}", Field::Object),
+        ] {
+            let text = format!(r#"{{"a":{text}}}"#);
+            let doc: Doc = read(&text).unwrap();
+            assert_eq!(doc.a, Some(field), "{text}");
+        }
+        let null: Doc = read(r#"{"a":null,"inner":null}"#).unwrap();
+        assert!(null.a.is_none() && null.inner.is_none());
+        let other: Doc = read(r#"{"inner":[1]}"#).unwrap();
+        assert_eq!(other.inner.map(|n| matches!(n, Nested::Other)), Some(true));
+    }
+
+    #[test]
+    fn repeated_read_keys_are_refused_with_their_path() {
+        let err = read::<Doc>(r#"{"inner":{"b":1,"b":2}}"#).unwrap_err();
+        assert!(err.0.contains("duplicate field `b`"), "{err}");
+        assert!(err.0.starts_with("inner"), "{err}");
+        // Keys nobody reads may repeat.
+        assert!(read::<Doc>(r#"{"z":1,"z":2}"#).is_ok());
+    }
+
+    #[test]
+    fn syntax_errors_and_trailing_text_are_refused() {
+        assert!(read::<Doc>("{").is_err());
+        assert!(read::<Doc>("{} x").is_err());
+        assert!(read::<Doc>("{}  \n").is_ok());
+        assert!(read_bytes::<Doc>(b"{\"a\":\"\xff\"}").is_none());
+    }
+
+    #[test]
+    fn nesting_is_bounded_everywhere_and_strings_do_not_count() {
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        // The object itself is one level.
+        assert!(read::<Doc>(&format!(r#"{{"zz":{}}}"#, deep(MAX_DEPTH - 1))).is_ok());
+        for field in ["zz", "a"] {
+            for n in [MAX_DEPTH, 100_000] {
+                let err = read::<Doc>(&format!(r#"{{"{field}":{}}}"#, deep(n))).unwrap_err();
+                assert!(err.0.contains("recursion limit"), "{err}");
+            }
+        }
+        let brackets = format!(r#"{{"a":"{}\"{}"}}"#, "[".repeat(500), "{".repeat(500));
+        assert!(read::<Doc>(&brackets).is_ok());
+        assert!(read::<Doc>(&format!(r#"{{"a":{}"#, "[".repeat(100_000))).is_err());
+    }
+}
