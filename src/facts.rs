@@ -3,12 +3,13 @@
 //! 100ms reported; plus strict reading of their answers.
 
 use crate::config::RestTarget;
-use crate::http::{Method, Outcome, Request};
+use crate::http::{encode_component, Method, Outcome, Request};
 use crate::json::{self, Integer, Object, ObjectWriter, Value};
 use crate::rest::{self, Room};
 use crate::time::Timestamp;
 
-/// Most rooms one pass reads; more are left to the next pass (and reported).
+/// Most live rooms one pass reads; the rest are counted in the answer and read first by the
+/// next pass (the cursor).
 pub const MAX_ROOMS: usize = 2000;
 
 /// One snapshot fact (written as `hms_apply_facts` takes it: see `impl_to_json!` below).
@@ -133,17 +134,119 @@ fn rpc(target: &RestTarget, name: &str, body: String) -> Request {
     }
 }
 
-/// `GET /rest/v1/rooms?…&is_live=eq.true`: the rooms the database holds live.
-pub fn live_rooms(target: &RestTarget) -> Request {
+/// Which live rooms a read asks for, in `hms_room_id` order (the database's collation, the
+/// same one the cursor is compared in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomRange<'a> {
+    /// From the first.
+    All,
+    /// Those after the cursor.
+    After(&'a str),
+    /// Those up to and including the cursor (the wrap-around).
+    Through(&'a str),
+}
+
+/// `GET /rest/v1/rooms?…&is_live=eq.true`: at most `limit` rooms the database holds live.
+pub fn live_rooms(target: &RestTarget, range: RoomRange<'_>, limit: usize) -> Request {
+    let filter = match range {
+        RoomRange::All => String::new(),
+        RoomRange::After(cursor) => format!("&hms_room_id=gt.{}", encode_component(cursor)),
+        RoomRange::Through(cursor) => format!("&hms_room_id=lte.{}", encode_component(cursor)),
+    };
     Request {
         method: Method::Get,
         url: format!(
-            "{}/rest/v1/rooms?select=hms_room_id,current_session_id,is_live,listener_count,speaker_count&is_live=eq.true&order=hms_room_id&limit={}",
+            "{}/rest/v1/rooms?select=hms_room_id,current_session_id,is_live,listener_count,speaker_count&is_live=eq.true{filter}&order=hms_room_id&limit={limit}",
             target.base_url,
-            MAX_ROOMS + 1
         ),
         headers: rest::headers(target),
         body: None,
+    }
+}
+
+/// `hms_reconcile_begin`: take the turn (one pass at a time, `min_interval_ms` apart).
+pub fn reconcile_begin(target: &RestTarget, min_interval_ms: i64, lease_ms: i64) -> Request {
+    let mut body = String::new();
+    ObjectWriter::new(&mut body)
+        .member("p_min_interval_ms", &min_interval_ms)
+        .member("p_lease_ms", &lease_ms)
+        .end();
+    rpc(target, "hms_reconcile_begin", body)
+}
+
+/// `hms_reconcile_end`: give the turn back, keeping where the next pass starts.
+pub fn reconcile_end(target: &RestTarget, pass_id: &str, cursor: Option<&str>) -> Request {
+    let mut body = String::new();
+    ObjectWriter::new(&mut body)
+        .member("p_pass_id", pass_id)
+        .member("p_cursor", &cursor)
+        .end();
+    rpc(target, "hms_reconcile_end", body)
+}
+
+/// What `hms_reconcile_begin` answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Turn {
+    /// This pass runs.
+    Granted {
+        /// Names the pass for `hms_reconcile_end`.
+        pass_id: String,
+        /// The last live room the previous pass reached (`None`: start at the first).
+        cursor: Option<String>,
+        /// Live rooms in the database now.
+        live_rooms: u64,
+    },
+    /// Another pass runs (`running`) or the last one started too recently (`too_soon`).
+    Refused {
+        /// `running` or `too_soon`.
+        reason: &'static str,
+        /// When to ask again.
+        retry_after_ms: u64,
+    },
+}
+
+/// `{"granted": true, "pass_id", "cursor", "live_rooms"}` or
+/// `{"granted": false, "reason", "retry_after_ms"}`.
+pub fn parse_turn(outcome: &Outcome) -> Result<Turn, DbError> {
+    let Value::Object(mut top) = parse(ok_body(outcome)?)? else {
+        return Err(SHAPE);
+    };
+    match take(&mut top, "granted")? {
+        Value::Bool(true) => {
+            let Value::String(pass_id) = take(&mut top, "pass_id")? else {
+                return Err(SHAPE);
+            };
+            let cursor = match top.take("cursor").map_err(|_| SHAPE)? {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => Some(s.into_owned()),
+                Some(_) => return Err(SHAPE),
+            };
+            Ok(Turn::Granted {
+                pass_id: pass_id.into_owned(),
+                cursor,
+                live_rooms: unsigned(take(&mut top, "live_rooms")?)?,
+            })
+        }
+        Value::Bool(false) => {
+            let reason = match take(&mut top, "reason")? {
+                Value::String(s) if s == "running" => "running",
+                Value::String(s) if s == "too_soon" => "too_soon",
+                _ => return Err(SHAPE),
+            };
+            Ok(Turn::Refused {
+                reason,
+                retry_after_ms: unsigned(take(&mut top, "retry_after_ms")?)?,
+            })
+        }
+        _ => Err(SHAPE),
+    }
+}
+
+/// `hms_reconcile_end`'s `true`/`false` (whether the pass still held the turn).
+pub fn parse_end(outcome: &Outcome) -> Result<bool, DbError> {
+    match parse(ok_body(outcome)?)? {
+        Value::Bool(held) => Ok(held),
+        _ => Err(SHAPE),
     }
 }
 
@@ -433,9 +536,20 @@ mod tests {
         assert!(request
             .headers
             .contains(&("apikey".into(), "sb_secret_k".into())));
-        let read = live_rooms(&target());
+        let read = live_rooms(&target(), RoomRange::All, 2000);
         assert_eq!(read.method, Method::Get);
         assert!(read.url.contains("is_live=eq.true"));
+        assert!(read.url.ends_with("&order=hms_room_id&limit=2000"));
+        assert!(!read.url.contains("hms_room_id=") || read.url.contains("select=hms_room_id"));
+        let after = live_rooms(&target(), RoomRange::After("a b.c"), 5);
+        assert!(
+            after.url.contains("&hms_room_id=gt.a%20b.c&"),
+            "{}",
+            after.url
+        );
+        let through = live_rooms(&target(), RoomRange::Through("z"), 7);
+        assert!(through.url.contains("&hms_room_id=lte.z&"));
+        assert!(through.url.ends_with("&limit=7"));
     }
 
     #[test]

@@ -59,6 +59,8 @@ async function world(
       HMS_API_URL: api.url,
       HMS_APP_ACCESS_KEY: ACCESS_KEY,
       HMS_APP_SECRET: APP_SECRET,
+      // Passes back to back (the interval has its own test).
+      HMS_RECONCILE_INTERVAL_SECONDS: "0",
       ...env,
     },
   });
@@ -95,12 +97,17 @@ function worldTest(
   stackTest({ name, fn: (stack) => withWorld(stack, env, fn) });
 }
 
+/** A reconcile request's body: its time, as the scheduler sends it. */
+const passBody = (at = new Date()) =>
+  JSON.stringify({ timestamp: at.toISOString() });
+
 /** One pass through the route, authenticated with the secret header. */
 async function reconcile(w: World): Promise<Record<string, unknown>> {
+  const body = passBody();
   const answer = await post(
     `${w.url}/reconcile`,
-    "{}",
-    await headersFor("{}", { secret: w.stack.secret, auth: "header" }),
+    body,
+    await headersFor(body, { secret: w.stack.secret, auth: "header" }),
   );
   assert.equal(answer.status, 200, answer.text);
   return answer.json!;
@@ -417,7 +424,9 @@ worldTest(
 stackTest({
   name: "without 100ms keys a pass still closes sessions past 12 hours",
   async fn(stack) {
-    const fn = await stack.startFunction({});
+    const fn = await stack.startFunction({
+      env: { HMS_RECONCILE_INTERVAL_SECONDS: "0" },
+    });
     try {
       const roomId = objectId();
       await stack
@@ -436,10 +445,11 @@ stackTest({
       });
       assert.equal(answer.status, 200, answer.text);
       assert.equal((await roomRow(stack.sql, roomId))?.listeners, 1);
+      const body = passBody();
       const pass = await post(
         `${fn.url}/hms-webhook/reconcile`,
-        "",
-        await headersFor("", { secret: stack.secret, auth: "signature" }),
+        body,
+        await headersFor(body, { secret: stack.secret, auth: "signature" }),
       );
       assert.equal(pass.status, 200, pass.text);
       assert.equal(pass.json?.api, "off");
@@ -538,9 +548,10 @@ worldTest(
   },
 );
 
-worldTest("figure: one pass over 100 live rooms", async (w) => {
+/** `n` rooms live for the last hour, a host and four listeners each (nothing delivered yet). */
+function liveRooms(n: number): RoomHistory[] {
   const rooms: RoomHistory[] = [];
-  for (let i = 0; i < 100; i++) {
+  for (let i = 0; i < n; i++) {
     const roomId = objectId();
     const sessionId = objectId();
     const start = new Date(Date.now() - 3600_000);
@@ -566,6 +577,11 @@ worldTest("figure: one pass over 100 live rooms", async (w) => {
       at: bodies.map(() => start.getTime()),
     });
   }
+  return rooms;
+}
+
+worldTest("figure: one pass over 100 live rooms", async (w) => {
+  const rooms = liveRooms(100);
   // 100ms knows them all; the database heard nothing: every room is corrected.
   await setUp(w, rooms, 1, () => 0);
   const started = performance.now();
@@ -652,3 +668,50 @@ stackTest({
     }
   },
 });
+
+/** `n` POSTs at once; their answers in sending order. */
+async function concurrentPasses(w: World, n: number) {
+  const body = passBody();
+  const headers = await headersFor(body, {
+    secret: w.stack.secret,
+    auth: "header",
+  });
+  return await Promise.all(
+    Array.from({ length: n }, () => post(`${w.url}/reconcile`, body, headers)),
+  );
+}
+
+worldTest(
+  "one pass at a time: of 10 concurrent POSTs one runs, nine get 429 with Retry-After and cost no API call",
+  async (w) => {
+    // 100ms knows 12 live rooms; the database heard nothing: a pass corrects them all.
+    const rooms = liveRooms(12);
+    await setUp(w, rooms, 1, () => 0);
+    const answers = await concurrentPasses(w, 10);
+    const calls = w.api.served().length;
+    console.log(
+      `10 concurrent POST /reconcile: ${
+        answers.map((a) => a.status).join(" ")
+      }; ${calls} API calls`,
+    );
+    const ran = answers.filter((a) => a.status === 200);
+    assert.equal(ran.length, 1, answers.map((a) => a.text).join("\n"));
+    for (const refused of answers.filter((a) => a.status !== 200)) {
+      assert.equal(refused.status, 429, refused.text);
+      const retry = Number(refused.headers.get("retry-after"));
+      assert.ok(Number.isInteger(retry) && retry >= 1, refused.text);
+      assert.ok(
+        ["running", "too_soon"].includes(String(refused.json?.status)),
+        refused.text,
+      );
+    }
+    assert.deepEqual(await mismatches(w, rooms), []);
+    // Within the interval: refused before any call, with the wait until the interval ends.
+    const later = await concurrentPasses(w, 1);
+    assert.equal(later[0].status, 429, later[0].text);
+    assert.equal(later[0].json?.status, "too_soon");
+    assert.ok(Number(later[0].headers.get("retry-after")) > 60);
+    assert.equal(w.api.served().length, calls, "a refused request calls 100ms");
+  },
+  { HMS_RECONCILE_INTERVAL_SECONDS: "120" },
+);
