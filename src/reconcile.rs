@@ -241,8 +241,9 @@ const DOT_SESSION: &str = "session id is a URL dot segment";
 
 /// Holds 100ms's answers for one room to the webhooks' time bounds (design §11), measured
 /// against the pass's clock `now`: no time more than [`MAX_DATA_TIME_AFTER_US`] ahead of it,
-/// and every peer's times inside its session (from the session's start, less the same slack for
-/// clocks, to its end when it ended). `Err` names the first broken bound: the room is then
+/// and every peer's times inside its session (from the session's start to its end when it
+/// ended, and a leave not before its join), each with the same slack: 100ms's servers stamp
+/// these times on different clocks. `Err` names the first broken bound: the room is then
 /// unverified and nothing is written for it, so no single answer can pin a room.
 pub fn check_times(
     sessions: &[Session],
@@ -268,7 +269,9 @@ pub fn check_times(
                 return Err("peer time in the future");
             }
             if before(peer.joined_at, session.created_at)
-                || peer.left_at.is_some_and(|left| left < peer.joined_at)
+                || peer
+                    .left_at
+                    .is_some_and(|left| before(left, peer.joined_at))
                 || end.is_some_and(|end| times.iter().flatten().any(|&t| after(t, end)))
             {
                 return Err("peer time outside its session");
@@ -1520,6 +1523,14 @@ mod tests {
             Ok(())
         );
         assert_eq!(check(session("2026-12-01T10:02:00Z", true, vec![])), Ok(()));
+        assert_eq!(
+            check(session(
+                "2026-12-01T09:00:00Z",
+                false,
+                vec![("2026-12-01T09:10:01Z", Some("2026-12-01T09:10:00Z"))]
+            )),
+            Ok(())
+        );
         for (s, why) in [
             (
                 session("2100-01-01T00:00:00Z", true, vec![]),
@@ -1549,7 +1560,7 @@ mod tests {
                 session(
                     "2026-12-01T09:00:00Z",
                     true,
-                    vec![("2026-12-01T09:10:00Z", Some("2026-12-01T09:05:00Z"))],
+                    vec![("2026-12-01T09:10:00Z", Some("2026-12-01T09:07:59Z"))],
                 ),
                 "peer time outside its session",
             ),
