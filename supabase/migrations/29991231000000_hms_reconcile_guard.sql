@@ -142,8 +142,25 @@ $$;
 revoke all on function public.hms_reconcile_now() from public, anon, authenticated;
 
 -- The feed's index says no more than rooms: a rank row is visible exactly when its room is,
--- under the caller's own rooms read policy (RLS applies inside the policy's subquery).
+-- under the caller's own rooms read policy. hms_room_visible runs as the caller (security
+-- invoker), so rooms' RLS applies inside it; plpgsql on purpose: never inlined, so the policy
+-- looks each rank row's room up by its primary key as the feed's index scan meets it (the feed
+-- stops after the rows it needs) instead of the planner hashing all of rooms.
+create or replace function public.hms_room_visible(p_room_id uuid)
+returns boolean
+language plpgsql
+stable
+set search_path = ''
+as $$
+begin
+  return exists (select 1 from public.rooms as r where r.id = p_room_id);
+end
+$$;
+
+revoke all on function public.hms_room_visible(uuid) from public;
+grant execute on function public.hms_room_visible(uuid) to anon, authenticated, service_role;
+
 drop policy if exists hms_room_rank_public_read on public.hms_room_rank;
 create policy hms_room_rank_public_read on public.hms_room_rank
   for select to anon, authenticated, service_role
-  using (exists (select 1 from public.rooms as r where r.id = hms_room_rank.room_id));
+  using (public.hms_room_visible(room_id));
