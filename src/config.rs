@@ -13,6 +13,10 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 65_536;
 pub const MAX_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
 /// Largest accepted tolerance (ten years): anything beyond is surely a unit mistake.
 pub const MAX_TOLERANCE_SECONDS: u64 = 315_360_000;
+/// Default `HMS_RECONCILE_INTERVAL_SECONDS`: a pass starts at most once a minute.
+pub const DEFAULT_RECONCILE_INTERVAL_SECONDS: u64 = 60;
+/// Largest accepted reconcile interval (one day): longer leaves lost webhooks wrong too long.
+pub const MAX_RECONCILE_INTERVAL_SECONDS: u64 = 86_400;
 /// Path of the RPC below `SUPABASE_URL`.
 pub const RPC_PATH: &str = "/rest/v1/rpc/hms_apply_event";
 /// Default `HMS_API_URL`: 100ms's server API (100ms-api.md).
@@ -34,6 +38,7 @@ pub const VARIABLES: &[&str] = &[
     "HMS_APP_ACCESS_KEY",
     "HMS_APP_SECRET",
     "HMS_API_URL",
+    "HMS_RECONCILE_INTERVAL_SECONDS",
     "SUPABASE_URL",
     "SUPABASE_SECRET_KEYS",
     "SUPABASE_SERVICE_ROLE_KEY",
@@ -116,6 +121,8 @@ pub struct Settings {
     pub rest: RestTarget,
     /// 100ms's API for reconcile; `None` when no workspace keys are configured (API part off).
     pub api: Option<ApiTarget>,
+    /// `HMS_RECONCILE_INTERVAL_SECONDS`: least time between the starts of two passes.
+    pub reconcile_interval_seconds: u64,
 }
 
 /// A usable configuration of one isolate. Only [`Config::from_env`] makes one, so holding a
@@ -342,6 +349,12 @@ fn settings(env: &Env) -> Result<Settings, Misconfig> {
         optional(env, "HMS_IGNORED_ROLES").unwrap_or(DEFAULT_IGNORED_ROLES),
     );
     let auto_create_rooms = bool_var(env, "HMS_AUTO_CREATE_ROOMS", false)?;
+    let reconcile_interval_seconds = number_var(
+        env,
+        "HMS_RECONCILE_INTERVAL_SECONDS",
+        DEFAULT_RECONCILE_INTERVAL_SECONDS,
+        0..=MAX_RECONCILE_INTERVAL_SECONDS,
+    )?;
 
     let base_url = supabase_url(env)?;
     let api_key = api_key(env)?;
@@ -361,6 +374,7 @@ fn settings(env: &Env) -> Result<Settings, Misconfig> {
             api_key,
         },
         api,
+        reconcile_interval_seconds,
     })
 }
 
@@ -459,6 +473,7 @@ mod tests {
         assert_eq!(s.tolerance_seconds, 900);
         assert_eq!(s.max_body_bytes, 65_536);
         assert!(!s.auto_create_rooms);
+        assert_eq!(s.reconcile_interval_seconds, 60);
         assert!(!config.debug());
         assert_eq!(
             s.rest.rpc_url,
@@ -576,9 +591,11 @@ mod tests {
         let s = with(&[
             ("HMS_TIMESTAMP_TOLERANCE_SECONDS", "0"),
             ("HMS_MAX_BODY_BYTES", " 1024 "),
+            ("HMS_RECONCILE_INTERVAL_SECONDS", "0"),
         ]);
         assert_eq!(s.settings().unwrap().tolerance_seconds, 0);
         assert_eq!(s.settings().unwrap().max_body_bytes, 1024);
+        assert_eq!(s.settings().unwrap().reconcile_interval_seconds, 0);
         for (name, bad) in [
             ("HMS_TIMESTAMP_TOLERANCE_SECONDS", "-1"),
             ("HMS_TIMESTAMP_TOLERANCE_SECONDS", "15m"),
@@ -586,6 +603,9 @@ mod tests {
             ("HMS_MAX_BODY_BYTES", "0"),
             ("HMS_MAX_BODY_BYTES", "1.5"),
             ("HMS_MAX_BODY_BYTES", "99999999999"),
+            ("HMS_RECONCILE_INTERVAL_SECONDS", "-5"),
+            ("HMS_RECONCILE_INTERVAL_SECONDS", "1m"),
+            ("HMS_RECONCILE_INTERVAL_SECONDS", "86401"),
         ] {
             assert_eq!(refused_by(&[(name, bad)]), name, "{bad}");
         }

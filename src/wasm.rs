@@ -196,6 +196,9 @@ impl WebhookHandler {
                     token,
                 }),
             roles: &settings.roles,
+            min_interval_ms: i64::try_from(settings.reconcile_interval_seconds)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1000),
         };
         let summary = reconcile::run(&Fetch, &pass, received).await;
         reconcile::reply(&summary)

@@ -390,3 +390,28 @@ Deno.test("replay re-sends failed replayable deliveries, marked, and only once",
     }
   }
 });
+
+Deno.test("fetch resolves a room id '..' or '.' out of its path, percent-encoded or not, so the client must never send one", async () => {
+  await withApi(async (api) => {
+    // An active room named "..": the stand-in would answer for it at its own path, but no
+    // request can reach that path (WHATWG URL: "%2e%2e" is a double-dot segment too).
+    for (const body of story(Date.now() - 60_000)) {
+      api.record(body.body.replaceAll(ROOM, ".."), false);
+    }
+    assert.ok(api.sessions().some((s) => s.roomId === ".." && s.active));
+    for (const segment of ["..", "%2e%2e", "%2E%2E", ".%2e"]) {
+      const answer = await get(api, `/v2/active-rooms/${segment}`);
+      assert.equal(answer.status, 404, segment);
+      const served = api.served().at(-1)!;
+      assert.equal(served.path, "/v2/", segment);
+    }
+    for (const segment of [".", "%2e"]) {
+      await get(api, `/v2/active-rooms/${segment}/peers`);
+      assert.equal(
+        api.served().at(-1)!.path,
+        "/v2/active-rooms/peers",
+        segment,
+      );
+    }
+  });
+});

@@ -59,6 +59,8 @@ async function world(
       HMS_API_URL: api.url,
       HMS_APP_ACCESS_KEY: ACCESS_KEY,
       HMS_APP_SECRET: APP_SECRET,
+      // Passes back to back (the interval has its own test).
+      HMS_RECONCILE_INTERVAL_SECONDS: "0",
       ...env,
     },
   });
@@ -95,12 +97,17 @@ function worldTest(
   stackTest({ name, fn: (stack) => withWorld(stack, env, fn) });
 }
 
+/** A reconcile request's body: its time, as the scheduler sends it. */
+const passBody = (at = new Date()) =>
+  JSON.stringify({ timestamp: at.toISOString() });
+
 /** One pass through the route, authenticated with the secret header. */
 async function reconcile(w: World): Promise<Record<string, unknown>> {
+  const body = passBody();
   const answer = await post(
     `${w.url}/reconcile`,
-    "{}",
-    await headersFor("{}", { secret: w.stack.secret, auth: "header" }),
+    body,
+    await headersFor(body, { secret: w.stack.secret, auth: "header" }),
   );
   assert.equal(answer.status, 200, answer.text);
   return answer.json!;
@@ -417,7 +424,9 @@ worldTest(
 stackTest({
   name: "without 100ms keys a pass still closes sessions past 12 hours",
   async fn(stack) {
-    const fn = await stack.startFunction({});
+    const fn = await stack.startFunction({
+      env: { HMS_RECONCILE_INTERVAL_SECONDS: "0" },
+    });
     try {
       const roomId = objectId();
       await stack
@@ -436,10 +445,11 @@ stackTest({
       });
       assert.equal(answer.status, 200, answer.text);
       assert.equal((await roomRow(stack.sql, roomId))?.listeners, 1);
+      const body = passBody();
       const pass = await post(
         `${fn.url}/hms-webhook/reconcile`,
-        "",
-        await headersFor("", { secret: stack.secret, auth: "signature" }),
+        body,
+        await headersFor(body, { secret: stack.secret, auth: "signature" }),
       );
       assert.equal(pass.status, 200, pass.text);
       assert.equal(pass.json?.api, "off");
@@ -538,9 +548,10 @@ worldTest(
   },
 );
 
-worldTest("figure: one pass over 100 live rooms", async (w) => {
+/** `n` rooms live for the last hour, a host and four listeners each (nothing delivered yet). */
+function liveRooms(n: number): RoomHistory[] {
   const rooms: RoomHistory[] = [];
-  for (let i = 0; i < 100; i++) {
+  for (let i = 0; i < n; i++) {
     const roomId = objectId();
     const sessionId = objectId();
     const start = new Date(Date.now() - 3600_000);
@@ -566,6 +577,11 @@ worldTest("figure: one pass over 100 live rooms", async (w) => {
       at: bodies.map(() => start.getTime()),
     });
   }
+  return rooms;
+}
+
+worldTest("figure: one pass over 100 live rooms", async (w) => {
+  const rooms = liveRooms(100);
   // 100ms knows them all; the database heard nothing: every room is corrected.
   await setUp(w, rooms, 1, () => 0);
   const started = performance.now();
@@ -652,3 +668,307 @@ stackTest({
     }
   },
 });
+
+/** `n` POSTs at once; their answers in sending order. */
+async function concurrentPasses(w: World, n: number) {
+  const body = passBody();
+  const headers = await headersFor(body, {
+    secret: w.stack.secret,
+    auth: "header",
+  });
+  return await Promise.all(
+    Array.from({ length: n }, () => post(`${w.url}/reconcile`, body, headers)),
+  );
+}
+
+worldTest(
+  "one pass at a time: of 10 concurrent POSTs one runs, nine get 429 with Retry-After and cost no API call",
+  async (w) => {
+    // 100ms knows 12 live rooms; the database heard nothing: a pass corrects them all.
+    const rooms = liveRooms(12);
+    await setUp(w, rooms, 1, () => 0);
+    // A fresh turn: no pass of an earlier test counts against this function's interval.
+    await w.stack.sql`update hms_private.reconcile_turn set started_at = null`;
+    const answers = await concurrentPasses(w, 10);
+    const calls = w.api.served().length;
+    console.log(
+      `10 concurrent POST /reconcile: ${
+        answers.map((a) => a.status).join(" ")
+      }; ${calls} API calls`,
+    );
+    const ran = answers.filter((a) => a.status === 200);
+    assert.equal(ran.length, 1, answers.map((a) => a.text).join("\n"));
+    for (const refused of answers.filter((a) => a.status !== 200)) {
+      assert.equal(refused.status, 429, refused.text);
+      const retry = Number(refused.headers.get("retry-after"));
+      assert.ok(Number.isInteger(retry) && retry >= 1, refused.text);
+      assert.ok(
+        ["running", "too_soon"].includes(String(refused.json?.status)),
+        refused.text,
+      );
+    }
+    const corrected = ran[0].json?.rooms_corrected as { room_id: string }[];
+    assert.deepEqual(
+      corrected.map((c) => c.room_id).sort(),
+      rooms.map((r) => r.roomId).sort(),
+    );
+    // Within the interval: refused before any call, with the wait until the interval ends.
+    const later = await concurrentPasses(w, 1);
+    assert.equal(later[0].status, 429, later[0].text);
+    assert.equal(later[0].json?.status, "too_soon");
+    assert.ok(Number(later[0].headers.get("retry-after")) > 60);
+    assert.equal(w.api.served().length, calls, "a refused request calls 100ms");
+  },
+  { HMS_RECONCILE_INTERVAL_SECONDS: "120" },
+);
+
+worldTest(
+  "a request's time: a signed pass must carry one, a stale one is a 401, and neither calls 100ms",
+  async (w) => {
+    const send = async (body: string) =>
+      await post(
+        `${w.url}/reconcile`,
+        body,
+        await headersFor(body, { secret: w.stack.secret, auth: "signature" }),
+      );
+    // Captured 16 minutes ago: past the 15-minute tolerance.
+    const stale = await send(passBody(new Date(Date.now() - 16 * 60_000)));
+    assert.equal(stale.status, 401, stale.text);
+    assert.equal(stale.json?.code, "stale_timestamp");
+    const timeless = await send("{}");
+    assert.equal(timeless.status, 400, timeless.text);
+    assert.equal(timeless.json?.code, "missing_field");
+    assert.equal(w.api.served().length, 0, "a refused request calls 100ms");
+    const fresh = await send(passBody());
+    assert.equal(fresh.status, 200, fresh.text);
+  },
+  { HMS_WEBHOOK_AUTH: "signature" },
+);
+
+/** A room's row and how many sessions and presence rows it has. */
+async function roomState(w: World, roomId: string): Promise<string> {
+  const [rows] = await w.stack.sql`
+    select (select count(*) from public.hms_sessions s where s.room_id = r.id)::int as sessions,
+      (select count(*) from public.hms_presence p where p.room_id = r.id)::int as presence
+    from public.rooms r where r.hms_room_id = ${roomId}`;
+  return JSON.stringify(
+    [await roomRow(w.stack.sql, roomId), { ...rows }],
+    (_, v) => typeof v === "bigint" ? String(v) : v,
+  );
+}
+
+worldTest(
+  "every live room is reached: of 2,160 live rooms the pass counts those past its 2,000 and the next pass reaches them",
+  async (w) => {
+    const run = crypto.randomUUID().slice(0, 8);
+    // Sorts after every other room: the last of all live rooms.
+    const ghost = `zzzz-ghost-${run}`;
+    const sessionId = objectId();
+    const start = new Date(Date.now() - 600_000);
+    const events = [
+      buildEvent("session.open.success", {
+        roomId: ghost,
+        sessionId,
+        at: start,
+      }),
+      buildEvent("peer.join.success", {
+        roomId: ghost,
+        sessionId,
+        sessionStartedAt: start,
+        role: "listener",
+        at: new Date(start.getTime() + 60_000),
+      }),
+    ];
+    await w.stack.sql`insert into public.rooms (hms_room_id) values (${ghost})`;
+    for (const e of events) {
+      w.api.record(e.body, true);
+      const answer = await deliver(w.url, e.body, { secret: w.stack.secret });
+      assert.equal(answer.status, 200, answer.text);
+    }
+    // Its close webhook was lost: live with one listener in the database, over at 100ms.
+    w.api.record(
+      buildEvent("session.close.success", {
+        roomId: ghost,
+        sessionId,
+        sessionStartedAt: start,
+        at: new Date(start.getTime() + 120_000),
+      }).body,
+      false,
+    );
+    const filler = `p22-${run}-%`;
+    await w.stack.sql`
+      insert into public.rooms (hms_room_id, is_live)
+      select ${`p22-${run}-`} || lpad(i::text, 4, '0'), true from generate_series(1, 2159) as i`;
+    try {
+      await w.stack.sql`update hms_private.reconcile_turn set cursor = null`;
+      const [{ live }] = await w.stack
+        .sql`select count(*)::int as live from public.rooms where is_live`;
+      assert.ok(live >= 2160, String(live));
+      const first = await reconcile(w);
+      // The window is the first 2,000; the rest are counted, with where the next pass starts.
+      assert.equal(first.not_read, live - 2000, JSON.stringify(first.not_read));
+      assert.ok(
+        typeof first.cursor === "string" && first.cursor < ghost,
+        String(first.cursor),
+      );
+      assert.deepEqual(first.not_reached, []);
+      assert.ok(
+        !JSON.stringify(first).includes(ghost),
+        "the ghost is only counted",
+      );
+      assert.equal((await roomRow(w.stack.sql, ghost))?.isLive, true);
+      // Every live room within ceil(live / 2000) passes; here the second.
+      const second = await reconcile(w);
+      const corrected = (second.rooms_corrected as { room_id: string }[])
+        .map((c) => c.room_id);
+      assert.ok(corrected.includes(ghost), JSON.stringify(second.cursor));
+      const row = await roomRow(w.stack.sql, ghost);
+      assert.deepEqual([row?.isLive, row?.listeners], [false, 0]);
+    } finally {
+      await w.stack
+        .sql`delete from public.rooms where hms_room_id like ${filler}`;
+    }
+  },
+);
+
+worldTest(
+  "100ms's answers outside the webhooks' time bounds are reported unverified and write nothing",
+  async (w) => {
+    const future = objectId();
+    const early = objectId();
+    for (const id of [future, early]) {
+      await w.stack.sql`insert into public.rooms (hms_room_id) values (${id})`;
+    }
+    // A session 100ms says starts in 2100, with three listeners.
+    const farSession = objectId();
+    const year2100 = new Date("2100-01-01T00:00:00Z");
+    w.api.record(
+      buildEvent("session.open.success", {
+        roomId: future,
+        sessionId: farSession,
+        at: year2100,
+      }).body,
+      false,
+    );
+    for (let p = 0; p < 3; p++) {
+      w.api.record(
+        buildEvent("peer.join.success", {
+          roomId: future,
+          sessionId: farSession,
+          sessionStartedAt: year2100,
+          role: "listener",
+          at: new Date(year2100.getTime() + 1000 * (p + 1)),
+        }).body,
+        false,
+      );
+    }
+    // A session of an hour ago whose listener joined two hours before it started.
+    const session = objectId();
+    const start = new Date(Date.now() - 3600_000);
+    w.api.record(
+      buildEvent("session.open.success", {
+        roomId: early,
+        sessionId: session,
+        at: start,
+      }).body,
+      false,
+    );
+    w.api.record(
+      buildEvent("peer.join.success", {
+        roomId: early,
+        sessionId: session,
+        sessionStartedAt: start,
+        role: "listener",
+        at: new Date(start.getTime() - 2 * 3600_000),
+      }).body,
+      false,
+    );
+    const before = [await roomState(w, future), await roomState(w, early)];
+    const summary = await reconcile(w);
+    const unverified = summary.unverified as {
+      room_id: string;
+      reason: string;
+    }[];
+    assert.deepEqual(
+      unverified.filter((u) => [future, early].includes(u.room_id))
+        .sort((a, b) =>
+          a.room_id === future ? -1 : b.room_id === future ? 1 : 0
+        ),
+      [
+        { room_id: future, reason: "session starts in the future" },
+        { room_id: early, reason: "peer time outside its session" },
+      ],
+    );
+    assert.deepEqual(
+      [await roomState(w, future), await roomState(w, early)],
+      before,
+      "nothing written for them",
+    );
+  },
+);
+
+worldTest(
+  "room ids '.' and '..' never become a path: no request leaves a room's own path, nothing is written",
+  async (w) => {
+    const ids = [".", ".."];
+    await w.stack.sql`delete from public.rooms where hms_room_id in ${
+      w.stack.sql(ids)
+    }`;
+    try {
+      for (const roomId of ids) {
+        const sessionId = objectId();
+        const start = new Date(Date.now() - 600_000);
+        // The database holds it live with one listener (from before webhooks refused such
+        // ids); 100ms lists it occupied.
+        await w.stack.sql`
+          insert into public.rooms (hms_room_id, is_live, listener_count, current_session_id)
+          values (${roomId}, true, 1, ${sessionId})`;
+        w.api.record(
+          buildEvent("session.open.success", { roomId, sessionId, at: start })
+            .body,
+          false,
+        );
+        w.api.record(
+          buildEvent("peer.join.success", {
+            roomId,
+            sessionId,
+            sessionStartedAt: start,
+            role: "listener",
+            at: new Date(start.getTime() + 60_000),
+          }).body,
+          false,
+        );
+      }
+      const before = await Promise.all(ids.map((id) => roomState(w, id)));
+      const summary = await reconcile(w);
+      const paths = w.api.served().map((s) => s.path);
+      const own =
+        /^\/v2\/(sessions(\?.*|\/[^/]+)|active-rooms\/[^/]+(\/peers)?)$/;
+      assert.deepEqual(paths.filter((p) => !own.test(p)), []);
+      assert.ok(
+        !paths.some((p) =>
+          /^\/v2\/active-rooms\/\.|^\/v2\/sessions\/\./.test(p)
+        ),
+        paths.join("\n"),
+      );
+      const unverified = summary.unverified as {
+        room_id: string;
+        reason: string;
+      }[];
+      for (const id of ids) {
+        assert.deepEqual(
+          unverified.filter((u) => u.room_id === id),
+          [{ room_id: id, reason: "room id is a URL dot segment" }],
+        );
+      }
+      assert.deepEqual(
+        await Promise.all(ids.map((id) => roomState(w, id))),
+        before,
+      );
+    } finally {
+      await w.stack.sql`delete from public.rooms where hms_room_id in ${
+        w.stack.sql(ids)
+      }`;
+    }
+  },
+);

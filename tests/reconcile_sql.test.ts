@@ -99,7 +99,9 @@ stackTest({
           ],
         ]);
 
-        // By hand: one POST to …/reconcile with the secret header, a timeout for a whole pass.
+        // By hand: one POST to …/reconcile with the secret header and its time (no pgcrypto
+        // here: no signature), a timeout for a whole pass.
+        const before = Date.now();
         await tx`select public.hms_reconcile_now()`;
         const [call] =
           await tx`select url, body, headers, timeout_milliseconds from net.calls`;
@@ -107,7 +109,9 @@ stackTest({
           call.url,
           "https://abc.supabase.co/functions/v1/hms-webhook/reconcile",
         );
-        assert.deepEqual(call.body, {});
+        assert.deepEqual(Object.keys(call.body), ["timestamp"]);
+        const sentAt = Date.parse(call.body.timestamp);
+        assert.ok(sentAt >= before - 1000 && sentAt <= Date.now() + 1000);
         assert.deepEqual(call.headers, {
           "Content-Type": "application/json",
           "x-webhook-secret": secret,
@@ -174,5 +178,57 @@ stackTest({
     const [{ exists }] =
       await sql`select to_regnamespace('vault') is not null as exists`;
     assert.equal(exists, false, "rolled back");
+  },
+});
+
+stackTest({
+  name:
+    "the scheduler's request carries its time and, with pgcrypto, a signature the function admits in signature mode",
+  async fn(stack) {
+    const fn = await stack.startFunction({
+      env: {
+        HMS_WEBHOOK_AUTH: "signature",
+        HMS_RECONCILE_INTERVAL_SECONDS: "0",
+      },
+    });
+    try {
+      const url = `${fn.url}/hms-webhook`;
+      const sent = await stack.sql.begin(
+        async (tx: postgres.TransactionSql) => {
+          await tx.unsafe(STUBS);
+          await tx`create extension if not exists pgcrypto`;
+          await tx`select public.hms_schedule_reconcile(${url}, ${stack.secret})`;
+          await tx`select public.hms_reconcile_now()`;
+          // pg_net sends the jsonb body as its text.
+          const [call] =
+            await tx`select url, body::text as body, headers from net.calls`;
+          throw new Rollback(JSON.stringify(call));
+        },
+      ).catch((e) => {
+        if (!(e instanceof Rollback)) throw e;
+        return JSON.parse(e.message);
+      });
+      assert.match(sent.headers["x-100ms-signature"], /^[0-9a-f]{64}$/);
+      const answer = await fetch(sent.url, {
+        method: "POST",
+        headers: sent.headers,
+        body: sent.body,
+      });
+      const text = await answer.text();
+      assert.equal(answer.status, 200, text);
+      assert.equal(JSON.parse(text).api, "off");
+      // The same request without its signature is refused in this mode.
+      const unsigned = { ...sent.headers };
+      delete unsigned["x-100ms-signature"];
+      const refused = await fetch(sent.url, {
+        method: "POST",
+        headers: unsigned,
+        body: sent.body,
+      });
+      await refused.body?.cancel();
+      assert.equal(refused.status, 401);
+    } finally {
+      await fn.stop();
+    }
   },
 });

@@ -42,7 +42,7 @@ import {
 } from "./helpers/security.ts";
 import { shuffle } from "./helpers/histories.ts";
 import { stackTest, type TestStack } from "./helpers/stack.ts";
-import { assertOutcome, S } from "./helpers/webhook.ts";
+import { assertOutcome, deliver, S } from "./helpers/webhook.ts";
 
 const MINUTE = 60n * S;
 const LIMIT = 65_536;
@@ -1258,6 +1258,131 @@ stackTest({
     } finally {
       await Promise.all([plain.stop(), debug.stop()]);
     }
+  },
+});
+
+stackTest({
+  name:
+    "room and session ids '.' and '..' (URL dot segments) are refused at the webhook: 400, nothing written",
+  async fn(stack) {
+    const roomId = await createRoom(stack.sql);
+    const cases: [string, EventOptions, string][] = [
+      ["room .", { roomId: "." }, "data.room_id"],
+      ["room ..", { roomId: ".." }, "data.room_id"],
+      ["session .", { roomId, sessionId: "." }, "data.session_id"],
+      ["session ..", { roomId, sessionId: ".." }, "data.session_id"],
+    ];
+    for (const [name, options, field] of cases) {
+      const event = buildEvent("peer.join.success", {
+        role: "listener",
+        ...options,
+      });
+      const answer = await assertNothingWritten(
+        stack.sql,
+        [roomId],
+        name,
+        () => deliver(stack.functionUrl, event.body, { secret: stack.secret }),
+      );
+      assert.equal(answer.status, 400, `${name}: ${answer.text}`);
+      assert.equal(answer.json?.code, "invalid_field", name);
+      assert.ok(answer.text.includes(field), answer.text);
+    }
+  },
+});
+
+/** Room ids (`rooms.id`) in a text. */
+function roomUuids(text: string): string[] {
+  return text.match(
+    /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g,
+  ) ?? [];
+}
+
+stackTest({
+  name:
+    "nothing exposed shows anon or authenticated more rooms than the rooms read policy: every readable relation and callable function of public, with the policy narrowed to featured rooms",
+  async fn(stack) {
+    class Rollback extends Error {}
+    const shown = await stack.sql.begin(async (tx) => {
+      await tx`alter policy rooms_public_read on public.rooms using (featured)`;
+      // Two live rooms with listeners; only one is featured.
+      const ids: Record<string, string> = {};
+      for (const featured of [true, false]) {
+        const hmsId = `policy-${featured}-${uuid()}`;
+        const [row] = await tx`
+          insert into public.rooms (hms_room_id, featured, is_live, listener_count)
+          values (${hmsId}, ${featured}, true, 7) returning id`;
+        ids[String(featured)] = row.id;
+        ids[`hms-${featured}`] = hmsId;
+      }
+      const all = new Set(
+        (await tx`select id from public.rooms`).map((r) => String(r.id)),
+      );
+      const results: Record<string, string[]> = {};
+      for (const role of ["anon", "authenticated"]) {
+        const relations = await tx`
+          select format('%I.%I', n.nspname, c.relname) as name
+          from pg_class c join pg_namespace n on n.oid = c.relnamespace
+          where n.nspname = 'public' and c.relkind in ('r', 'p', 'v', 'm', 'f')
+            and has_table_privilege(${role}, c.oid, 'select')
+          order by 1`;
+        const functions = await tx`
+          select p.oid::regproc::text as name,
+            (select string_agg(format('null::%s', t::regtype), ', ' order by i)
+             from unnest(p.proargtypes) with ordinality as a(t, i)
+             where i <= p.pronargs - p.pronargdefaults) as args
+          from pg_proc p
+          where p.pronamespace = 'public'::regnamespace and p.prokind = 'f'
+            and p.prorettype not in ('trigger'::regtype, 'event_trigger'::regtype)
+            and has_function_privilege(${role}, p.oid, 'execute')
+          order by 1`;
+        const reads = [
+          ...relations.map((r) => `select * from ${r.name}`),
+          ...functions.map((f) =>
+            `select * from ${f.name}(${f.args ?? ""}) as result`
+          ),
+        ];
+        assert.ok(
+          reads.some((q) => q.includes("public.rooms")),
+          "rooms is among what is read",
+        );
+        for (const query of reads) {
+          // Each read as the role, in a savepoint: a function may refuse nulls.
+          const text = await tx.savepoint(async (sp) => {
+            await sp.unsafe(`set local role ${role}`);
+            const rows = await sp.unsafe(
+              `select coalesce(json_agg(q)::text, '') as t from (${query}) q`,
+            );
+            await sp.unsafe("reset role");
+            return String(rows[0].t);
+          }).catch((e: Error) => `refused: ${e.message}`);
+          results[`${role}: ${query}`] = roomUuids(text).filter((id) =>
+            all.has(id)
+          ).concat(text.includes(ids["hms-false"]) ? [ids["hms-false"]] : []);
+        }
+      }
+      throw new Rollback(JSON.stringify({ ids, results }));
+    }).catch((e) => {
+      if (!(e instanceof Rollback)) throw e;
+      return JSON.parse(e.message) as {
+        ids: Record<string, string>;
+        results: Record<string, string[]>;
+      };
+    });
+    const { ids, results } = shown;
+    for (const role of ["anon", "authenticated"]) {
+      const viaRooms = new Set(results[`${role}: select * from public.rooms`]);
+      assert.ok(viaRooms.has(ids["true"]), "the featured room is readable");
+      assert.ok(!viaRooms.has(ids["false"]), "the policy hides the other");
+      for (const [read, rooms] of Object.entries(results)) {
+        if (!read.startsWith(`${role}: `)) continue;
+        assert.deepEqual(
+          rooms.filter((id) => !viaRooms.has(id)),
+          [],
+          `${read} shows rooms the rooms policy hides`,
+        );
+      }
+    }
+    assert.ok(Object.keys(results).length > 4, Object.keys(results).join("\n"));
   },
 });
 

@@ -31,7 +31,8 @@ export interface Counts {
 
 /** The function's answer (src/reconcile/pass.rs `Summary`). */
 export interface Summary {
-  status: "completed" | "incomplete" | "failed";
+  /** `running`/`too_soon`: no pass ran (429; another holds the turn, or the interval). */
+  status: "completed" | "incomplete" | "failed" | "running" | "too_soon";
   api: "on" | "off";
   rooms_checked: number;
   rooms_corrected: { room_id: string; before: Counts; after: Counts }[];
@@ -50,10 +51,14 @@ export interface Summary {
     status: number | null;
   }[];
   not_reached: string[];
+  /** Live rooms outside the pass's window: the next passes read them from `cursor` on. */
+  not_read: number;
+  cursor: string | null;
   unverified: { room_id: string; reason: string }[];
   rooms_unknown: number;
   stopped: string | null;
   ms: number;
+  retry_after_s?: number;
 }
 
 /** Where and how to call the route. */
@@ -67,14 +72,15 @@ export interface Target {
 export async function reconcileOnce(
   target: Target,
 ): Promise<{ status: number; summary: Summary | null; text: string }> {
-  const body = "{}";
+  // The time goes stale like a webhook's; signed too, so it passes in every auth mode.
+  const body = JSON.stringify({ timestamp: new Date().toISOString() });
   const response = await fetch(
     `${target.functionUrl.replace(/\/$/, "")}/reconcile`,
     {
       method: "POST",
       headers: await headersFor(body, {
         secret: target.secret,
-        auth: "header",
+        auth: "both",
         headerName: target.headerName,
       }),
       body,
@@ -131,6 +137,16 @@ export function renderSummary(s: Summary): string {
       String(s.ms),
     ],
   ]));
+  if (s.retry_after_s !== undefined) {
+    out.push(
+      `\nNo pass ran (${s.status}): try again in ${s.retry_after_s} s.`,
+    );
+  }
+  if (s.not_read > 0) {
+    out.push(
+      `\n${s.not_read} live room(s) outside this pass's window: the next passes read them, after ${s.cursor}.`,
+    );
+  }
   if (s.api === "off") {
     out.push(
       "\nThe 100ms API part is off (set HMS_APP_ACCESS_KEY and HMS_APP_SECRET); only sessions past 12 h were closed.",

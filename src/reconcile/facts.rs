@@ -4,12 +4,13 @@
 
 use crate::config::RestTarget;
 use crate::document;
-use crate::http::{Method, Outcome, Request};
+use crate::http::{encode_component, Method, Outcome, Request};
 use crate::time::Timestamp;
 use crate::webhook::rest::{self, Room};
 use serde::{Deserialize, Serialize};
 
-/// Most rooms one pass reads; more are left to the next pass (and reported).
+/// Most live rooms one pass reads; the rest are counted in the answer and read first by the
+/// next pass (the cursor).
 pub const MAX_ROOMS: usize = 2000;
 
 /// One snapshot fact, written as `hms_apply_facts` takes it: `{"kind": …, …}`, absent times
@@ -138,18 +139,124 @@ fn rpc(target: &RestTarget, name: &str, body: String) -> Request {
     }
 }
 
-/// `GET /rest/v1/rooms?…&is_live=eq.true`: the rooms the database holds live.
-pub fn live_rooms(target: &RestTarget) -> Request {
+/// Which live rooms a read asks for, in `hms_room_id` order (the database's collation, the
+/// same one the cursor is compared in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomRange<'a> {
+    /// From the first.
+    All,
+    /// Those after the cursor.
+    After(&'a str),
+    /// Those up to and including the cursor (the wrap-around).
+    Through(&'a str),
+}
+
+/// `GET /rest/v1/rooms?…&is_live=eq.true`: at most `limit` rooms the database holds live.
+pub fn live_rooms(target: &RestTarget, range: RoomRange<'_>, limit: usize) -> Request {
+    let filter = match range {
+        RoomRange::All => String::new(),
+        RoomRange::After(cursor) => format!("&hms_room_id=gt.{}", encode_component(cursor)),
+        RoomRange::Through(cursor) => format!("&hms_room_id=lte.{}", encode_component(cursor)),
+    };
     Request {
         method: Method::Get,
         url: format!(
-            "{}/rest/v1/rooms?select=hms_room_id,current_session_id,is_live,listener_count,speaker_count&is_live=eq.true&order=hms_room_id&limit={}",
+            "{}/rest/v1/rooms?select=hms_room_id,current_session_id,is_live,listener_count,speaker_count&is_live=eq.true{filter}&order=hms_room_id&limit={limit}",
             target.base_url,
-            MAX_ROOMS + 1
         ),
         headers: rest::headers(target),
         body: None,
     }
+}
+
+/// `hms_reconcile_begin`: take the turn (one pass at a time, `min_interval_ms` apart).
+pub fn reconcile_begin(target: &RestTarget, min_interval_ms: i64, lease_ms: i64) -> Request {
+    #[derive(Serialize)]
+    struct Args {
+        p_min_interval_ms: i64,
+        p_lease_ms: i64,
+    }
+    let body = document::write(&Args {
+        p_min_interval_ms: min_interval_ms,
+        p_lease_ms: lease_ms,
+    });
+    rpc(target, "hms_reconcile_begin", body)
+}
+
+/// `hms_reconcile_end`: give the turn back, keeping where the next pass starts.
+pub fn reconcile_end(target: &RestTarget, pass_id: &str, cursor: Option<&str>) -> Request {
+    #[derive(Serialize)]
+    struct Args<'a> {
+        p_pass_id: &'a str,
+        p_cursor: Option<&'a str>,
+    }
+    let body = document::write(&Args {
+        p_pass_id: pass_id,
+        p_cursor: cursor,
+    });
+    rpc(target, "hms_reconcile_end", body)
+}
+
+/// What `hms_reconcile_begin` answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Turn {
+    /// This pass runs.
+    Granted {
+        /// Names the pass for `hms_reconcile_end`.
+        pass_id: String,
+        /// The last live room the previous pass reached (`None`: start at the first).
+        cursor: Option<String>,
+        /// Live rooms in the database now.
+        live_rooms: u64,
+    },
+    /// Another pass runs (`running`) or the last one started too recently (`too_soon`).
+    Refused {
+        /// `running` or `too_soon`.
+        reason: &'static str,
+        /// When to ask again.
+        retry_after_ms: u64,
+    },
+}
+
+/// `{"granted": true, "pass_id", "cursor", "live_rooms"}` or
+/// `{"granted": false, "reason", "retry_after_ms"}`.
+pub fn parse_turn(outcome: &Outcome) -> Result<Turn, DbError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Reason {
+        Running,
+        TooSoon,
+    }
+    #[derive(Deserialize)]
+    struct Answer {
+        granted: bool,
+        pass_id: Option<String>,
+        cursor: Option<String>,
+        live_rooms: Option<u64>,
+        reason: Option<Reason>,
+        retry_after_ms: Option<u64>,
+    }
+    let answer: Answer = answer(outcome)?;
+    if answer.granted {
+        Ok(Turn::Granted {
+            pass_id: answer.pass_id.ok_or(SHAPE)?,
+            cursor: answer.cursor,
+            live_rooms: answer.live_rooms.ok_or(SHAPE)?,
+        })
+    } else {
+        Ok(Turn::Refused {
+            reason: match answer.reason.ok_or(SHAPE)? {
+                Reason::Running => "running",
+                Reason::TooSoon => "too_soon",
+            },
+            retry_after_ms: answer.retry_after_ms.ok_or(SHAPE)?,
+        })
+    }
+}
+
+/// `hms_reconcile_end`'s `true`/`false` (whether the pass still held the turn).
+pub fn parse_end(outcome: &Outcome) -> Result<bool, DbError> {
+    answer(outcome)
 }
 
 /// `hms_close_expired_sessions(p_now)`.
@@ -379,9 +486,20 @@ mod tests {
         assert!(request
             .headers
             .contains(&("apikey".into(), "sb_secret_k".into())));
-        let read = live_rooms(&target());
+        let read = live_rooms(&target(), RoomRange::All, 2000);
         assert_eq!(read.method, Method::Get);
         assert!(read.url.contains("is_live=eq.true"));
+        assert!(read.url.ends_with("&order=hms_room_id&limit=2000"));
+        assert!(!read.url.contains("hms_room_id=") || read.url.contains("select=hms_room_id"));
+        let after = live_rooms(&target(), RoomRange::After("a b.c"), 5);
+        assert!(
+            after.url.contains("&hms_room_id=gt.a%20b.c&"),
+            "{}",
+            after.url
+        );
+        let through = live_rooms(&target(), RoomRange::Through("z"), 7);
+        assert!(through.url.contains("&hms_room_id=lte.z&"));
+        assert!(through.url.ends_with("&limit=7"));
     }
 
     #[test]

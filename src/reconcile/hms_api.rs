@@ -60,6 +60,15 @@ impl ApiError {
     }
 }
 
+/// Whether an id is a URL dot segment (`.` or `..`). Such an id cannot name a resource in a
+/// path: URL parsing (WHATWG URL, which `fetch` applies) removes it and its percent-encoded
+/// forms `%2e`/`%2E` alike, so `/v2/active-rooms/..` would ask for `/v2/`, and a 404 there says
+/// nothing about the room. Webhooks carrying such a room or session id are refused, and
+/// reconcile never puts one in a path.
+pub fn is_dot_segment(id: &str) -> bool {
+    matches!(id, "." | "..")
+}
+
 /// Builds the requests, all with the management token as bearer.
 #[derive(Clone, Copy)]
 pub struct Api<'a> {
@@ -439,6 +448,14 @@ mod tests {
             API.active_room_peers("r1").url,
             "https://api.100ms.live/v2/active-rooms/r1/peers"
         );
+    }
+
+    #[test]
+    fn only_whole_dot_segments_are_unfit_for_a_path() {
+        assert!(is_dot_segment(".") && is_dot_segment(".."));
+        for fit in ["...", ".a", "a.", "%2e", "", "r1"] {
+            assert!(!is_dot_segment(fit), "{fit}");
+        }
     }
 
     /// list-sessions.mdx's sample answer (one of its sessions).

@@ -2,6 +2,19 @@
 //! ask 100ms about every room the database holds live and every room 100ms reports active, and
 //! apply what 100ms says as snapshot facts, one `hms_apply_facts` call per room.
 //!
+//! One pass at a time: the pass first takes the database's turn (`hms_reconcile_begin`), which
+//! refuses while another pass runs or when the last one started less than the configured
+//! interval ago (429 with `Retry-After`, before any 100ms call), and gives it back at the end
+//! with the cursor: the last live room it reached. The next pass reads the live rooms after the
+//! cursor first and wraps around, so every live room is reached within a bounded number of
+//! passes; the answer names the rooms of its window it did not reach and counts the live rooms
+//! outside its window (`not_read`).
+//!
+//! 100ms's answers are facts only within the webhooks' time bounds, measured against the
+//! pass's clock ([`check_times`]); a room whose answers break them is reported unverified and
+//! nothing is written for it. A room or session id that is a URL dot segment is never put in a
+//! path (fetch would resolve it to another resource).
+//!
 //! The pass is an `async fn` over [`Http`], so it runs unchanged on `fetch` (src/wasm.rs) and
 //! on a fake in tests. At most [`CONCURRENCY`] rooms are in flight; a 429 or a refused token
 //! stops new calls at once, and so does the [`BUDGET_MS`] time budget; what was not reached is
@@ -13,16 +26,17 @@ use std::collections::VecDeque;
 
 use crate::config::Config;
 use crate::config::{RestTarget, Settings};
-use crate::document::{self, Nested};
+use crate::document::{self, Field, Nested};
 use crate::error::Error;
 use crate::http::{join_all, Http};
-use crate::reconcile::facts::{self, Applied, Correction, DbError, DbRoom, Fact};
+use crate::reconcile::facts::{self, Applied, Correction, DbError, DbRoom, Fact, RoomRange, Turn};
 use crate::reconcile::hms_api::{self, ActivePeer, ActiveRoom, Api, ApiError, Session};
 use crate::reply::{Log, Outcome as Answer, Reply};
 use crate::roles::Roles;
+use crate::signature::AuthMethod;
 use crate::time::Timestamp;
+use crate::webhook::event::MAX_DATA_TIME_AFTER_US;
 use crate::webhook::handler::{self, Incoming};
-use serde::de::IgnoredAny;
 use serde::Serialize;
 
 /// Rooms worked on at once (each has at most three API calls and one RPC in sequence).
@@ -35,6 +49,9 @@ pub const BUDGET_MS: i64 = 60_000;
 pub const SKEW_MARGIN_MS: i64 = 60_000;
 /// Most pages of active sessions read (100 each).
 pub const MAX_PAGES: usize = 50;
+/// How long a pass holds the turn at most: the platform's 150 s wall clock (supabase.md §4),
+/// past which no pass is still running. A pass that dies early frees the turn by then.
+pub const LEASE_MS: i64 = 150_000;
 
 /// What a pass needs besides I/O.
 pub struct Pass<'a> {
@@ -44,6 +61,8 @@ pub struct Pass<'a> {
     pub api: Option<Api<'a>>,
     /// Role classification for peer facts.
     pub roles: &'a Roles,
+    /// Least time between the starts of two passes (`HMS_RECONCILE_INTERVAL_SECONDS`).
+    pub min_interval_ms: i64,
 }
 
 /// An API call that failed, as reported.
@@ -67,7 +86,8 @@ pub struct ApiFailure {
 pub struct DbFailure {
     /// The room it was for.
     pub room_id: Option<String>,
-    /// `close_expired_sessions`, `live_rooms` or `apply_facts`.
+    /// `reconcile_begin`, `close_expired_sessions`, `live_rooms`, `apply_facts` or
+    /// `reconcile_end`.
     pub call: &'static str,
     /// What was wrong.
     pub problem: &'static str,
@@ -87,7 +107,8 @@ pub struct Unverified {
 /// The pass's answer (also the JSON body of `POST …/reconcile`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Summary {
-    /// `completed`, `incomplete` (something was not reached or failed) or `failed`.
+    /// `completed`, `incomplete` (something was not reached or failed), `failed`, or, with no
+    /// pass run, `running` (another pass holds the turn) or `too_soon` (the interval).
     pub status: &'static str,
     /// `on`, or `off` when no 100ms keys are configured (only the 12-hour rule ran).
     pub api: &'static str,
@@ -101,8 +122,14 @@ pub struct Summary {
     pub api_errors: Vec<ApiFailure>,
     /// Failed database calls.
     pub db_errors: Vec<DbFailure>,
-    /// Rooms not reached (rate limit, refused token, time budget, too many rooms).
+    /// Rooms of this pass's window not reached (rate limit, refused token, time budget).
     pub not_reached: Vec<String>,
+    /// Live rooms outside this pass's window (counted when the pass began, not named): the
+    /// next passes read them first, from `cursor` on.
+    pub not_read: u64,
+    /// The last live room (in `hms_room_id` order) this pass reached; the next pass starts
+    /// after it. `None`: at the first room.
+    pub cursor: Option<String>,
     /// Rooms 100ms had nothing to say about.
     pub unverified: Vec<Unverified>,
     /// Active rooms 100ms reports that the database does not have.
@@ -111,6 +138,9 @@ pub struct Summary {
     pub stopped: Option<&'static str>,
     /// Duration of the pass.
     pub ms: i64,
+    /// With `running` or `too_soon`: seconds until a pass may start (also `Retry-After`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_s: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +174,8 @@ impl Stop {
 struct Job {
     room_id: String,
     db: Option<DbRoom>,
+    /// Its place in the pass's window of live rooms (`None`: only 100ms lists it).
+    window_at: Option<usize>,
     /// Active sessions of the room from the list, and when that page was requested.
     listed: Vec<Session>,
     listed_at_ms: i64,
@@ -170,7 +202,73 @@ struct Shared<'p, H> {
     received_at: Timestamp,
     stop: Cell<Option<Stop>>,
     queue: RefCell<VecDeque<Job>>,
-    results: RefCell<Vec<(String, RoomResult)>>,
+    results: RefCell<Vec<(String, Option<usize>, RoomResult)>>,
+}
+
+/// Why a room is unverified when its id cannot be a path segment (`hms_api::is_dot_segment`).
+const DOT_ROOM: &str = "room id is a URL dot segment";
+/// The same for the room's current session id.
+const DOT_SESSION: &str = "session id is a URL dot segment";
+
+/// Holds 100ms's answers for one room to the webhooks' time bounds (design §11), measured
+/// against the pass's clock `now`: no time more than [`MAX_DATA_TIME_AFTER_US`] ahead of it,
+/// and every peer's times inside its session (from the session's start to its end when it
+/// ended, and a leave not before its join), each with the same slack: 100ms's servers stamp
+/// these times on different clocks. `Err` names the first broken bound: the room is then
+/// unverified and nothing is written for it, so no single answer can pin a room.
+pub fn check_times(
+    sessions: &[Session],
+    active: Option<&Option<ActiveRoom>>,
+    active_peers: &[ActivePeer],
+    now: Timestamp,
+) -> Result<(), &'static str> {
+    let slack = MAX_DATA_TIME_AFTER_US;
+    let ahead = |t: Timestamp| t.micros() > now.micros().saturating_add(slack);
+    let before = |t: Timestamp, start: Timestamp| t.micros() < start.micros().saturating_sub(slack);
+    let after = |t: Timestamp, end: Timestamp| t.micros() > end.micros().saturating_add(slack);
+    for session in sessions {
+        if ahead(session.created_at) {
+            return Err("session starts in the future");
+        }
+        if session.updated_at.is_some_and(ahead) {
+            return Err("session updated in the future");
+        }
+        let end = session.updated_at.filter(|_| !session.active);
+        for peer in &session.peers {
+            let times = [Some(peer.joined_at), peer.left_at];
+            if times.iter().flatten().any(|&t| ahead(t)) {
+                return Err("peer time in the future");
+            }
+            if before(peer.joined_at, session.created_at)
+                || peer
+                    .left_at
+                    .is_some_and(|left| before(left, peer.joined_at))
+                || end.is_some_and(|end| times.iter().flatten().any(|&t| after(t, end)))
+            {
+                return Err("peer time outside its session");
+            }
+        }
+    }
+    if let Some(Some(room)) = active {
+        let start = room.session_created_at.or_else(|| {
+            sessions
+                .iter()
+                .find(|s| s.id == room.session_id)
+                .map(|s| s.created_at)
+        });
+        if start.is_some_and(ahead) {
+            return Err("session starts in the future");
+        }
+        for joined in active_peers.iter().filter_map(|p| p.joined_at) {
+            if ahead(joined) {
+                return Err("peer time in the future");
+            }
+            if start.is_some_and(|start| before(joined, start)) {
+                return Err("peer time outside its session");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The facts 100ms's answers give for one room (pure; see the contract for each kind).
@@ -350,6 +448,9 @@ impl<H: Http> Shared<'_, H> {
     /// The calls for one room, then its facts applied; `Err` ends the room early.
     async fn check(&self, job: Job) -> Result<RoomResult, RoomResult> {
         let room_id = job.room_id.as_str();
+        if hms_api::is_dot_segment(room_id) {
+            return Ok(RoomResult::Unverified(DOT_ROOM));
+        }
         let failed = |call, error| RoomResult::ApiFailed(api_failure(Some(room_id), call, error));
         let mut sent_at = if job.listed.is_empty() {
             i64::MAX
@@ -376,6 +477,9 @@ impl<H: Http> Shared<'_, H> {
             .map(|a| a.session_id.as_str());
         let mut current_unknown = false;
         if let Some(current) = current.filter(|c| !c.is_empty()) {
+            if hms_api::is_dot_segment(current) {
+                return Ok(RoomResult::Unverified(DOT_SESSION));
+            }
             let known = sessions.iter().any(|s| s.id == current);
             if !known && active_id != Some(current) {
                 let request = self.api.retrieve_session(current);
@@ -414,6 +518,10 @@ impl<H: Http> Shared<'_, H> {
                         .map_err(|e| failed("active_room_peers", e))?;
                 }
             }
+        }
+        let now = Timestamp::from_unix_ms(self.http.now_ms());
+        if let Err(reason) = check_times(&sessions, active.as_ref(), &active_peers, now) {
+            return Ok(RoomResult::Unverified(reason));
         }
         let facts = build_facts(&sessions, active.as_ref(), &active_peers, self.pass.roles);
         if facts.is_empty() {
@@ -455,8 +563,9 @@ impl<H: Http> Shared<'_, H> {
                 return;
             };
             let room_id = job.room_id.clone();
+            let window_at = job.window_at;
             let result = self.room(job).await;
-            self.results.borrow_mut().push((room_id, result));
+            self.results.borrow_mut().push((room_id, window_at, result));
         }
     }
 }
@@ -514,27 +623,99 @@ fn insert_sorted<T>(sorted: &mut Vec<T>, item: T, key: impl Fn(&T) -> &str) {
     sorted.insert(at, item);
 }
 
-/// Runs one pass. `received_at_ms` is when the request arrived (the function's clock).
+/// The answer's duration, and `incomplete` when anything failed or was not reached.
+fn finish<H: Http>(http: &H, started_ms: i64, mut summary: Summary) -> Summary {
+    summary.ms = http.now_ms().saturating_sub(started_ms).max(0);
+    if summary.status == "completed"
+        && (!summary.api_errors.is_empty()
+            || !summary.db_errors.is_empty()
+            || !summary.not_reached.is_empty())
+    {
+        summary.status = "incomplete";
+    }
+    summary
+}
+
+/// Runs one pass, if the turn is free. `received_at_ms` is when the request arrived (the
+/// function's clock).
 pub async fn run<H: Http>(http: &H, pass: &Pass<'_>, received_at_ms: i64) -> Summary {
-    let started = received_at_ms;
-    let deadline_ms = started.saturating_add(BUDGET_MS);
-    let received_at = Timestamp::from_unix_ms(received_at_ms);
     let mut summary = Summary {
         status: "completed",
         api: if pass.api.is_some() { "on" } else { "off" },
         ..Summary::default()
     };
-    let finish = |mut summary: Summary| {
-        summary.ms = http.now_ms().saturating_sub(started).max(0);
-        if summary.status == "completed"
-            && (!summary.api_errors.is_empty()
-                || !summary.db_errors.is_empty()
-                || !summary.not_reached.is_empty())
-        {
-            summary.status = "incomplete";
+    // 0. The turn: refused before anything else, so a refusal costs no 100ms call.
+    let begin = facts::reconcile_begin(pass.rest, pass.min_interval_ms, LEASE_MS);
+    let (pass_id, cursor, live_rooms) = match facts::parse_turn(&http.send(begin).await) {
+        Ok(Turn::Granted {
+            pass_id,
+            cursor,
+            live_rooms,
+        }) => (pass_id, cursor, live_rooms),
+        Ok(Turn::Refused {
+            reason,
+            retry_after_ms,
+        }) => {
+            summary.status = reason;
+            summary.retry_after_s = Some(retry_after_ms.div_ceil(1000).max(1));
+            return finish(http, received_at_ms, summary);
         }
-        summary
+        Err(e) => {
+            summary.status = "failed";
+            summary
+                .db_errors
+                .push(db_failure(None, "reconcile_begin", e));
+            return finish(http, received_at_ms, summary);
+        }
     };
+    let next = checks(http, pass, received_at_ms, &mut summary, cursor, live_rooms).await;
+    let end = facts::reconcile_end(pass.rest, &pass_id, next.as_deref());
+    match facts::parse_end(&http.send(end).await) {
+        Ok(true) => {}
+        // Past its lease: the next pass starts from the cursor it was given, not this one.
+        Ok(false) => summary.db_errors.push(DbFailure {
+            room_id: None,
+            call: "reconcile_end",
+            problem: "the turn had passed to another pass",
+            status: Some(200),
+        }),
+        Err(e) => summary.db_errors.push(db_failure(None, "reconcile_end", e)),
+    }
+    summary.cursor = next;
+    finish(http, received_at_ms, summary)
+}
+
+/// The live rooms of this pass's window: up to [`facts::MAX_ROOMS`] after the cursor, then,
+/// when fewer, from the first room on (wrapping around).
+async fn window<H: Http>(
+    http: &H,
+    pass: &Pass<'_>,
+    cursor: Option<&str>,
+) -> Result<Vec<DbRoom>, DbError> {
+    let range = cursor.map_or(RoomRange::All, RoomRange::After);
+    let read = facts::live_rooms(pass.rest, range, facts::MAX_ROOMS);
+    let mut rooms = facts::parse_live_rooms(&http.send(read).await)?;
+    if let Some(cursor) = cursor {
+        let room_left = facts::MAX_ROOMS.saturating_sub(rooms.len());
+        if room_left > 0 {
+            let read = facts::live_rooms(pass.rest, RoomRange::Through(cursor), room_left);
+            rooms.extend(facts::parse_live_rooms(&http.send(read).await)?);
+        }
+    }
+    Ok(rooms)
+}
+
+/// The pass proper, once it holds the turn; returns the cursor for the next pass.
+async fn checks<H: Http>(
+    http: &H,
+    pass: &Pass<'_>,
+    received_at_ms: i64,
+    summary: &mut Summary,
+    cursor: Option<String>,
+    live_rooms: u64,
+) -> Option<String> {
+    let deadline_ms = received_at_ms.saturating_add(BUDGET_MS);
+    let received_at = Timestamp::from_unix_ms(received_at_ms);
 
     // 1. The 12-hour rule needs no API at all.
     let expired = http
@@ -550,30 +731,22 @@ pub async fn run<H: Http>(http: &H, pass: &Pass<'_>, received_at_ms: i64) -> Sum
             summary
                 .db_errors
                 .push(db_failure(None, "close_expired_sessions", e));
-            return finish(summary);
+            return cursor;
         }
     }
     let Some(api) = pass.api else {
-        return finish(summary);
+        return cursor;
     };
 
-    // 2. What the database holds live.
-    let mut db_rooms = match facts::parse_live_rooms(&http.send(facts::live_rooms(pass.rest)).await)
-    {
+    // 2. What the database holds live: this pass's window.
+    let db_rooms = match window(http, pass, cursor.as_deref()).await {
         Ok(rooms) => rooms,
         Err(e) => {
             summary.db_errors.push(db_failure(None, "live_rooms", e));
-            return finish(summary);
+            return cursor;
         }
     };
-    if db_rooms.len() > facts::MAX_ROOMS {
-        summary.not_reached.extend(
-            db_rooms
-                .split_off(facts::MAX_ROOMS)
-                .into_iter()
-                .map(|r| r.room_id),
-        );
-    }
+    summary.not_read = live_rooms.saturating_sub(db_rooms.len() as u64);
 
     // 3. What 100ms reports active.
     let listed_at_ms = http.now_ms();
@@ -585,18 +758,19 @@ pub async fn run<H: Http>(http: &H, pass: &Pass<'_>, received_at_ms: i64) -> Sum
             summary
                 .not_reached
                 .extend(db_rooms.into_iter().map(|r| r.room_id));
-            return finish(summary);
+            return cursor;
         }
     };
 
-    // 4. One job per room: the database's live rooms, then rooms only 100ms knows are live.
-    // Sorted by room id with binary-search inserts, like the sessions above (the rows come
-    // ordered by the database's collation, so most inserts land at the end).
+    // 4. One job per room: the window's rooms, then rooms only 100ms knows are live. Sorted by
+    // room id with binary-search inserts, like the sessions above, to give each its sessions.
+    let window_ids: Vec<String> = db_rooms.iter().map(|r| r.room_id.clone()).collect();
     let mut jobs: Vec<Job> = Vec::with_capacity(db_rooms.len());
-    for db in db_rooms {
+    for (at, db) in db_rooms.into_iter().enumerate() {
         let job = Job {
             room_id: db.room_id.clone(),
             db: Some(db),
+            window_at: Some(at),
             listed: Vec::new(),
             listed_at_ms,
         };
@@ -614,19 +788,35 @@ pub async fn run<H: Http>(http: &H, pass: &Pass<'_>, received_at_ms: i64) -> Sum
                 Job {
                     room_id: session.room_id.clone(),
                     db: None,
+                    window_at: None,
                     listed: vec![session],
                     listed_at_ms,
                 },
             ),
         }
     }
-    // Passes that run out of budget must not always leave the same rooms for later: each pass
-    // starts at another point of the (sorted) list, scattered by the minute it runs in.
-    if !jobs.is_empty() {
-        let minute = u64::try_from(received_at_ms.div_euclid(60_000)).unwrap_or(0);
-        let start = minute.wrapping_mul(0x9E37_79B9) % jobs.len() as u64;
-        jobs.rotate_left(usize::try_from(start).unwrap_or(0));
+    // The queue: the window in its order (so the rooms reached are a prefix and the cursor moves
+    // past them), taking turns with the rooms only 100ms lists; those start at another point of
+    // their sorted list each pass, scattered by the minute it runs in.
+    let mut in_window: Vec<Option<Job>> = (0..window_ids.len()).map(|_| None).collect();
+    let mut others = VecDeque::new();
+    for job in jobs {
+        match job.window_at.and_then(|at| in_window.get_mut(at)) {
+            Some(slot) => *slot = Some(job),
+            None => others.push_back(job),
+        }
     }
+    if !others.is_empty() {
+        let minute = u64::try_from(received_at_ms.div_euclid(60_000)).unwrap_or(0);
+        let start = minute.wrapping_mul(0x9E37_79B9) % others.len() as u64;
+        others.rotate_left(usize::try_from(start).unwrap_or(0));
+    }
+    let mut queue = VecDeque::with_capacity(window_ids.len() + others.len());
+    for job in in_window.into_iter().flatten() {
+        queue.push_back(job);
+        queue.extend(others.pop_front());
+    }
+    queue.extend(others);
     let shared = Shared {
         http,
         pass,
@@ -634,13 +824,14 @@ pub async fn run<H: Http>(http: &H, pass: &Pass<'_>, received_at_ms: i64) -> Sum
         deadline_ms,
         received_at,
         stop: Cell::new(None),
-        queue: RefCell::new(jobs.into()),
+        queue: RefCell::new(queue),
         results: RefCell::new(Vec::new()),
     };
     join_all((0..CONCURRENCY).map(|_| shared.worker()).collect()).await;
 
     summary.stopped = shared.stop.get().map(Stop::as_str);
-    for (room_id, result) in shared.results.into_inner() {
+    let mut first_unreached = window_ids.len();
+    for (room_id, window_at, result) in shared.results.into_inner() {
         match result {
             RoomResult::Applied {
                 correction,
@@ -659,7 +850,10 @@ pub async fn run<H: Http>(http: &H, pass: &Pass<'_>, received_at_ms: i64) -> Sum
             }
             RoomResult::ApiFailed(failure) => summary.api_errors.push(failure),
             RoomResult::DbFailed(failure) => summary.db_errors.push(failure),
-            RoomResult::NotReached => summary.not_reached.push(room_id),
+            RoomResult::NotReached => {
+                first_unreached = first_unreached.min(window_at.unwrap_or(usize::MAX));
+                summary.not_reached.push(room_id)
+            }
         }
     }
     let mut not_reached = Vec::with_capacity(summary.not_reached.len());
@@ -667,7 +861,14 @@ pub async fn run<H: Http>(http: &H, pass: &Pass<'_>, received_at_ms: i64) -> Sum
         insert_sorted(&mut not_reached, room_id, |r| r);
     }
     summary.not_reached = not_reached;
-    finish(summary)
+    // The last room of the reached prefix of the window; none reached: the cursor stays.
+    match first_unreached
+        .checked_sub(1)
+        .and_then(|at| window_ids.get(at))
+    {
+        Some(last) => Some(last.clone()),
+        None => cursor,
+    }
 }
 
 /// Whether a request path is the reconcile route (`…/reconcile`, e.g.
@@ -677,8 +878,11 @@ pub fn is_route(path: &str) -> bool {
 }
 
 /// Admits a reconcile request exactly like a webhook: method and size first, then the secret
-/// header or the signature over the raw body; the body, if any, must be a JSON object (its
-/// members are ignored). Any refusal is the webhook's own reply for that fault.
+/// header or the signature over the raw body; the body, if any, must be a JSON object. Its
+/// `timestamp` (RFC 3339, like an envelope's) is held to the webhooks' freshness window; a
+/// signed request must carry one, so a captured signed request goes stale (a static header can
+/// be replayed with any time, so there it is checked only when present). Other members are
+/// ignored. Any refusal is the webhook's own reply for that fault.
 pub fn admit<'c>(config: &'c Config, incoming: &Incoming<'_>) -> Result<&'c Settings, Reply> {
     let body_len = u64::try_from(incoming.body.len()).unwrap_or(u64::MAX);
     if let Some(reply) = handler::preflight(config, incoming.method, Some(body_len)) {
@@ -687,25 +891,66 @@ pub fn admit<'c>(config: &'c Config, incoming: &Incoming<'_>) -> Result<&'c Sett
     let refuse =
         |err: &Error| Log::new(config.debug(), incoming.now_ms).reply(Answer::Refused(err));
     let settings = config.settings();
-    settings
+    let method = settings
         .verifier
         .check(incoming.headers, incoming.body)
         .map_err(|err| refuse(&err))?;
+    let mut sent_at = None;
     if !incoming.body.is_empty() {
         let text = std::str::from_utf8(incoming.body).map_err(|_| refuse(&Error::InvalidUtf8))?;
-        match document::read::<Nested<IgnoredAny>>(text) {
-            Ok(Nested::Object(_)) => {}
+        /// A reconcile body: only its `timestamp` is read (a repeated one is refused).
+        #[derive(serde::Deserialize)]
+        struct Body<'a> {
+            #[serde(borrow)]
+            timestamp: Option<Field<'a>>,
+        }
+        match document::read::<Nested<Body<'_>>>(text) {
+            Ok(Nested::Object(Body { timestamp })) => match timestamp {
+                None | Some(Field::Null) => {}
+                Some(Field::Str(s)) => {
+                    let time = Timestamp::parse_rfc3339(&s).ok().flatten().ok_or_else(|| {
+                        refuse(&Error::InvalidTimestamp {
+                            field: "timestamp",
+                            reason: "not an RFC 3339 time".into(),
+                        })
+                    })?;
+                    sent_at = Some(time);
+                }
+                Some(_) => {
+                    return Err(refuse(&Error::InvalidField {
+                        field: "timestamp",
+                        expected: "an RFC 3339 time string",
+                    }))
+                }
+            },
             Ok(Nested::Other) => return Err(refuse(&Error::NotAnObject)),
             Err(e) => return Err(refuse(&e.into())),
         }
+    }
+    match sent_at {
+        Some(time) => handler::check_freshness(time, incoming.now_ms, settings.tolerance_seconds)
+            .map_err(|err| refuse(&err))?,
+        None if method == AuthMethod::Signature => {
+            return Err(refuse(&Error::MissingField("timestamp")))
+        }
+        None => {}
     }
     Ok(settings)
 }
 
 /// The HTTP reply and its one log line (counts only: room ids and errors are in the answer).
-/// 503 only when the database could not be used at all.
+/// 503 only when the database could not be used at all; 429 with `Retry-After` when the turn
+/// was refused.
 pub fn reply(summary: &Summary) -> Reply {
-    let status: u16 = if summary.status == "failed" { 503 } else { 200 };
+    let status: u16 = match summary.status {
+        "failed" => 503,
+        _ if summary.retry_after_s.is_some() => 429,
+        _ => 200,
+    };
+    let mut headers = vec![("content-type".into(), "application/json".into())];
+    if let Some(seconds) = summary.retry_after_s {
+        headers.push(("retry-after".into(), seconds.to_string()));
+    }
     let level = if summary.status == "completed" {
         "info"
     } else {
@@ -724,6 +969,7 @@ pub fn reply(summary: &Summary) -> Reply {
         api_errors: usize,
         db_errors: usize,
         not_reached: usize,
+        not_read: u64,
         stopped: Option<&'static str>,
         ms: i64,
     }
@@ -739,12 +985,13 @@ pub fn reply(summary: &Summary) -> Reply {
         api_errors: summary.api_errors.len(),
         db_errors: summary.db_errors.len(),
         not_reached: summary.not_reached.len(),
+        not_read: summary.not_read,
         stopped: summary.stopped,
         ms: summary.ms,
     });
     Reply {
         status,
-        headers: vec![("content-type".into(), "application/json".into())],
+        headers,
         body: document::write(summary),
         log,
     }
@@ -825,6 +1072,14 @@ mod tests {
     /// present sets say.
     fn database(request: &Request) -> Option<Outcome> {
         let url = request.url.as_str();
+        if url.ends_with("/rpc/hms_reconcile_begin") {
+            return Some(ok(
+                json!({"granted":true,"pass_id":"pass-1","cursor":null,"live_rooms":2}),
+            ));
+        }
+        if url.ends_with("/rpc/hms_reconcile_end") {
+            return Some(ok(json!(true)));
+        }
         if url.ends_with("/rpc/hms_close_expired_sessions") {
             return Some(ok(json!({"sessions_closed":1,"rooms":[]})));
         }
@@ -876,7 +1131,7 @@ mod tests {
                 "r1",
                 false,
                 json!({
-                "p7":{"id":"p7","session_id":"s1","name":"x","role":"listener","user_id":"u7","joined_at":"2026-12-01T08:01:00Z"}}),
+                "p7":{"id":"p7","session_id":"s1","name":"x","role":"listener","user_id":"u7","joined_at":"2026-12-01T09:01:00Z"}}),
             )),
             "/v2/active-rooms/r2" => ok(json!({"id":"r2","name":"n","customer_id":"c",
                 "session":{"id":"s2","created_at":"2026-12-01T09:00:00Z","peers":["p1","p3"]}})),
@@ -911,6 +1166,7 @@ mod tests {
                 token: "management-token",
             }),
             roles: &roles,
+            min_interval_ms: 60_000,
         };
         block_on(run(http, &pass, NOW_MS))
     }
@@ -932,8 +1188,16 @@ mod tests {
         assert_eq!(summary.status, "completed");
         assert_eq!(summary.sessions_closed, 1);
         let sent = http.sent.borrow();
-        assert_eq!(sent.len(), 1);
-        let body: Value = serde_json::from_str(sent[0].body.as_deref().unwrap()).unwrap();
+        let urls: Vec<&str> = sent.iter().map(|r| r.url.as_str()).collect();
+        assert_eq!(
+            urls,
+            [
+                "http://db/rest/v1/rpc/hms_reconcile_begin",
+                "http://db/rest/v1/rpc/hms_close_expired_sessions",
+                "http://db/rest/v1/rpc/hms_reconcile_end"
+            ]
+        );
+        let body: Value = serde_json::from_str(sent[1].body.as_deref().unwrap()).unwrap();
         assert_eq!(body, json!({"p_now":"2026-12-01T10:00:00.000000Z"}));
     }
 
@@ -979,8 +1243,8 @@ mod tests {
             facts[4],
             json!({"kind":"present_set","session_id":"s2","peer_ids":["p1","p3"]})
         );
-        // Observed: the list was requested at NOW+10 ms (two calls before it), minus 60 s.
-        assert_eq!(r2["p_observed_at"], "2026-12-01T09:59:00.010000Z");
+        // Observed: the list was requested at NOW+15 ms (three calls before it), minus 60 s.
+        assert_eq!(r2["p_observed_at"], "2026-12-01T09:59:00.015000Z");
         assert_eq!(r2["p_received_at"], "2026-12-01T10:00:00.000000Z");
         // Corrections: r1 went to 0 and not live; r2 stays 2 listeners (no count change).
         assert_eq!(summary.rooms_corrected.len(), 1);
@@ -1087,44 +1351,322 @@ mod tests {
         assert!(!summary.not_reached.is_empty());
     }
 
+    /// Five live rooms, each with a session 100ms reports over; the turn's cursor kept between
+    /// passes like `hms_reconcile_begin`/`_end` keep it, and the rooms read honouring the
+    /// cursor's filter and the limit like PostgREST.
+    fn rotating_world(cursor: std::rc::Rc<RefCell<Option<String>>>) -> Fake {
+        let rooms = ["r1", "r2", "r3", "r4", "r5"];
+        fake(move |request| {
+            let url = request.url.as_str();
+            let body: Value = request
+                .body
+                .as_deref()
+                .map_or(Value::Null, |b| serde_json::from_str(b).unwrap());
+            if url.ends_with("/rpc/hms_reconcile_begin") {
+                let at = cursor.borrow().clone();
+                return ok(json!({"granted":true,"pass_id":"p","cursor":at,"live_rooms":5}));
+            }
+            if url.ends_with("/rpc/hms_reconcile_end") {
+                *cursor.borrow_mut() = body["p_cursor"].as_str().map(str::to_owned);
+                return ok(json!(true));
+            }
+            if url.contains("/rest/v1/rooms?") {
+                let limit: usize = url.rsplit("limit=").next().unwrap().parse().unwrap();
+                let filter = |id: &&&str| match url.split("hms_room_id=").nth(1) {
+                    Some(f) if f.starts_with("gt.") => **id > &f[3..f.find('&').unwrap()],
+                    Some(f) if f.starts_with("lte.") => **id <= &f[4..f.find('&').unwrap()],
+                    _ => true,
+                };
+                let rows: Vec<Value> = rooms
+                    .iter()
+                    .filter(filter)
+                    .take(limit)
+                    .map(|id| {
+                        json!({"hms_room_id":id,"current_session_id":format!("s-{id}"),
+                        "is_live":true,"listener_count":1,"speaker_count":0})
+                    })
+                    .collect();
+                return ok(Value::Array(rows));
+            }
+            if let Some(id) = url.strip_prefix("https://api.test/v2/sessions/s-") {
+                return ok(session(&format!("s-{id}"), id, false, json!({})));
+            }
+            if url.contains("/v2/sessions?") {
+                return ok(json!({"limit":100,"data":[],"last":""}));
+            }
+            database(request).unwrap_or_else(|| status(404))
+        })
+    }
+
     #[test]
-    fn passes_cut_short_start_at_different_rooms() {
-        let first_applied = |at_ms: i64| {
-            let http = world();
-            http.clock.set(at_ms);
+    fn passes_cut_short_hand_on_their_cursor_and_reach_every_room() {
+        let cursor = std::rc::Rc::new(RefCell::new(None));
+        let rest = target();
+        let roles = Roles::default();
+        let pass = Pass {
+            rest: &rest,
+            api: Some(Api {
+                base_url: "https://api.test",
+                token: "t",
+            }),
+            roles: &roles,
+            min_interval_ms: 0,
+        };
+        let mut reached = Vec::new();
+        for n in 0..6 {
             // Enough time for the reads and one room's calls, then the budget is gone.
             let http = Fake {
-                tick_ms: 14_000,
-                ..http
+                tick_ms: 10_000,
+                ..rotating_world(cursor.clone())
             };
-            let rest = target();
-            let roles = Roles::default();
-            let pass = Pass {
-                rest: &rest,
-                api: Some(Api {
-                    base_url: "https://api.test",
-                    token: "t",
-                }),
-                roles: &roles,
-            };
+            let at_ms = NOW_MS + n * 600_000;
+            http.clock.set(at_ms);
             let summary = block_on(run(&http, &pass, at_ms));
-            assert_eq!(summary.stopped, Some("time_budget"));
-            let reached: Vec<String> = http
+            assert_eq!(summary.stopped, Some("time_budget"), "{summary:?}");
+            // Every live room is accounted for: checked or named as not reached.
+            assert_eq!(
+                summary.rooms_checked + summary.not_reached.len() as u64 + summary.not_read,
+                5,
+                "{summary:?}"
+            );
+            let checked: Vec<String> = http
                 .sent
                 .borrow()
                 .iter()
-                .filter_map(|r| r.url.strip_prefix("https://api.test/v2/"))
-                .filter(|p| !p.starts_with("sessions?"))
+                .filter_map(|r| r.url.strip_prefix("https://api.test/v2/sessions/s-"))
                 .map(str::to_owned)
                 .collect();
-            reached
+            assert_eq!(checked.len(), 1, "one room per pass here");
+            assert_eq!(summary.cursor.as_deref(), Some(checked[0].as_str()));
+            reached.extend(checked);
+        }
+        // Each pass starts after the last one's cursor, and wraps around.
+        assert_eq!(reached, ["r1", "r2", "r3", "r4", "r5", "r1"]);
+    }
+
+    #[test]
+    fn a_refused_turn_is_a_429_with_retry_after_and_makes_no_other_call() {
+        for (reason, ms, seconds) in [("running", 149_001, "150"), ("too_soon", 1, "1")] {
+            let http = fake(move |r| {
+                if r.url.ends_with("/rpc/hms_reconcile_begin") {
+                    ok(json!({"granted":false,"reason":reason,"retry_after_ms":ms}))
+                } else {
+                    database(r).unwrap_or_else(|| hms(r))
+                }
+            });
+            let summary = run_pass(&http, true);
+            assert_eq!(summary.status, reason);
+            assert_eq!(http.sent.borrow().len(), 1, "only the turn was asked for");
+            let begin: Value =
+                serde_json::from_str(http.sent.borrow()[0].body.as_deref().unwrap()).unwrap();
+            assert_eq!(
+                begin,
+                json!({"p_min_interval_ms":60_000,"p_lease_ms":LEASE_MS})
+            );
+            let reply = reply(&summary);
+            assert_eq!(reply.status, 429);
+            assert!(reply
+                .headers
+                .contains(&("retry-after".into(), seconds.into())));
+            let body: Value = serde_json::from_str(&reply.body).unwrap();
+            assert_eq!(body["status"], reason);
+            assert_eq!(body["retry_after_s"].to_string(), seconds);
+        }
+        // A turn answer of another shape is a failed pass, not a pass.
+        let http = fake(|r| {
+            if r.url.ends_with("/rpc/hms_reconcile_begin") {
+                ok(json!({"granted":false,"reason":"later"}))
+            } else {
+                database(r).unwrap_or_else(|| hms(r))
+            }
+        });
+        let summary = run_pass(&http, true);
+        assert_eq!((summary.status, http.sent.borrow().len()), ("failed", 1));
+        assert_eq!(reply(&summary).status, 503);
+    }
+
+    #[test]
+    fn answers_outside_the_webhooks_time_bounds_are_unverified() {
+        let at = |text: &str| Timestamp::parse_rfc3339(text).unwrap().unwrap();
+        let now = at("2026-12-01T10:00:00Z");
+        let session = |created: &str, active: bool, peers: Vec<(&str, Option<&str>)>| Session {
+            id: "s".into(),
+            room_id: "r".into(),
+            active,
+            created_at: at(created),
+            updated_at: Some(at("2026-12-01T09:30:00Z")),
+            peers: peers
+                .into_iter()
+                .map(|(joined, left)| hms_api::SessionPeer {
+                    id: "p".into(),
+                    role: "listener".into(),
+                    joined_at: at(joined),
+                    left_at: left.map(at),
+                })
+                .collect(),
         };
-        let starts: BTreeSet<Vec<String>> =
-            (0..8).map(|m| first_applied(NOW_MS + m * 60_000)).collect();
-        assert!(
-            starts.len() > 1,
-            "every pass began with the same room: {starts:?}"
+        let check = |s: Session| check_times(&[s], None, &[], now);
+        // Within bounds: a join a little before the start (clocks), a start up to 120 s ahead.
+        assert_eq!(
+            check(session(
+                "2026-12-01T09:00:00Z",
+                true,
+                vec![("2026-12-01T08:59:00Z", None)]
+            )),
+            Ok(())
         );
+        assert_eq!(check(session("2026-12-01T10:02:00Z", true, vec![])), Ok(()));
+        assert_eq!(
+            check(session(
+                "2026-12-01T09:00:00Z",
+                false,
+                vec![("2026-12-01T09:10:01Z", Some("2026-12-01T09:10:00Z"))]
+            )),
+            Ok(())
+        );
+        for (s, why) in [
+            (
+                session("2100-01-01T00:00:00Z", true, vec![]),
+                "session starts in the future",
+            ),
+            (
+                session("2026-12-01T10:02:01Z", true, vec![]),
+                "session starts in the future",
+            ),
+            (
+                session(
+                    "2026-12-01T09:00:00Z",
+                    true,
+                    vec![("2100-01-01T00:00:00Z", None)],
+                ),
+                "peer time in the future",
+            ),
+            (
+                session(
+                    "2026-12-01T09:00:00Z",
+                    true,
+                    vec![("2026-12-01T08:57:59Z", None)],
+                ),
+                "peer time outside its session",
+            ),
+            (
+                session(
+                    "2026-12-01T09:00:00Z",
+                    true,
+                    vec![("2026-12-01T09:10:00Z", Some("2026-12-01T09:07:59Z"))],
+                ),
+                "peer time outside its session",
+            ),
+            (
+                session(
+                    "2026-12-01T09:00:00Z",
+                    false,
+                    vec![("2026-12-01T09:10:00Z", Some("2026-12-01T09:45:00Z"))],
+                ),
+                "peer time outside its session",
+            ),
+        ] {
+            assert_eq!(check(s), Err(why));
+        }
+        let room = |created: &str| ActiveRoom {
+            session_id: "s".into(),
+            session_created_at: Some(at(created)),
+            peer_ids: vec!["p".into()],
+        };
+        let peer = |joined: &str| ActivePeer {
+            id: "p".into(),
+            role: "listener".into(),
+            joined_at: Some(at(joined)),
+        };
+        let active = Some(room("2100-01-01T00:00:00Z"));
+        assert_eq!(
+            check_times(&[], Some(&active), &[], now),
+            Err("session starts in the future")
+        );
+        let active = Some(room("2026-12-01T09:00:00Z"));
+        let early = [peer("2026-12-01T08:00:00Z")];
+        assert_eq!(
+            check_times(&[], Some(&active), &early, now),
+            Err("peer time outside its session")
+        );
+        assert_eq!(
+            check_times(&[], Some(&active), &[peer("2026-12-01T09:10:00Z")], now),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_future_session_from_100ms_writes_nothing_and_is_reported() {
+        let http = fake(|r| {
+            let path = r.url.strip_prefix("https://api.test").unwrap_or("");
+            if path.starts_with("/v2/sessions?active=true") {
+                return ok(
+                    json!({"limit":100,"data":[{"id":"s2","room_id":"r2","active":true,
+                    "created_at":"2100-01-01T00:00:00Z","peers":{}}],"last":""}),
+                );
+            }
+            if path == "/v2/active-rooms/r2" {
+                return ok(json!({"id":"r2","session":{"id":"s2",
+                    "created_at":"2100-01-01T00:00:00Z","peers":["p1"]}}));
+            }
+            database(r).unwrap_or_else(|| hms(r))
+        });
+        let summary = run_pass(&http, true);
+        assert!(facts_for(&http, "r2").is_none(), "nothing written for r2");
+        assert!(summary.unverified.contains(&Unverified {
+            room_id: "r2".into(),
+            reason: "session starts in the future",
+        }));
+    }
+
+    #[test]
+    fn dot_segment_ids_never_reach_a_path() {
+        let http = fake(|r| {
+            let path = r.url.strip_prefix("https://api.test").unwrap_or("");
+            if path.starts_with("/v2/sessions?active=true") {
+                return ok(json!({"limit":100,"data":[
+                    session("s5", "..", true, json!({})), session("s6", ".", true, json!({}))],
+                    "last":""}));
+            }
+            if r.url.contains("/rest/v1/rooms?") {
+                return ok(json!([{"hms_room_id":"r4","current_session_id":"..",
+                    "is_live":true,"listener_count":1,"speaker_count":0}]));
+            }
+            database(r).unwrap_or_else(|| hms(r))
+        });
+        let summary = run_pass(&http, true);
+        let api_paths: Vec<String> = http
+            .sent
+            .borrow()
+            .iter()
+            .filter_map(|r| r.url.strip_prefix("https://api.test"))
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(api_paths, ["/v2/sessions?active=true&limit=100"]);
+        let mut unverified = summary.unverified.clone();
+        unverified.sort_by(|a, b| a.room_id.cmp(&b.room_id));
+        assert_eq!(
+            unverified,
+            [
+                Unverified {
+                    room_id: ".".into(),
+                    reason: DOT_ROOM
+                },
+                Unverified {
+                    room_id: "..".into(),
+                    reason: DOT_ROOM
+                },
+                Unverified {
+                    room_id: "r4".into(),
+                    reason: DOT_SESSION
+                },
+            ]
+        );
+        assert!(http
+            .sent
+            .borrow()
+            .iter()
+            .all(|r| !r.url.ends_with("/rpc/hms_apply_facts")));
     }
 
     #[test]
@@ -1201,7 +1743,34 @@ mod tests {
         };
         let header = vec![("x-webhook-secret".to_string(), secret.to_string())];
         assert!(admit_with("POST", &header, b"").is_ok());
-        assert!(admit_with("POST", &signature(b"{}"), b"{}").is_ok());
+        // A signed request carries its time, held to the webhooks' window (900 s back, 120 s
+        // ahead); a static header may leave it out, and is held to it when it carries one.
+        let at = |text: &str| format!(r#"{{"timestamp":"{text}"}}"#).into_bytes();
+        let fresh = at("2026-12-01T09:50:00Z");
+        let stale = at("2026-12-01T09:44:59Z");
+        let ahead = at("2026-12-01T10:02:01Z");
+        assert!(admit_with("POST", &signature(&fresh), &fresh).is_ok());
+        assert!(admit_with("POST", &header, &fresh).is_ok());
+        let code = |reply: Reply| {
+            let body: Value = serde_json::from_str(&reply.body).unwrap();
+            (reply.status, body["code"].as_str().unwrap().to_owned())
+        };
+        for (headers, body) in [
+            (signature(&stale), &stale),
+            (signature(&ahead), &ahead),
+            (header.clone(), &stale),
+        ] {
+            let refused = admit_with("POST", &headers, body).unwrap_err();
+            assert_eq!(code(refused), (401, "stale_timestamp".into()));
+        }
+        let unsigned_time = admit_with("POST", &signature(b"{}"), b"{}").unwrap_err();
+        assert_eq!(code(unsigned_time), (400, "missing_field".into()));
+        let not_a_time = at("yesterday");
+        let refused = admit_with("POST", &signature(&not_a_time), &not_a_time).unwrap_err();
+        assert_eq!(code(refused), (400, "invalid_timestamp".into()));
+        let number = br#"{"timestamp":1}"#;
+        let refused = admit_with("POST", &signature(number), number).unwrap_err();
+        assert_eq!(code(refused), (400, "invalid_field".into()));
         let forged = admit_with("POST", &[], b"{}").unwrap_err();
         let webhook = handler::begin(
             &config,

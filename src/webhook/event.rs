@@ -351,6 +351,19 @@ fn required<'a>(value: Option<Field<'a>>, field: &'static str) -> Result<Cow<'a,
     string(value, field, false)?.ok_or(Error::MissingField(field))
 }
 
+/// A room or session id: required, and never a URL dot segment (reconcile puts these ids in
+/// 100ms API paths, where `.` and `..` would name another resource: `hms_api::is_dot_segment`).
+fn path_id<'a>(value: Option<Field<'a>>, field: &'static str) -> Result<Cow<'a, str>, Error> {
+    let id = required(value, field)?;
+    if crate::reconcile::hms_api::is_dot_segment(&id) {
+        return Err(Error::InvalidField {
+            field,
+            expected: "an id other than \".\" or \"..\" (URL dot segments)",
+        });
+    }
+    Ok(id)
+}
+
 /// An optional RFC 3339 time; the Go zero time counts as absent.
 fn time(value: Option<&Field<'_>>, field: &'static str) -> Result<Option<Timestamp>, Error> {
     match value {
@@ -500,10 +513,10 @@ fn envelope(top: Body<'_>) -> Result<Parsed<'_>, Error> {
         Kind::Ignored(reason) => return Ok(ignore(head, reason, data.room_id, "data.room_id")),
     };
 
-    let room_id = required(data.room_id, "data.room_id")?;
+    let room_id = path_id(data.room_id, "data.room_id")?;
     // Every 100ms event type the function acts on carries its session (100ms-webhooks.md §2), and
     // "" is the flat format's: without it an event could take over the room's current session.
-    let session_id = required(data.session_id, "data.session_id")?;
+    let session_id = path_id(data.session_id, "data.session_id")?;
     let peer = if action.is_peer_event() {
         Some(peer(data.peer_id, data.role, action, &ENVELOPE_PEER)?)
     } else {
@@ -581,7 +594,7 @@ fn flat<'a>(event_type: Field<'a>, top: Body<'a>, body: &[u8]) -> Result<Parsed<
         Kind::Handled(action) => action,
         Kind::Ignored(reason) => return Ok(ignore(head, reason, top.room_id, "room_id")),
     };
-    let room_id = required(top.room_id, "room_id")?;
+    let room_id = path_id(top.room_id, "room_id")?;
     let peer = if action.is_peer_event() {
         let object = object(top.peer, "peer")?.ok_or(Error::MissingField("peer"))?;
         Some(peer(object.id, object.role, action, &FLAT_PEER)?)
@@ -796,6 +809,41 @@ mod tests {
         assert!(
             matches!(err(&body), Error::InvalidJson(m) if m.starts_with("data") && m.contains("room_id"))
         );
+    }
+
+    #[test]
+    fn dot_segment_room_and_session_ids_are_refused() {
+        let expected = "an id other than \".\" or \"..\" (URL dot segments)";
+        for id in [".", ".."] {
+            let room = format!(r#"{{"room_id":"{id}","session_id":"s","peer_id":"p","role":"x"}}"#);
+            assert_eq!(
+                err(&with_data("peer.join.success", &room)),
+                Error::InvalidField {
+                    field: "data.room_id",
+                    expected
+                }
+            );
+            let session = format!(r#"{{"room_id":"r","session_id":"{id}"}}"#);
+            assert_eq!(
+                err(&with_data("session.open.success", &session)),
+                Error::InvalidField {
+                    field: "data.session_id",
+                    expected
+                }
+            );
+            let flat =
+                format!(r#"{{"event":"session.open.success","room_id":"{id}","timestamp":1}}"#);
+            assert_eq!(
+                err(&flat),
+                Error::InvalidField {
+                    field: "room_id",
+                    expected
+                }
+            );
+        }
+        // Only the whole id: dots inside an id are fine.
+        let room = r#"{"room_id":"...","session_id":"a.b","peer_id":"..","role":"x"}"#;
+        assert!(parse(with_data("peer.join.success", room).as_bytes()).is_ok());
     }
 
     #[test]

@@ -83,7 +83,11 @@ pub fn preflight(config: &Config, method: &str, content_length: Option<u64>) -> 
 }
 
 /// Refuses events more than two minutes ahead, and older than the tolerance (0: no age bound).
-fn check_freshness(timestamp: Timestamp, now_ms: i64, tolerance_seconds: u64) -> Result<(), Error> {
+pub(crate) fn check_freshness(
+    timestamp: Timestamp,
+    now_ms: i64,
+    tolerance_seconds: u64,
+) -> Result<(), Error> {
     let age_us = now_ms
         .saturating_mul(1000)
         .saturating_sub(timestamp.micros());

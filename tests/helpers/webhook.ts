@@ -20,6 +20,7 @@ export const REQUEST_TIMEOUT_MS = 30_000;
 export interface Answer {
   status: number;
   contentType: string | null;
+  headers: Headers;
   /** Parsed JSON, or undefined when the body was not JSON. */
   json: Record<string, unknown> | undefined;
   text: string;
@@ -57,6 +58,7 @@ export async function post(
   return {
     status: response.status,
     contentType: response.headers.get("content-type"),
+    headers: response.headers,
     json,
     text,
   };
