@@ -300,3 +300,35 @@ stackTest({
     }
   },
 });
+
+stackTest({
+  name:
+    "the gateway forwards a body fetch decoded without the function's content-encoding and content-length",
+  async fn(stack) {
+    const ask = (url: string) =>
+      fetch(url, {
+        method: "POST",
+        headers: {
+          "accept-encoding": "gzip",
+          "content-type": "application/json",
+        },
+        body: "{",
+      });
+    const answer = {
+      status: "error",
+      code: "unauthorized",
+      message: "missing webhook credentials",
+    };
+    await stack.withFunction({}, async (instance) => {
+      // The function's own answer is compressed (Deno.serve does it when the client accepts gzip).
+      const direct = await ask(`${instance.url}/hms-webhook`);
+      assert.equal(direct.headers.get("content-encoding"), "gzip");
+      assert.deepEqual(await direct.json(), answer);
+    });
+    const through = await ask(stack.functionUrl);
+    assert.equal(through.status, 401);
+    assert.equal(through.headers.get("content-encoding"), null);
+    assert.equal(through.headers.get("content-length"), null);
+    assert.deepEqual(await through.json(), answer);
+  },
+});
