@@ -49,10 +49,13 @@ stackTest({
     const [{ seconds }] = await sql`select
       string_to_array(split_part(extversion, '-', 1), '.')::int[] >= '{1,5}' as seconds
       from pg_extension where extname = 'pg_cron'`;
+    // Test stacks keep the jobs inactive (main.ts pauseCronJobs); this one runs for the test.
+    const [{ active }] = await sql`select active from cron.job
+      where jobid = ${refresh}::bigint`;
     const [{ since }] = await sql`select now() as since`;
     try {
       await sql`select cron.alter_job(${refresh}::bigint,
-        schedule := ${seconds ? "1 seconds" : "* * * * *"})`;
+        schedule := ${seconds ? "1 seconds" : "* * * * *"}, active := true)`;
       const deadline = Date.now() + RUN_WITHIN_MS;
       let run: { status: string; database: string }[] = [];
       while (Date.now() < deadline) {
@@ -74,6 +77,7 @@ stackTest({
       assert.equal(score, 0, "the job refreshed the stale score");
     } finally {
       await sql`select public.hms_schedule_jobs()`;
+      await sql`select cron.alter_job(${refresh}::bigint, active := ${active})`;
       await sql`delete from public.rooms where hms_room_id = ${roomId}`;
     }
     const [{ schedule }] = await sql`select schedule from cron.job

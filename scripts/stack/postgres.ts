@@ -459,6 +459,21 @@ export async function migrate(url: string, root: string): Promise<string> {
   return await dbPush(url, root);
 }
 
+/** Makes every pg_cron job inactive (main.ts `pauseCronJobs`). */
+export async function pauseCronJobs(url: string): Promise<void> {
+  await run([
+    `${pgBin()}/psql`,
+    "-X",
+    "-q",
+    "-v",
+    "ON_ERROR_STOP=1",
+    "-d",
+    url,
+    "-c",
+    "select cron.alter_job(jobid, active := false) from cron.job",
+  ], { timeoutMs: 30_000 });
+}
+
 /** The Supabase CLI of the repository (npm's `supabase` package). */
 export function supabaseCli(root: string): string {
   return `${root}/node_modules/.bin/supabase`;

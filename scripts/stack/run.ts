@@ -55,6 +55,7 @@ async function main(args: string[]): Promise<number> {
     });
   }
   stack = await startStack({
+    pauseCronJobs: true,
     functionEntry,
     onFunctionLog: (line) => {
       logLines.push(line);
