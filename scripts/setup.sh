@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent installer: takes a fresh machine to "npm start / npm test ready" and is a fast no-op
 # when everything is already there. Installs only what is missing: npm packages (npm ci), the
-# Rust wasm32 target and clippy/rustfmt, wasm-pack, PostgreSQL 15 and its `postgres` OS user.
+# Rust wasm32 target and clippy/rustfmt, wasm-pack, PostgreSQL 15 with wal2json, pg_cron and
+# plpgsql_check, and its `postgres` OS user.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +34,15 @@ deno_version="$(node_modules/.bin/deno --version 2>/dev/null | head -n1)" ||
   die "node_modules/.bin/deno does not run; try 'rm -rf node_modules && npm ci'"
 [ -n "$deno_version" ] || die "node_modules/.bin/deno printed no version"
 step "deno" "$deno_version"
+# The function runs on the edge runtime's Deno: the binary of the optional npm dependency
+# deno-edge (@deno/linux-x64-glibc), which npm installs only on that platform.
+EDGE_DENO_VERSION=2.1.4
+edge_version="$(node_modules/deno-edge/deno --version 2>/dev/null | head -n1)" ||
+  die "node_modules/deno-edge/deno (Deno $EDGE_DENO_VERSION, the edge runtime's) does not run; it ships for linux-x64-glibc only: try 'rm -rf node_modules && npm ci'"
+case "$edge_version" in
+"deno $EDGE_DENO_VERSION "*) step "deno (function)" "$edge_version" ;;
+*) die "node_modules/deno-edge/deno is '$edge_version', not Deno $EDGE_DENO_VERSION" ;;
+esac
 node_modules/.bin/wasm-opt --version >/dev/null 2>&1 ||
   die "node_modules/.bin/wasm-opt (binaryen) does not run; try 'rm -rf node_modules && npm ci'"
 step "wasm-opt" "$(node_modules/.bin/wasm-opt --version)"
@@ -82,18 +92,30 @@ else
   [ -x "$PG_BIN/postgres" ] || die "postgresql-15 installed but $PG_BIN/postgres is missing"
   step "postgresql" "installed: $("$PG_BIN/postgres" --version)"
 fi
-# wal2json: the logical decoding plugin Supabase Realtime reads Postgres Changes with; the
-# realtime test decodes the stack's WAL with it the same way.
-WAL2JSON="$(dirname "$PG_BIN")/lib/wal2json.so"
-if [ -e "$WAL2JSON" ]; then
-  step "wal2json" "present"
-else
-  command -v apt-get >/dev/null || die "$WAL2JSON is missing and there is no apt-get (install wal2json for PostgreSQL 15)"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get update
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql-15-wal2json
-  [ -e "$WAL2JSON" ] || die "postgresql-15-wal2json installed but $WAL2JSON is missing"
-  step "wal2json" "installed"
-fi
+# Server extensions from Debian's packages, each installed when its library is missing:
+# wal2json, the logical decoding plugin Supabase Realtime reads Postgres Changes with (the
+# realtime test decodes the stack's WAL with it the same way); pg_cron, which the stack preloads
+# and runs the scheduled jobs with; plpgsql_check, which `supabase db lint` checks functions with.
+PG_LIB="$(dirname "$PG_BIN")/lib"
+apt_updated=""
+pg_extension_package() {
+  local name="$1" library="$2" package="$3"
+  if [ -e "$PG_LIB/$library" ]; then
+    step "$name" "present"
+    return
+  fi
+  command -v apt-get >/dev/null || die "$PG_LIB/$library is missing and there is no apt-get (install $package)"
+  if [ -z "$apt_updated" ]; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update
+    apt_updated=1
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$package"
+  [ -e "$PG_LIB/$library" ] || die "$package installed but $PG_LIB/$library is missing"
+  step "$name" "installed ($package)"
+}
+pg_extension_package wal2json wal2json.so postgresql-15-wal2json
+pg_extension_package pg_cron pg_cron.so postgresql-15-cron
+pg_extension_package plpgsql_check plpgsql_check.so postgresql-15-plpgsql-check
 if [ "$(id -u)" -eq 0 ]; then
   # PostgreSQL refuses to run as root; the stack runs it as `postgres`.
   if id postgres >/dev/null 2>&1; then

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # npm test: the one command from a fresh clone to all green. Stages run in order and stop at the
 # first failure with a banner naming it: setup, rustfmt, clippy (host, db-tests, wasm32), host
-# unit tests, Wasm freshness + build, deno fmt/lint/check, then one local stack (a throwaway
-# PostgreSQL) for the database histories and the Deno end-to-end tests. Every stage has a time
+# unit tests, Wasm freshness + build, deno fmt/lint/check (the shim also on the edge runtime's
+# Deno 2.1.4), then one local stack (a throwaway PostgreSQL) for `supabase db lint`, the database
+# histories and the Deno end-to-end tests (the function on Deno 2.1.4), and a second one for the
+# pipeline test with the function on the newest Deno. Every stage has a time
 # limit; the stack is torn down on success, failure and Ctrl-C alike. Prints stage timings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +14,13 @@ if [ -d "$HOME/.cargo/bin" ] && [[ ":$PATH:" != *":$HOME/.cargo/bin:"* ]]; then
 fi
 export DENO_NO_UPDATE_CHECK=1
 DENO=node_modules/.bin/deno
+
+# The edge runtime's Deno, which the function runs on (scripts/stack/function.ts).
+EDGE_DENO=node_modules/deno-edge/deno
+EDGE_DENO_VERSION=2.1.4
+
+# A stack URL as the Supabase CLI takes it: postgresql://…, TLS off (postgres.ts cliDbUrl).
+cli_db_url() { printf '%s?sslmode=disable' "${1/#postgres:/postgresql:}"; }
 
 now_ms() { date +%s%3N; }
 seconds_since() { awk -v a="$1" -v b="$(now_ms)" 'BEGIN { printf "%.1f", (b - a) / 1000 }'; }
@@ -56,9 +65,13 @@ stage() {
 if [ "${1:-}" = "--stack-stages" ]; then
   : "${DATABASE_URL:?--stack-stages needs DATABASE_URL (run through scripts/stack/run.ts)}"
   : "${HMS_TEST_TIMINGS:=/dev/null}"
+  stage "supabase db lint (plpgsql_check, warnings fail)" 300 \
+    node_modules/.bin/supabase db lint --db-url "$(cli_db_url "$DATABASE_URL")" \
+    --level warning --fail-on warning
   stage "database histories (cargo test --features db-tests --test histories)" 1500 \
     cargo test --features db-tests --test histories
-  stage "end-to-end tests (deno test tests/)" 900 "$DENO" test -A tests/
+  stage "end-to-end tests (deno test tests/), function on Deno $EDGE_DENO_VERSION" 900 \
+    "$DENO" test -A tests/
   exit 0
 fi
 
@@ -91,5 +104,11 @@ stage "deno fmt --check" 300 "$DENO" fmt --check
 stage "deno lint" 300 "$DENO" lint
 stage "deno check (shim, scripts, tests)" 600 \
   "$DENO" check supabase/functions/hms-webhook/index.ts scripts/ tests/
+stage "deno check, shim on the edge runtime's Deno $EDGE_DENO_VERSION" 600 \
+  "$EDGE_DENO" check supabase/functions/hms-webhook/index.ts scripts/stack/edge_serve.ts
 stage "local stack: database + end-to-end stages" 2700 \
   "$DENO" run -A scripts/stack/run.ts -- bash scripts/test.sh --stack-stages
+# The other end of the supported range: the function on the newest Deno (the tools' own).
+stage "pipeline test, function on the newest Deno ($("$DENO" --version | head -n1))" 900 \
+  env STACK_FUNCTION_DENO=newest "$DENO" run -A scripts/stack/run.ts -- \
+  "$DENO" test -A tests/pipeline.test.ts

@@ -1,11 +1,16 @@
 /**
  * `npm start` as a user runs it: scripts/stack/main.ts in its own process on a free PORT prints
  * the URLs and a generated secret, serves a signed event for the seeded sample room, and after
- * SIGINT leaves no PostgreSQL or function process, no `.stack/pg-*` dir and no stack file behind.
+ * SIGINT leaves no PostgreSQL or function process, no `.stack/pg-*` dir and no stack file behind;
+ * the function process is the edge runtime's Deno binary, which a SIGKILL of the stack takes down.
  */
 
 import postgres from "postgres";
 import { buildEvent, nowNanos } from "../scripts/lib/hms.ts";
+import {
+  EDGE_DENO_VERSION,
+  edgeDenoBinary,
+} from "../scripts/stack/function.ts";
 import { DEMO_ROOM_ID, type StackFile } from "../scripts/stack/main.ts";
 import { processAlive, stopDataDirSync } from "../scripts/stack/postgres.ts";
 import { assert } from "./helpers/assert.ts";
@@ -254,3 +259,76 @@ for (
     },
   });
 }
+
+stackTest({
+  name:
+    "npm start killed by SIGKILL: the function runs on the edge runtime's Deno binary itself, which dies with it",
+  async fn(shared) {
+    const started = await npmStart(shared.root, [], 90_000);
+    const { child, stackFile } = started;
+    let file: StackFile | null = null;
+    try {
+      file = JSON.parse(await Deno.readTextFile(stackFile)) as StackFile;
+      const fn = file.pids.function;
+      // The process the stack started is the runtime (no node wrapper, no setpriv left).
+      assert.equal(
+        Deno.realPathSync(`/proc/${fn}/exe`),
+        Deno.realPathSync(edgeDenoBinary(shared.root)),
+      );
+      const version = await new Deno.Command(`/proc/${fn}/exe`, {
+        args: ["--version"],
+        stdout: "piped",
+      }).output();
+      assert.match(
+        new TextDecoder().decode(version.stdout),
+        new RegExp(`^deno ${EDGE_DENO_VERSION.replaceAll(".", "\\.")} `),
+      );
+      // No exit handler runs on SIGKILL: only the kernel's parent-death signal stops the function.
+      child.kill("SIGKILL");
+      await child.status;
+      assert.deepEqual(await waitGone([fn], 10_000), [], "left running");
+    } finally {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // Exited.
+      }
+      await child.status;
+      if (file !== null) stopDataDirSync(file.dataDir);
+      await started.drained;
+      await Deno.remove(started.dir, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+stackTest({
+  name:
+    "the gateway forwards a body fetch decoded without the function's content-encoding and content-length",
+  async fn(stack) {
+    const ask = (url: string) =>
+      fetch(url, {
+        method: "POST",
+        headers: {
+          "accept-encoding": "gzip",
+          "content-type": "application/json",
+        },
+        body: "{",
+      });
+    const answer = {
+      status: "error",
+      code: "unauthorized",
+      message: "missing webhook credentials",
+    };
+    await stack.withFunction({}, async (instance) => {
+      // The function's own answer is compressed (Deno.serve does it when the client accepts gzip).
+      const direct = await ask(`${instance.url}/hms-webhook`);
+      assert.equal(direct.headers.get("content-encoding"), "gzip");
+      assert.deepEqual(await direct.json(), answer);
+    });
+    const through = await ask(stack.functionUrl);
+    assert.equal(through.status, 401);
+    assert.equal(through.headers.get("content-encoding"), null);
+    assert.equal(through.headers.get("content-length"), null);
+    assert.deepEqual(await through.json(), answer);
+  },
+});

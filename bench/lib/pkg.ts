@@ -20,12 +20,24 @@ export interface LoadedPackage {
   wasmBytes: Uint8Array<ArrayBuffer>;
 }
 
+/** Base64 to bytes; Deno 2.1 (the edge runtime's, which the probes run on) has no fromBase64. */
+function fromBase64(text: string): Uint8Array<ArrayBuffer> {
+  const native = (Uint8Array as {
+    fromBase64?: (text: string) => Uint8Array<ArrayBuffer>;
+  }).fromBase64;
+  if (native) return native(text);
+  const binary = atob(text);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}
+
 /** The optimised .wasm bytes, decoded from the inlined module. */
 export async function wasmBytes(): Promise<Uint8Array<ArrayBuffer>> {
   const inline = await import(new URL("hms_webhook_wasm.js", PKG_DIR).href) as {
     wasmBase64: string;
   };
-  return Uint8Array.fromBase64(inline.wasmBase64);
+  return fromBase64(inline.wasmBase64);
 }
 
 /** Imports the glue and instantiates the module (dynamic, so a missing build fails late). */
@@ -74,7 +86,7 @@ export async function loadBenchPackage(): Promise<BenchPackage> {
   const inline = await import(
     new URL("hms_webhook_wasm.js", BENCH_PKG_DIR).href
   ) as { wasmBase64: string };
-  glue.initSync({ module: Uint8Array.fromBase64(inline.wasmBase64) });
+  glue.initSync({ module: fromBase64(inline.wasmBase64) });
   return { glue };
 }
 

@@ -1,14 +1,18 @@
 /**
  * One cold start, measured from inside a fresh Deno process: import the function module (the
  * real shim, or with `--impl baseline` the TS baseline function), which instantiates and starts
- * serving on DENO_SERVE_ADDRESS, then POST one signed event (BENCH_BODY / BENCH_SIGNATURE) to it;
+ * serving on the `--edge-listen=HOST:PORT` address (the runtime owns the listener, as in
+ * scripts/stack/edge_serve.ts), then POST one signed event (BENCH_BODY / BENCH_SIGNATURE) to it;
  * its RPC goes to the stub at SUPABASE_URL. Then the same request once more, to show what part
  * of the first one was one-time warm-up. Prints one JSON line, then exits.
  *
- * Runs with --allow-net --allow-env, as the local stack runs the function, plus --allow-read
+ * Runs on the edge runtime's Deno with --allow-net --allow-env, as the local stack runs the
+ * function, plus --allow-read
  * because a computed dynamic import needs it. The import is computed on purpose: a literal one
  * would be loaded with the module graph before the first line runs, hiding its cost.
  */
+
+import { LISTEN_FLAG } from "../../scripts/stack/edge_serve.ts";
 
 // Taken before anything of the function is loaded: the time the runtime needed to boot.
 const boot = performance.now();
@@ -17,12 +21,14 @@ const impl = Deno.args.includes("--impl=baseline") ? "baseline" : "wasm";
 const entry = impl === "baseline"
   ? new URL("../baseline_function.ts", import.meta.url)
   : new URL("../../supabase/functions/hms-webhook/index.ts", import.meta.url);
-const address = Deno.env.get("DENO_SERVE_ADDRESS") ?? "";
+const address = Deno.args.find((arg) => arg.startsWith(LISTEN_FLAG))?.slice(
+  LISTEN_FLAG.length,
+) ?? "";
 const body = Deno.env.get("BENCH_BODY") ?? "";
 const signature = Deno.env.get("BENCH_SIGNATURE") ?? "";
 
 // The same request both times: the first pays for what is one-time, the second shows the rest.
-const url = `http://${address.replace(/^tcp:/, "")}/`;
+const url = `http://${address}/`;
 const send = () =>
   fetch(url, {
     method: "POST",

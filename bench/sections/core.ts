@@ -11,6 +11,7 @@ import { sizes } from "../lib/context.ts";
 import { coreSample } from "../lib/events.ts";
 import { runJson, rustTool } from "../lib/proc.ts";
 import type { Summary } from "../lib/stats.ts";
+import { functionDenoBinary } from "../../scripts/stack/function.ts";
 
 /** What each implementation's probe prints for one round. */
 interface Round {
@@ -194,7 +195,7 @@ function probe(
   impl: string,
   common: string[],
 ): Promise<Round> {
-  return runJson<Round>(Deno.execPath(), {
+  return runJson<Round>(functionDenoBinary(ctx.root), {
     args: [
       "run",
       "-A",

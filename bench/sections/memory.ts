@@ -7,6 +7,7 @@
 import type { BenchContext } from "../lib/context.ts";
 import { sizes } from "../lib/context.ts";
 import { runJson } from "../lib/proc.ts";
+import { functionDenoBinary } from "../../scripts/stack/function.ts";
 
 export interface MemoryResult {
   mode: string;
@@ -43,7 +44,7 @@ interface ProbeOutput
 export async function runMemory(ctx: BenchContext): Promise<MemoryResult> {
   const events = sizes(ctx.quick).memoryEvents;
   ctx.log(`memory: ${events} requests through one isolate`);
-  const out = await runJson<ProbeOutput>(Deno.execPath(), {
+  const out = await runJson<ProbeOutput>(functionDenoBinary(ctx.root), {
     args: [
       "run",
       "--allow-env",

@@ -13,6 +13,8 @@ import { lastJson, run } from "../lib/proc.ts";
 import { startRpcStub } from "../lib/rpc_stub.ts";
 import { rounded, summarize, type Summary } from "../lib/stats.ts";
 
+import { LISTEN_FLAG } from "../../scripts/stack/edge_serve.ts";
+import { functionDenoBinary } from "../../scripts/stack/function.ts";
 export interface ColdStart {
   runs: number;
   /** From before the import to the first response, inside the process. */
@@ -99,7 +101,6 @@ async function coldStartOnce(
     HMS_WEBHOOK_SECRET: SECRET,
     SUPABASE_URL: stubUrl,
     SUPABASE_SECRET_KEYS: JSON.stringify({ default: "sb_secret_bench" }),
-    DENO_SERVE_ADDRESS: `tcp:127.0.0.1:${port}`,
     BENCH_BODY: event.body,
     BENCH_SIGNATURE: headers["x-100ms-signature"],
     NO_COLOR: "1",
@@ -108,7 +109,7 @@ async function coldStartOnce(
     const value = Deno.env.get(name);
     if (value !== undefined) env[name] = value;
   }
-  const result = await run(Deno.execPath(), {
+  const result = await run(functionDenoBinary(ctx.root), {
     args: [
       "run",
       "--allow-net",
@@ -116,6 +117,7 @@ async function coldStartOnce(
       // Only for the probe's computed dynamic import (the shim itself reads no files).
       "--allow-read",
       "bench/probes/cold_start.ts",
+      `${LISTEN_FLAG}127.0.0.1:${port}`,
       ...(impl === "baseline" ? ["--impl=baseline"] : []),
     ],
     cwd: ctx.root,

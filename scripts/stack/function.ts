@@ -1,10 +1,15 @@
 /**
- * Runs the Edge Function the way it is deployed: the shim under `deno run --allow-net
- * --allow-env`, listening on its own port (DENO_SERVE_ADDRESS), with the function environment
- * (SUPABASE_URL = the gateway, SUPABASE_SECRET_KEYS, HMS_WEBHOOK_SECRET, passed-through HMS_* /
- * SUPABASE_DEBUG, per-instance overrides). Several instances can run side by side.
+ * Runs the Edge Function the way it is deployed: the shim under the edge runtime's Deno (2.1.4,
+ * the npm package `deno-edge`, the real binary) with `--allow-net --allow-env`, the function
+ * environment (SUPABASE_URL = the gateway, SUPABASE_SECRET_KEYS, HMS_WEBHOOK_SECRET,
+ * passed-through HMS_* / SUPABASE_DEBUG, per-instance overrides), and the listener owned by the
+ * runtime as on Supabase: edge_serve.ts binds the port the stack picked and the shim's
+ * `Deno.serve(handler)` only registers its handler. `STACK_FUNCTION_DENO=newest` (or a path)
+ * runs the function on another Deno, e.g. the newest one the tools run on. Several instances
+ * can run side by side.
  */
 
+import { LISTEN_FLAG } from "./edge_serve.ts";
 import { freePort, HOST, waitUntil } from "./net.ts";
 import { tail } from "./proc.ts";
 
@@ -28,6 +33,8 @@ export interface FunctionOptions {
   onLog?: (line: string) => void;
   /** Default true: copy HMS_* and SUPABASE_DEBUG from this process's environment. */
   passThrough?: boolean;
+  /** The Deno binary (default {@link functionDenoBinary}). */
+  deno?: string;
   /** How long to wait for the listener (default 30 s). */
   startTimeoutMs?: number;
 }
@@ -59,7 +66,7 @@ const SETPRIV = (() => {
   }
 })();
 
-/** The Deno binary the stack runs the function with. */
+/** The Deno binary the tools and tests run on (the newest; npm's `deno` package). */
 export function denoBinary(root: string): string {
   const local = `${root}/node_modules/.bin/deno`;
   try {
@@ -70,10 +77,41 @@ export function denoBinary(root: string): string {
   }
 }
 
+/** The Deno version Supabase's edge runtime embeds (its deno/Cargo.toml). */
+export const EDGE_DENO_VERSION = "2.1.4";
+
+/**
+ * The edge runtime's Deno: the ELF binary of the npm package `deno-edge` (an alias of
+ * `@deno/linux-x64-glibc@2.1.4`), run directly so that signals and `--pdeathsig` reach the
+ * runtime itself rather than a wrapper.
+ */
+export function edgeDenoBinary(root: string): string {
+  const binary = `${root}/node_modules/deno-edge/deno`;
+  try {
+    Deno.statSync(binary);
+  } catch {
+    throw new Error(
+      `${binary} is missing: run \`npm ci\` (Deno ${EDGE_DENO_VERSION} ships for linux-x64-glibc)`,
+    );
+  }
+  return binary;
+}
+
+/**
+ * The Deno the function processes run on: the edge runtime's, or what `STACK_FUNCTION_DENO`
+ * names (`newest`: the Deno running the stack; else a path).
+ */
+export function functionDenoBinary(root: string): string {
+  const chosen = Deno.env.get("STACK_FUNCTION_DENO");
+  if (chosen === undefined || chosen === "" || chosen === "edge") {
+    return edgeDenoBinary(root);
+  }
+  return chosen === "newest" ? Deno.execPath() : chosen;
+}
+
 /** The function process environment (without overrides applied). */
 export function functionEnv(
   options: FunctionOptions,
-  port: number,
 ): Record<string, string> {
   const env: Record<string, string> = {};
   // Only what Deno itself needs from the parent, so the function sees what it would deployed.
@@ -91,7 +129,6 @@ export function functionEnv(
   env.SUPABASE_URL = options.supabaseUrl;
   env.SUPABASE_SECRET_KEYS = JSON.stringify({ default: options.serviceKey });
   env.HMS_WEBHOOK_SECRET = options.secret;
-  env.DENO_SERVE_ADDRESS = `tcp:${HOST}:${port}`;
   env.NO_COLOR = "1";
   for (const [name, value] of Object.entries(options.env ?? {})) {
     if (value === undefined) delete env[name];
@@ -154,16 +191,30 @@ async function startOn(
     }
     options.onLog?.(line);
   };
-  const deno = [denoBinary(options.root), "run", "--allow-net", "--allow-env"];
+  const main = await writeMain(
+    options.root,
+    options.cwd ?? options.root,
+    entry,
+    port,
+  );
+  const deno = [
+    options.deno ?? functionDenoBinary(options.root),
+    "run",
+    "--allow-net",
+    "--allow-env",
+    main,
+    `${LISTEN_FLAG}${HOST}:${port}`,
+  ];
   // setpriv (util-linux) asks the kernel to kill the function when the stack process dies, even
-  // by SIGKILL, which no exit handler sees; the next start's sweep covers machines without it.
+  // by SIGKILL, which no exit handler sees; it execs the Deno binary, so the signal reaches the
+  // runtime itself. The next start's sweep covers machines without it.
   const command = SETPRIV === null
-    ? [...deno, entry]
-    : [SETPRIV, "--pdeathsig", "KILL", "--", ...deno, entry];
+    ? deno
+    : [SETPRIV, "--pdeathsig", "KILL", "--", ...deno];
   const child = new Deno.Command(command[0], {
     args: command.slice(1),
     cwd: options.cwd ?? options.root,
-    env: functionEnv(options, port),
+    env: functionEnv(options),
     clearEnv: true,
     stdin: "null",
     stdout: "piped",
@@ -225,10 +276,43 @@ async function startOn(
   } catch (error) {
     await process.stop();
     await exited;
+    await Deno.remove(main).catch(() => {});
     const log = lines.join("\n");
     if (/AddrInUse/.test(log)) throw new PortTaken(`port ${port} was taken`);
     const message = error instanceof Error ? error.message : String(error);
     throw new Error(`${entry}: ${message}\n${tail(log, 30)}`);
   }
+  // Listening means the whole module graph is loaded: the generated main is no longer read.
+  await Deno.remove(main).catch(() => {});
   return process;
+}
+
+/**
+ * Writes the process's main module under `.stack/`: edge_serve.ts first (it takes `Deno.serve`
+ * over before the entry runs), then the entry. Static imports need no read permission, unlike a
+ * computed `import()`.
+ */
+async function writeMain(
+  root: string,
+  cwd: string,
+  entry: string,
+  port: number,
+): Promise<string> {
+  const dir = `${root}/.stack`;
+  await Deno.mkdir(dir, { recursive: true });
+  const file = `${dir}/function-${port}-${crypto.randomUUID().slice(0, 8)}.ts`;
+  const serve = new URL("./edge_serve.ts", import.meta.url).href;
+  const entryUrl = toFileUrl(entry, cwd);
+  await Deno.writeTextFile(
+    file,
+    `import { requireServed } from ${JSON.stringify(serve)};\n` +
+      `import ${JSON.stringify(entryUrl)};\n` +
+      `requireServed(${JSON.stringify(entry)});\n`,
+  );
+  return file;
+}
+
+function toFileUrl(path: string, cwd: string): string {
+  if (/^[a-z]+:/.test(path)) return path;
+  return new URL(path, `file://${cwd.replace(/\/?$/, "/")}`).href;
 }

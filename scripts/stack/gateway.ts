@@ -32,6 +32,9 @@ const HOP_HEADERS = [
   "host",
 ];
 
+/** The content codings Deno's `fetch` decodes on the fly (what Deno.serve compresses with). */
+const DECODED_BY_FETCH = new Set(["gzip", "x-gzip", "deflate", "br"]);
+
 function json(status: number, body: Record<string, unknown>): Response {
   return new Response(JSON.stringify(body), {
     status,
@@ -66,6 +69,13 @@ export function startGateway(
       });
       const out = new Headers(upstream.headers);
       for (const name of HOP_HEADERS) out.delete(name);
+      // fetch hands over the body decoded (Deno.serve compresses when the client accepts it), so
+      // the upstream's encoding and length no longer describe it, as with any decoding proxy
+      // (RFC 9110 §8.4, §8.6).
+      if (DECODED_BY_FETCH.has(out.get("content-encoding")?.trim() ?? "")) {
+        out.delete("content-encoding");
+        out.delete("content-length");
+      }
       return new Response(upstream.body, {
         status: upstream.status,
         headers: out,

@@ -8,7 +8,12 @@
 
 import { FUNCTION_NAME, type Gateway, startGateway } from "./gateway.ts";
 import { type FunctionProcess, startFunction } from "./function.ts";
-import { migrate, type Postgres, startPostgres } from "./postgres.ts";
+import {
+  migrate,
+  pauseCronJobs,
+  type Postgres,
+  startPostgres,
+} from "./postgres.ts";
 import { type DatabaseWatch, watchDatabase } from "./db_watch.ts";
 import { HOST } from "./net.ts";
 import { createRest, type Rest } from "./rest.ts";
@@ -48,6 +53,12 @@ export interface StackOptions {
   postgresSettings?: Record<string, string>;
   /** Receives a line when the database stops answering and when it is back (db_watch.ts). */
   onDatabaseEvent?: (line: string) => void;
+  /**
+   * Leave the pg_cron jobs the migrations schedule inactive (`cron.job.active = false`): for test
+   * stacks, where a scheduled refresh would rewrite rows under a test that checks nothing was
+   * written. tests/cron.test.ts activates the one it runs. `npm start` keeps them running.
+   */
+  pauseCronJobs?: boolean;
 }
 
 /** Per-instance options of {@link Stack.startFunction}. */
@@ -173,6 +184,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       settings: options.postgresSettings,
     });
     await migrate(postgres.url, root);
+    if (options.pauseCronJobs) await pauseCronJobs(postgres.url);
     const server = postgres;
     watch = watchDatabase({
       url: server.url,

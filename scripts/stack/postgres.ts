@@ -1,7 +1,8 @@
 /**
  * An ephemeral PostgreSQL 15 for the local stack: initdb into `.stack/pg-<port>/`, start on a
- * free 127.0.0.1 port (socket in the data dir) with a Supabase database's durability settings,
- * apply the Supabase roles and the migrations, and on stop shut it down and delete the directory.
+ * free 127.0.0.1 port (socket in the data dir) with a Supabase database's durability settings and
+ * pg_cron loaded, apply the Supabase roles, the extensions and the migrations (with the Supabase
+ * CLI's `db push`), and on stop shut it down and delete the directory.
  * `.stack/pg-<port>.owner.json` names the process that owns it (and the processes it started),
  * so the next start cleans up after an owner that was killed.
  */
@@ -60,13 +61,22 @@ export const SUPABASE_DURABILITY: Readonly<Record<string, string>> = {
   full_page_writes: "on",
 };
 
+/** The database the stack creates everything in (and pg_cron runs its jobs in). */
+export const STACK_DATABASE = "postgres";
+
 /**
- * Everything the stack sets besides connection settings: the durability above, and logical
+ * Everything the stack sets besides connection settings: the durability above, logical
  * decoding as Supabase runs it (`wal_level = logical`; Realtime reads changes through a
- * replication slot).
+ * replication slot), and pg_cron, which must be preloaded and runs its jobs in one database
+ * (https://github.com/citusdata/pg_cron#setting-up-pg_cron). Its jobs run in background workers
+ * rather than over a libpq connection, so they need no password or host setting.
  */
 export const STACK_SETTINGS: Readonly<Record<string, string>> = {
   ...SUPABASE_DURABILITY,
+  shared_preload_libraries: "'pg_cron'",
+  "cron.database_name": `'${STACK_DATABASE}'`,
+  "cron.use_background_workers": "on",
+  max_worker_processes: "32",
   wal_level: "logical",
   max_replication_slots: "10",
   max_wal_senders: "10",
@@ -310,7 +320,7 @@ async function startOn(
       return pid;
     },
     settings,
-    url: `postgres://postgres@${HOST}:${port}/postgres`,
+    url: `postgres://postgres@${HOST}:${port}/${STACK_DATABASE}`,
     async adopt(child: number) {
       const ref = processRef(child);
       if (ref === null) return;
@@ -430,31 +440,66 @@ export async function applySqlFile(url: string, file: string): Promise<void> {
 }
 
 /**
- * Applies `scripts/stack/supabase_roles.sql` (the roles PostgREST and Supabase expect) and then
- * every `supabase/migrations/*.sql` in file-name order. Returns the files applied.
+ * Sets a database up as the stack runs it: `scripts/stack/supabase_roles.sql` (the roles PostgREST
+ * and Supabase expect), `scripts/stack/supabase_extensions.sql` (pg_cron, and the Vault and pg_net
+ * stand-ins), then the project's migrations with `supabase db push --db-url`, the command a
+ * user deploys them with; it records them in `supabase_migrations.schema_migrations` and applies
+ * only those not recorded yet. Returns the CLI's output.
  */
-export async function migrate(url: string, root: string): Promise<string[]> {
-  const roles = `${root}/scripts/stack/supabase_roles.sql`;
-  try {
-    await Deno.stat(roles);
-  } catch {
+export async function migrate(url: string, root: string): Promise<string> {
+  for (const name of ["supabase_roles.sql", "supabase_extensions.sql"]) {
+    const file = `${root}/scripts/stack/${name}`;
+    try {
+      await Deno.stat(file);
+    } catch {
+      throw new Error(`${file} is missing`);
+    }
+    await applySqlFile(url, file);
+  }
+  return await dbPush(url, root);
+}
+
+/** Makes every pg_cron job inactive (main.ts `pauseCronJobs`). */
+export async function pauseCronJobs(url: string): Promise<void> {
+  await run([
+    `${pgBin()}/psql`,
+    "-X",
+    "-q",
+    "-v",
+    "ON_ERROR_STOP=1",
+    "-d",
+    url,
+    "-c",
+    "select cron.alter_job(jobid, active := false) from cron.job",
+  ], { timeoutMs: 30_000 });
+}
+
+/** The Supabase CLI of the repository (npm's `supabase` package). */
+export function supabaseCli(root: string): string {
+  return `${root}/node_modules/.bin/supabase`;
+}
+
+/**
+ * A database URL as the Supabase CLI takes it for a local server: `postgresql://` and TLS off
+ * (the stack's server has no certificate; the CLI otherwise insists on TLS).
+ */
+export function cliDbUrl(url: string): string {
+  const parsed = new URL(url.replace(/^postgres:/, "postgresql:"));
+  parsed.searchParams.set("sslmode", "disable");
+  return parsed.href;
+}
+
+/** `supabase db push --db-url … --yes` from the repository root (it reads supabase/migrations). */
+export async function dbPush(url: string, root: string): Promise<string> {
+  const result = await run(
+    [supabaseCli(root), "db", "push", "--db-url", cliDbUrl(url), "--yes"],
+    { cwd: root, check: false, timeoutMs: 300_000 },
+  );
+  const output = `${result.stdout}${result.stderr}`;
+  if (result.code !== 0) {
     throw new Error(
-      `${roles} is missing: it creates anon/authenticated/service_role`,
+      `supabase db push failed (exit ${result.code}):\n${tail(output, 30)}`,
     );
   }
-  const dir = `${root}/supabase/migrations`;
-  const migrations: string[] = [];
-  try {
-    for await (const entry of Deno.readDir(dir)) {
-      if (entry.isFile && entry.name.endsWith(".sql")) {
-        migrations.push(`${dir}/${entry.name}`);
-      }
-    }
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  }
-  migrations.sort();
-  const files = [roles, ...migrations];
-  for (const file of files) await applySqlFile(url, file);
-  return files;
+  return output;
 }

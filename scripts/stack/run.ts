@@ -55,6 +55,7 @@ async function main(args: string[]): Promise<number> {
     });
   }
   stack = await startStack({
+    pauseCronJobs: true,
     functionEntry,
     onFunctionLog: (line) => {
       logLines.push(line);
@@ -78,7 +79,8 @@ async function main(args: string[]): Promise<number> {
       `local stack up in ${
         ((performance.now() - started) / 1000).toFixed(1)
       } s ` +
-        `(gateway ${stack.supabaseUrl}, database ${stack.databaseUrl})`,
+        `(gateway ${stack.supabaseUrl}, database ${stack.databaseUrl}, function on ` +
+        `${Deno.readLinkSync(`/proc/${stack.fn.pid}/exe`)})`,
     );
     child = new Deno.Command(command[0], {
       args: command.slice(1),

@@ -143,6 +143,10 @@ set search_path = ''
 as $$
 begin
   perform public.hms_reconcile_require(array['pg_cron']);
+  -- pg_cron's unschedule raises for a name it does not know: nothing scheduled is false.
+  if not exists (select 1 from cron.job where jobname = 'hms-reconcile') then
+    return false;
+  end if;
   return cron.unschedule('hms-reconcile');
 end
 $$;

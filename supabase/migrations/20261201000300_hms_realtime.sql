@@ -210,7 +210,7 @@ declare
   c_history constant text := 'delete from cron.job_run_details where jobid in (select jobid from cron.job'
     || ' where jobname in (''hms-realtime-flush'', ''hms-realtime-flush-history''))'
     || ' and end_time < now() - interval ''1 hour''';
-  v_done text[] := '{}';
+  v_done text[] := '{}'::text[];
 begin
   select s.realtime into v_mode from public.hms_settings s where s.id;
   v_mode := coalesce(v_mode, 'postgres_changes');
@@ -303,9 +303,15 @@ begin
       end if;
     end if;
     if v_has_cron then
-      -- Upserts by name. '1 seconds' needs pg_cron 1.5+ (Supabase has it). Both jobs or neither.
+      -- Upserts by name. Both jobs or neither. Every second where pg_cron takes '1 seconds'
+      -- (1.5+, as on Supabase); an older one refuses it (22023 invalid schedule) and flushes
+      -- every minute, its finest schedule.
       begin
-        perform cron.schedule('hms-realtime-flush', '1 seconds', 'select public.hms_realtime_flush()');
+        begin
+          perform cron.schedule('hms-realtime-flush', '1 seconds', 'select public.hms_realtime_flush()');
+        exception when invalid_parameter_value then
+          perform cron.schedule('hms-realtime-flush', '* * * * *', 'select public.hms_realtime_flush()');
+        end;
         perform cron.schedule('hms-realtime-flush-history', '0 * * * *', c_history);
         v_done := array_append(v_done, 'scheduled hms-realtime-flush and hms-realtime-flush-history');
       exception when others then

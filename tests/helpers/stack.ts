@@ -80,7 +80,7 @@ async function load(): Promise<TestStack> {
         Deno.exit(code);
       });
     }
-    const started = await startStack({});
+    const started = await startStack({ pauseCronJobs: true });
     stack = started;
     cleanup = () => started.stopSync();
     if (signalled !== null) {
