@@ -175,6 +175,10 @@ pub struct Peer<'a> {
     pub id: Cow<'a, str>,
     /// Role as received; always present for role changes.
     pub role: Option<Cow<'a, str>>,
+    /// `user_id` as received (the app's own id for the user), when sent.
+    pub user_id: Option<Cow<'a, str>>,
+    /// `user_name` as received (a hash in HIPAA workspaces), when sent.
+    pub user_name: Option<Cow<'a, str>>,
 }
 
 /// A validated event of a type the function acts on.
@@ -368,6 +372,8 @@ struct PeerFields {
     id_key: &'static str,
     id_field: &'static str,
     role_field: &'static str,
+    user_id_field: &'static str,
+    user_name_field: &'static str,
 }
 
 /// The envelope's peer is in `data`.
@@ -375,6 +381,8 @@ const ENVELOPE_PEER: PeerFields = PeerFields {
     id_key: "peer_id",
     id_field: "data.peer_id",
     role_field: "data.role",
+    user_id_field: "data.user_id",
+    user_name_field: "data.user_name",
 };
 
 /// The flat format's peer is the `peer` object.
@@ -382,6 +390,8 @@ const FLAT_PEER: PeerFields = PeerFields {
     id_key: "id",
     id_field: "peer.id",
     role_field: "peer.role",
+    user_id_field: "peer.user_id",
+    user_name_field: "peer.user_name",
 };
 
 /// The peer of a peer event, read alike in both formats from the object that holds it.
@@ -398,7 +408,14 @@ fn peer<'a>(
     } else {
         string(role, fields.role_field, true)?
     };
-    Ok(Peer { id, role })
+    let user_id = string(take(object, "user_id")?, fields.user_id_field, true)?;
+    let user_name = string(take(object, "user_name")?, fields.user_name_field, true)?;
+    Ok(Peer {
+        id,
+        role,
+        user_id,
+        user_name,
+    })
 }
 
 /// Refuses a time inside `data` too far from the envelope `timestamp`: no single event may pin a

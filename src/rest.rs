@@ -144,6 +144,9 @@ json::impl_to_json!(ApplyArgs<'_> {
     p_joined_at,
     p_auto_create,
     p_received_at,
+    p_user_id,
+    p_user_name,
+    p_sent_at,
 });
 
 /// Longest reason passed on from the database.
@@ -317,8 +320,8 @@ mod tests {
         assert_eq!(body["p_received_at"], "1970-01-01T00:00:00.000000Z");
         assert_eq!(
             body.as_object().unwrap().len(),
-            13,
-            "all thirteen named arguments"
+            16,
+            "all sixteen named arguments"
         );
         // Byte for byte what serde_json writes for the same record.
         assert_eq!(req.body, serde_json::to_string(&args).unwrap());

@@ -32,11 +32,10 @@ use support::rules::{
 };
 use support::shrink::minimize;
 use support::time::rfc3339;
-use support::upgrade::upgrade_from_first_build;
 use support::wire;
 
 const DEFAULT_SEED: u64 = 0x100D_5EED;
-const APPLY_SIGNATURE: &str = "public.hms_apply_event(text,text,text,text,text,timestamptz,text,text,text,timestamptz,timestamptz,boolean,timestamptz)";
+const APPLY_SIGNATURE: &str = "public.hms_apply_event(text,text,text,text,text,timestamptz,text,text,text,timestamptz,timestamptz,boolean,timestamptz,text,text,timestamptz)";
 
 fn main() {
     let code = match run() {
@@ -427,10 +426,6 @@ type Test = fn(&mut Ctx) -> Result<String, String>;
 fn phase_behaviour(ctx: &mut Ctx, tally: &mut Tally) {
     let tests: &[(&str, Test)] = &[
         ("migrations applied again are a no-op", migrations_reapply),
-        (
-            "a database of the first build upgrades to these rules with its data",
-            upgrade_from_first_build,
-        ),
         (
             "invalid arguments are refused with 22023 and write nothing",
             invalid_arguments,

@@ -214,14 +214,14 @@ export async function runDbCost(ctx: BenchContext): Promise<DbCostResult> {
     // The ledger as it stands in production: days of events, so its indexes are deep.
     ctx.log(`database cost: ledger prefill, ${PREFILL} rows over 8 days`);
     await admin`insert into public.rooms (hms_room_id) values ('cost-ledger-fill')`;
-    await admin`insert into public.hms_events
+    await admin`insert into hms_private.events
         (event_id, event_type, action, room_id, session_id, peer_id, event_at, received_at)
       select gen_random_uuid()::text, 'peer.join.success', 'peer_join', r.id, 'fill',
         'fill-peer-' || i, t, t
       from (select id from public.rooms where hms_room_id = 'cost-ledger-fill') r,
         lateral (select i, now() - interval '8 days' * (1 - i::float8 / ${PREFILL}) as t
                  from generate_series(1, ${PREFILL}) i) g`;
-    await admin`vacuum analyze public.hms_events`;
+    await admin`vacuum analyze hms_private.events`;
 
     const windows: Window[] = [];
     let currentCompression = "off";
@@ -491,19 +491,19 @@ export async function runDbCost(ctx: BenchContext): Promise<DbCostResult> {
     }
 
     // The ledger: size per million events, and one day's prune with full-page writes on.
-    await admin`vacuum analyze public.hms_events`;
+    await admin`vacuum analyze hms_private.events`;
     const [size] = await admin`select count(*)::float8 as rows,
-      pg_relation_size('public.hms_events')::float8 as heap,
-      pg_total_relation_size('public.hms_events')::float8 as total
-      from public.hms_events`;
+      pg_relation_size('hms_private.events')::float8 as heap,
+      pg_total_relation_size('hms_private.events')::float8 as total
+      from hms_private.events`;
     const idx = await admin`select indexrelid::regclass::text as name,
       pg_relation_size(indexrelid)::float8 as bytes
-      from pg_index where indrelid = 'public.hms_events'::regclass`;
+      from pg_index where indrelid = 'hms_private.events'::regclass`;
     await admin`checkpoint`;
     const [{ lsn: l0 }] =
       await admin`select pg_current_wal_insert_lsn()::text as lsn`;
     const p0 = performance.now();
-    const [{ n }] = await admin`select public.hms_prune_events()::float8 as n`;
+    const [{ n }] = await admin`select hms_private.prune_events()::float8 as n`;
     const pruneMs = performance.now() - p0;
     const [{ d: pruneWal }] = await admin`select pg_wal_lsn_diff(
       pg_current_wal_insert_lsn(), ${l0}::pg_lsn)::float8 as d`;

@@ -62,7 +62,7 @@ fn opt_ts(t: Option<Micros>) -> String {
     t.map_or_else(|| "null".to_string(), ts)
 }
 
-/// The names of the arguments the first build's `hms_apply_event` and today's share, in order.
+/// The names of the `hms_apply_event` arguments the tests pass positionally, in order.
 const EVENT_ARGS: [&str; 11] = [
     "p_event_id",
     "p_event_type",
@@ -400,9 +400,9 @@ pub fn read_state(client: &mut Client, room: &str) -> Result<DbState, String> {
             "select r.listener_count::bigint, r.speaker_count::bigint, coalesce(r.is_live, false), \
                     (extract(epoch from r.last_active_at) * 1000000)::bigint, r.current_session_id, \
                     coalesce(r.featured, false), r.trending_rank, \
-                    array(select p.session_id::text from public.hms_presence as p \
+                    array(select p.session_id::text from hms_private.presence as p \
                           where p.room_id = r.id and p.present order by 1, p.peer_id), \
-                    array(select p.peer_id::text from public.hms_presence as p \
+                    array(select p.peer_id::text from hms_private.presence as p \
                           where p.room_id = r.id and p.present order by p.session_id, 1) \
              from public.rooms as r where r.hms_room_id = $1",
             &[&room],

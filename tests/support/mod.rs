@@ -19,6 +19,4 @@ pub mod rules;
 pub mod shrink;
 pub mod time;
 pub mod trending;
-#[cfg(feature = "db-tests")]
-pub mod upgrade;
 pub mod wire;

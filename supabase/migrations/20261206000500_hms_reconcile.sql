@@ -1,4 +1,4 @@
--- hms-webhook reconcile scheduling (README "Reconcile"): pg_cron calls the function's
+-- hms-webhook reconcile scheduling (README "Reconcile", docs/design.md §6.1): pg_cron calls the function's
 -- `POST …/reconcile` route through pg_net every few minutes. The function URL and the webhook
 -- secret live in Vault; the job's text names neither. One call sets it up:
 --
@@ -9,7 +9,7 @@
 -- functions run, and each says which extension is missing. Idempotent.
 
 -- Vault names of what the job reads.
-create or replace function public.hms_reconcile_secret_names()
+create or replace function hms_private.reconcile_secret_names()
 returns table (url_name text, secret_name text, header_name text)
 language sql
 immutable
@@ -19,7 +19,7 @@ as $$ select 'hms_reconcile_url', 'hms_reconcile_secret', 'hms_reconcile_header'
 -- Rule: a pass needs pg_net (the HTTP call) and Vault (where URL and secret are kept); the
 -- schedule needs pg_cron. Each is recognised by the documented function this file calls
 -- (pg_cron's cron.schedule, pg_net's net.http_post, Vault's create_secret and decrypted_secrets).
-create or replace function public.hms_reconcile_require(p_extensions text[])
+create or replace function hms_private.reconcile_require(p_extensions text[])
 returns void
 language plpgsql
 set search_path = ''
@@ -45,7 +45,7 @@ end
 $$;
 
 -- Keeps one named Vault secret: create it, or update it in place when it exists.
-create or replace function public.hms_vault_put(p_name text, p_value text, p_description text)
+create or replace function hms_private.vault_put(p_name text, p_value text, p_description text)
 returns void
 language plpgsql
 set search_path = ''
@@ -75,8 +75,8 @@ declare
   v_secret text;
   v_header text;
 begin
-  perform public.hms_reconcile_require(array['pg_net', 'supabase_vault']);
-  select * into v_names from public.hms_reconcile_secret_names();
+  perform hms_private.reconcile_require(array['pg_net', 'supabase_vault']);
+  select * into v_names from hms_private.reconcile_secret_names();
   select decrypted_secret into v_url from vault.decrypted_secrets where name = v_names.url_name;
   select decrypted_secret into v_secret from vault.decrypted_secrets where name = v_names.secret_name;
   select decrypted_secret into v_header from vault.decrypted_secrets where name = v_names.header_name;
@@ -111,7 +111,7 @@ declare
   v_names record;
   v_url text;
 begin
-  perform public.hms_reconcile_require(array['pg_cron', 'pg_net', 'supabase_vault']);
+  perform hms_private.reconcile_require(array['pg_cron', 'pg_net', 'supabase_vault']);
   -- Rule: the URL is the function's own (http/https), the route is always …/reconcile.
   if p_function_url is null or p_function_url !~ '^https?://[^/?#\s]+(/[^?#\s]*)?$' then
     raise exception 'p_function_url must be the function URL, e.g. https://<ref>.supabase.co/functions/v1/hms-webhook'
@@ -124,11 +124,11 @@ begin
   if v_url !~ '/reconcile$' then
     v_url := v_url || '/reconcile';
   end if;
-  select * into v_names from public.hms_reconcile_secret_names();
-  perform public.hms_vault_put(v_names.url_name, v_url, 'hms-webhook reconcile: route URL');
-  perform public.hms_vault_put(v_names.secret_name, p_webhook_secret,
+  select * into v_names from hms_private.reconcile_secret_names();
+  perform hms_private.vault_put(v_names.url_name, v_url, 'hms-webhook reconcile: route URL');
+  perform hms_private.vault_put(v_names.secret_name, p_webhook_secret,
     'hms-webhook reconcile: HMS_WEBHOOK_SECRET');
-  perform public.hms_vault_put(v_names.header_name, lower(p_secret_header),
+  perform hms_private.vault_put(v_names.header_name, lower(p_secret_header),
     'hms-webhook reconcile: secret header name');
   -- The job text only calls the function above: no URL, no secret.
   return cron.schedule('hms-reconcile', p_schedule, 'select public.hms_reconcile_now()');
@@ -142,15 +142,18 @@ language plpgsql
 set search_path = ''
 as $$
 begin
-  perform public.hms_reconcile_require(array['pg_cron']);
+  perform hms_private.reconcile_require(array['pg_cron']);
   return cron.unschedule('hms-reconcile');
 end
 $$;
 
 -- Operators only: the API roles may not read secrets through these or send requests with them.
-revoke all on function public.hms_reconcile_secret_names() from public, anon, authenticated;
-revoke all on function public.hms_reconcile_require(text[]) from public, anon, authenticated;
-revoke all on function public.hms_vault_put(text, text, text) from public, anon, authenticated;
+revoke all on function hms_private.reconcile_secret_names() from public, anon, authenticated;
+revoke all on function hms_private.reconcile_require(text[]) from public, anon, authenticated;
+revoke all on function hms_private.vault_put(text, text, text) from public, anon, authenticated;
+grant execute on function hms_private.reconcile_secret_names() to service_role;
+grant execute on function hms_private.reconcile_require(text[]) to service_role;
+grant execute on function hms_private.vault_put(text, text, text) to service_role;
 revoke all on function public.hms_reconcile_now() from public, anon, authenticated;
 revoke all on function public.hms_schedule_reconcile(text, text, text, text) from public, anon, authenticated;
 revoke all on function public.hms_unschedule_reconcile() from public, anon, authenticated;
