@@ -215,6 +215,8 @@ pub struct Ignored<'a> {
 }
 
 /// A parsed body: an event to apply, or one to acknowledge and ignore.
+// One short-lived value per request: boxing `Event` would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Parsed<'a> {
     /// A type the function acts on.

@@ -22,6 +22,7 @@ use support::behaviour::{
 use support::db::{
     self, connect, describe, read_state, text, DbState, Driver, HistoryArgs, ROOM_PREFIX,
 };
+use support::existing_rooms::existing_rooms_kept;
 use support::generate::{history, Rng, Shape};
 use support::harness::{compare, Ctx, Tally};
 use support::load::{concurrent_one_room, concurrent_twenty_rooms, feed_plan, hot_room};
@@ -426,6 +427,10 @@ type Test = fn(&mut Ctx) -> Result<String, String>;
 fn phase_behaviour(ctx: &mut Ctx, tally: &mut Tally) {
     let tests: &[(&str, Test)] = &[
         ("migrations applied again are a no-op", migrations_reapply),
+        (
+            "an app's existing rooms table is kept and extended, never recreated",
+            existing_rooms_kept,
+        ),
         (
             "invalid arguments are refused with 22023 and write nothing",
             invalid_arguments,

@@ -10,10 +10,9 @@
 create schema if not exists hms_private;
 revoke all on schema hms_private from public, anon, authenticated;
 grant usage on schema hms_private to service_role;
--- Functions are executable by PUBLIC unless revoked: here only the service role runs them (the
--- feed migration grants authenticated the few its views need).
-alter default privileges in schema hms_private revoke execute on functions from public;
-alter default privileges in schema hms_private grant execute on functions to service_role;
+-- Functions are executable by PUBLIC unless revoked: each migration that creates functions in
+-- hms_private revokes that and grants them to the service role (the feed migration grants
+-- authenticated the few its views need).
 
 -- ---------------------------------------------------------------------------------------------
 -- rooms: the app's table. Created with the spec's columns only when it does not exist yet, so an

@@ -396,6 +396,7 @@ declare
   v_session hms_private.sessions;
   v_delta hms_private.counts;
   v_recorded integer;
+  v_created uuid;
 begin
   -- Arguments. 22023 (invalid_parameter_value) is answered as HTTP 400 by PostgREST.
   if coalesce(p_event_id, '') = '' or coalesce(p_event_type, '') = '' or coalesce(p_room_id, '') = '' then
@@ -449,7 +450,8 @@ begin
     -- A concurrent creator may win; then we wait for it and lock its row instead.
     insert into public.rooms (hms_room_id, last_active_at)
     values (p_room_id, hms_private.active_at(null, p_event_at, v_received_at))
-    on conflict (hms_room_id) do nothing;
+    on conflict (hms_room_id) do nothing
+    returning id into v_created;
     select * into v_room from public.rooms where hms_room_id = p_room_id for update;
   end if;
 
@@ -462,8 +464,8 @@ begin
   get diagnostics v_recorded = row_count;
   if v_recorded = 0 then
     -- A room this call just auto-created (another call recorded the event meanwhile) goes again.
-    delete from public.rooms where id = v_room.id and xmin = pg_catalog.pg_current_xact_id()::xid;
-    if found then
+    if v_created is not null then
+      delete from public.rooms where id = v_created;
       return jsonb_build_object('status', 'duplicate', 'reason', null, 'room', null);
     end if;
     return hms_private.apply_answer('duplicate', v_room);

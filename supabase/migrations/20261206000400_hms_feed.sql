@@ -15,6 +15,17 @@ create index if not exists rooms_trending_band_idx
 create index if not exists rooms_trending_band_live_idx
   on public.rooms (trending_rank_band desc nulls last) where is_live;
 
+-- Every room has its rank from the start, rooms an app had before these migrations included (a
+-- second run finds nothing to change).
+update public.rooms as r
+set trending_rank = hms_private.trending_rank(r.listener_count, r.speaker_count, r.featured,
+      extract(epoch from r.last_active_at)::double precision, w.listener_weight, w.speaker_weight,
+      w.featured_bonus, w.half_life_hours)
+from hms_private.weights() as w
+where r.trending_rank is distinct from hms_private.trending_rank(r.listener_count, r.speaker_count,
+  r.featured, extract(epoch from r.last_active_at)::double precision, w.listener_weight,
+  w.speaker_weight, w.featured_bonus, w.half_life_hours);
+
 -- The feed needs the half-life but hms_settings is closed to the API roles; this exposes only it.
 create or replace function public.hms_half_life_hours()
 returns double precision
@@ -159,16 +170,6 @@ create or replace view public.room_sessions with (security_invoker = true) as
   from public.rooms as r
   join hms_private.room_sessions() as s on s.room_id = r.id;
 
-revoke all on all functions in schema hms_private from public, anon, authenticated;
-grant execute on all functions in schema hms_private to service_role;
--- authenticated may look up these three functions in hms_private, and nothing else there.
-grant usage on schema hms_private to authenticated;
-revoke all on function hms_private.may_read_peer(text) from public;
-revoke all on function hms_private.room_participants() from public;
-revoke all on function hms_private.room_sessions() from public;
-grant execute on function hms_private.may_read_peer(text) to authenticated, service_role;
-grant execute on function hms_private.room_participants() to authenticated, service_role;
-grant execute on function hms_private.room_sessions() to authenticated, service_role;
 revoke all on public.room_participants, public.room_sessions from public, anon, authenticated;
 grant select on public.room_participants, public.room_sessions to authenticated, service_role;
 
@@ -228,3 +229,14 @@ revoke all on function public.hms_schedule_jobs() from public, anon, authenticat
 grant execute on function public.hms_schedule_jobs() to service_role;
 
 select public.hms_schedule_jobs();
+
+revoke all on all functions in schema hms_private from public, anon, authenticated;
+grant execute on all functions in schema hms_private to service_role;
+-- authenticated may look up these three functions in hms_private, and nothing else there.
+grant usage on schema hms_private to authenticated;
+revoke all on function hms_private.may_read_peer(text) from public;
+revoke all on function hms_private.room_participants() from public;
+revoke all on function hms_private.room_sessions() from public;
+grant execute on function hms_private.may_read_peer(text) to authenticated, service_role;
+grant execute on function hms_private.room_participants() to authenticated, service_role;
+grant execute on function hms_private.room_sessions() to authenticated, service_role;

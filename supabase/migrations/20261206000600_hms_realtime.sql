@@ -349,7 +349,6 @@ revoke all on function hms_private.realtime_apply() from public, anon, authentic
 revoke all on function hms_private.settings_realtime_changed() from public, anon, authenticated;
 grant execute on function public.hms_realtime_may_read_payload() to anon, authenticated;
 grant execute on function public.hms_realtime_may_read_all_rooms() to anon, authenticated;
-grant execute on function hms_private.realtime_flush() to service_role;
-grant execute on function hms_private.realtime_apply() to service_role;
+grant execute on all functions in schema hms_private to service_role;
 
 select hms_private.realtime_apply();

@@ -534,7 +534,10 @@ pub fn permissions(ctx: &mut Ctx) -> Result<String, String> {
                 "read hms_presence",
                 "select * from hms_private.presence limit 1",
             ),
-            ("read hms_events", "select * from hms_private.events limit 1"),
+            (
+                "read hms_events",
+                "select * from hms_private.events limit 1",
+            ),
             (
                 "read hms_sessions",
                 "select * from hms_private.sessions limit 1",

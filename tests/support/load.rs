@@ -36,10 +36,7 @@ pub fn feed_plan(ctx: &mut Ctx) -> Result<String, String> {
     // The feed's indexes hold the rank's band (floor of the rank key, design §8): the feed reads
     // the band index in order, the live-only feed its partial twin.
     for (args, indexes) in [
-        (
-            "20",
-            &["rooms_trending_band_idx"][..],
-        ),
+        ("20", &["rooms_trending_band_idx"][..]),
         ("20, 0, true", &["rooms_trending_band_live_idx"][..]),
     ] {
         let call = format!("trending_rooms({args})");

@@ -6,6 +6,8 @@
 pub mod behaviour;
 #[cfg(feature = "db-tests")]
 pub mod db;
+#[cfg(feature = "db-tests")]
+pub mod existing_rooms;
 pub mod generate;
 #[cfg(feature = "db-tests")]
 pub mod harness;
