@@ -634,7 +634,7 @@ declare
   v_before jsonb;
   v_expired record;
   v_closed integer := 0;
-  v_rooms jsonb := '[]';
+  v_rooms jsonb := '[]'::jsonb;
 begin
   if not isfinite(v_cutoff) then
     raise exception using errcode = '22023', message = 'hms_close_expired_sessions: p_now must be a finite time';

@@ -182,7 +182,7 @@ declare
   c_history constant text := 'delete from cron.job_run_details where jobid in (select jobid from cron.job'
     || ' where jobname in (''hms-realtime-flush'', ''hms-realtime-flush-history''))'
     || ' and end_time < now() - interval ''1 hour''';
-  v_done text[] := '{}';
+  v_done text[] := '{}'::text[];
 begin
   select s.realtime into v_mode from public.hms_settings s where s.id;
   v_mode := coalesce(v_mode, 'postgres_changes');
