@@ -284,7 +284,9 @@ stackTest({
         );
         // The control: the same WAL range did hold the ledger and presence writes.
         assert.ok(
-          drained.everything.some((c) => c.schema === "hms_private" && c.table === "events"),
+          drained.everything.some((c) =>
+            c.schema === "hms_private" && c.table === "events"
+          ),
           `${step.name}: the slot saw no ledger insert (${
             describe(drained.everything)
           })`,

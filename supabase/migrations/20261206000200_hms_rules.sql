@@ -1,6 +1,7 @@
 -- hms-webhook rules (docs/design.md §7-8) as pure SQL functions of stored facts. Each is one
--- expression the planner inlines where it is used (language sql, immutable, no SET, one select
--- without FROM), so the apply pays no call per rule. The writers are in 20261206000300_hms_apply.sql.
+-- expression the planner inlines where it is used (language sql, no SET, one select without FROM,
+-- declared no less volatile than its body: timestamptz arithmetic and extract(epoch) are stable),
+-- so the apply pays no call per rule. The writers are in 20261206000300_hms_apply.sql.
 -- Idempotent.
 --
 --   Envelope sessions (session_id <> ''):
@@ -53,7 +54,7 @@ create or replace function hms_private.active_at(
   p_previous timestamptz, p_event_at timestamptz, p_received_at timestamptz
 ) returns timestamptz
 language sql
-immutable
+stable
 as $$
   select case
     when p_event_at is null then p_previous
@@ -157,7 +158,7 @@ create or replace function hms_private.room_score(
   p_half_life_hours double precision
 ) returns numeric
 language sql
-immutable
+stable
 parallel safe
 as $$
   select case
@@ -217,7 +218,7 @@ create or replace function hms_private.peer_seconds(
   p_closed_at timestamptz, p_now timestamptz
 ) returns double precision
 language sql
-immutable
+stable
 as $$
   select greatest(0, extract(epoch from
     least(p_left_at, case when p_absent_at > p_joined_at then p_absent_at end, p_closed_at,

@@ -20,13 +20,13 @@ $$;
 comment on type hms_private.counts is 'listener and speaker counts, or a change of them';
 
 -- The trending weights with the hms_settings column defaults as fallbacks, so that a missing
--- settings row never scores with nulls. An aggregate always answers one row.
+-- settings row never scores with nulls. An aggregate always answers one row. No SET clause, so
+-- that it is inlined into the statement that reads it.
 create or replace function hms_private.weights()
 returns table (listener_weight double precision, speaker_weight double precision,
   featured_bonus double precision, half_life_hours double precision)
 language sql
 stable
-set search_path = ''
 as $$
   select coalesce(max(s.listener_weight), 1), coalesce(max(s.speaker_weight), 3),
     coalesce(max(s.featured_bonus), 5), coalesce(max(s.half_life_hours), 6)
@@ -288,7 +288,6 @@ declare
   v_peak_listeners integer := p_room.peak_listener_count;
   v_peak_speakers integer := p_room.peak_speaker_count;
   v_active timestamptz := hms_private.active_at(p_room.last_active_at, p_active_at, p_received_at);
-  v_w record;
   v_room public.rooms;
 begin
   if not p_any and p_touched.session_id is not null and p_touched.session_id = p_room.current_session_id then
@@ -339,7 +338,6 @@ begin
       p_room.last_active_at, p_room.peak_listener_count, p_room.peak_speaker_count) then
     return p_room;
   end if;
-  select * into v_w from hms_private.weights();
   update public.rooms as r
   set listener_count = v_listeners,
       speaker_count = v_speakers,
@@ -349,13 +347,14 @@ begin
       peak_listener_count = v_peak_listeners,
       peak_speaker_count = v_peak_speakers,
       trending_score = hms_private.room_score(v_listeners, v_speakers, r.featured, v_active, now(),
-        v_w.listener_weight, v_w.speaker_weight, v_w.featured_bonus, v_w.half_life_hours),
+        w.listener_weight, w.speaker_weight, w.featured_bonus, w.half_life_hours),
       trending_rank = hms_private.trending_rank(v_listeners, v_speakers, r.featured,
         extract(epoch from v_active)::double precision,
-        v_w.listener_weight, v_w.speaker_weight, v_w.featured_bonus, v_w.half_life_hours),
+        w.listener_weight, w.speaker_weight, w.featured_bonus, w.half_life_hours),
       updated_at = now()
+  from hms_private.weights() as w
   where r.id = p_room.id
-  returning * into v_room;
+  returning r.* into v_room;
   return v_room;
 end
 $$;

@@ -29,7 +29,9 @@ export async function snapshot(sql: postgres.Sql): Promise<Snapshot> {
     from pg_tables where schemaname in ('public', 'hms_private') order by 1`;
   if (tables.length === 0) throw new Error("no tables in schema public");
   const parts = tables.map(({ name }) => {
-    const quoted = name.split(".").map((part) => `"${part.replaceAll('"', '""')}"`)
+    const quoted = name.split(".").map((part) =>
+      `"${part.replaceAll('"', '""')}"`
+    )
       .join(".");
     return `select '${
       name.replaceAll("'", "''")
