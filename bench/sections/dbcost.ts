@@ -222,6 +222,8 @@ export async function runDbCost(ctx: BenchContext): Promise<DbCostResult> {
         "alter system set autovacuum = off",
         "alter system set checkpoint_timeout = '1d'",
         "alter system set max_wal_size = '20GB'",
+        // pg_walinspect reads each window's WAL after the window's checkpoints.
+        "alter system set wal_keep_size = '4GB'",
       ]
     ) await admin.unsafe(s);
     await admin`select pg_reload_conf()`;
