@@ -86,31 +86,28 @@ grant execute on function public.trending_rooms(integer, integer, boolean)
 grant execute on function public.hms_half_life_hours() to anon, authenticated, service_role;
 
 -- ---------------------------------------------------------------------------------------------
--- Stage and recap (design §9). Both are views that run as the caller (security_invoker), so the
--- rooms read policy applies, over security-barrier functions that apply the privacy defaults:
+-- Stage and recap (design §9.1). Both are views that run as the caller (security_invoker), so
+-- the rooms read policy applies, over security-definer functions that apply the privacy defaults:
 --   authenticated reads the speakers of every room; listeners only with
 --   hms_settings.listeners_visible; anon nothing (an app grants it by granting select on the
 --   views to anon); the service role everything.
 -- ---------------------------------------------------------------------------------------------
 
--- Whether the caller may read a peer of this class.
-create or replace function hms_private.may_read_peer(p_role_class text)
+-- Whether the caller acts as the service role (or a member of it, e.g. a superuser). Read from
+-- the role the caller set (PostgREST sets the request's role), which a security-definer function
+-- does not change, else the login role.
+create or replace function hms_private.caller_is_service()
 returns boolean
 language sql
 stable
-security definer
-set search_path = ''
 as $$
-  select case
-    when current_user in ('service_role', 'postgres') then true
-    when p_role_class = 'speaker' then true
-    when p_role_class = 'listener' then coalesce((select s.listeners_visible from public.hms_settings as s where s.id), false)
-    else false
-  end
+  select pg_catalog.pg_has_role(
+    coalesce(nullif(pg_catalog.current_setting('role'), 'none'), session_user), 'service_role', 'member')
 $$;
 
--- One row per peer present in a room's current session; ignored roles never appear, and a
--- closed session has no present peer.
+-- One row per peer present in a room's current session that the caller may see: speakers;
+-- listeners with hms_settings.listeners_visible or for the service role. Ignored roles never
+-- appear, and a closed session has no present peer.
 create or replace function hms_private.room_participants()
 returns table (room_id uuid, session_id text, peer_id text, user_id text, user_name text, role text,
   role_class text, joined_at timestamptz)
@@ -121,7 +118,11 @@ set search_path = ''
 as $$
   select p.room_id, p.session_id, p.peer_id, p.user_id, p.user_name, p.role, p.role_class, p.joined_at
   from hms_private.presence as p
-  where p.present and p.role_class in ('listener', 'speaker')
+  where p.present
+    and (p.role_class = 'speaker'
+      or (p.role_class = 'listener'
+        and (coalesce((select s.listeners_visible from public.hms_settings as s where s.id), false)
+          or hms_private.caller_is_service())))
 $$;
 
 create or replace view public.room_participants with (security_invoker = true) as
@@ -129,8 +130,7 @@ create or replace view public.room_participants with (security_invoker = true) a
     p.joined_at
   from public.rooms as r
   join hms_private.room_participants() as p
-    on p.room_id = r.id and p.session_id = r.current_session_id
-  where hms_private.may_read_peer(p.role_class);
+    on p.room_id = r.id and p.session_id = r.current_session_id;
 
 -- One row per session: when it ran, its peaks (the highest counts the room showed while it was
 -- the current session), and its participants (distinct peers of a listener or speaker role) and
@@ -232,11 +232,9 @@ select public.hms_schedule_jobs();
 
 revoke all on all functions in schema hms_private from public, anon, authenticated;
 grant execute on all functions in schema hms_private to service_role;
--- authenticated may look up these three functions in hms_private, and nothing else there.
+-- authenticated may look up the functions behind the two views in hms_private, and nothing else
+-- there.
 grant usage on schema hms_private to authenticated;
-revoke all on function hms_private.may_read_peer(text) from public;
-revoke all on function hms_private.room_participants() from public;
-revoke all on function hms_private.room_sessions() from public;
-grant execute on function hms_private.may_read_peer(text) to authenticated, service_role;
-grant execute on function hms_private.room_participants() to authenticated, service_role;
-grant execute on function hms_private.room_sessions() to authenticated, service_role;
+grant execute on function hms_private.caller_is_service() to authenticated;
+grant execute on function hms_private.room_participants() to authenticated;
+grant execute on function hms_private.room_sessions() to authenticated;
