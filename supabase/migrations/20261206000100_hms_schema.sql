@@ -152,7 +152,7 @@ create table if not exists hms_private.sessions (
   -- Set when the session's peers are pruned (hms_private.prune_events); until then the recap
   -- derives them from the peers' rows.
   unique_participants integer,
-  participant_seconds double precision,
+  participant_seconds numeric,
   updated_at timestamptz not null default now(),
   primary key (room_id, session_id)
 ) with (fillfactor = 80);

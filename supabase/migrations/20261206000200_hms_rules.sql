@@ -210,21 +210,18 @@ as $$
     'listener_count', coalesce(p_room.listener_count, 0), 'speaker_count', coalesce(p_room.speaker_count, 0))
 $$;
 
--- Recap: a peer's time present, from its join to its leave (a leave webhook, or the snapshot
--- that first missed it after it joined) or the session's end; a peer still present counts up to
--- p_now. Null for a peer never seen joining.
+-- Recap: a peer's time present, from its join to its leave or the session's end (the earlier;
+-- both are maxima of what was received, so the result does not depend on delivery order); up to
+-- p_now while neither is known. Exact (numeric seconds, µs).
 create or replace function hms_private.peer_seconds(
-  p_joined_at timestamptz, p_left_at timestamptz, p_absent_at timestamptz,
-  p_closed_at timestamptz, p_now timestamptz
-) returns double precision
+  p_joined_at timestamptz, p_left_at timestamptz, p_closed_at timestamptz, p_now timestamptz
+) returns numeric
 language sql
 stable
 as $$
-  select greatest(0, extract(epoch from
-    least(p_left_at, case when p_absent_at > p_joined_at then p_absent_at end, p_closed_at,
-      case when p_left_at is null and p_closed_at is null
-             and not coalesce(p_absent_at > p_joined_at, false) then p_now end)
-    - p_joined_at))::double precision
+  select greatest(0::numeric, extract(epoch from
+    least(p_left_at, p_closed_at, case when p_left_at is null and p_closed_at is null then p_now end)
+    - p_joined_at))
 $$;
 
 -- hms_private's functions are for the service role (the apply runs as it) and nobody else.

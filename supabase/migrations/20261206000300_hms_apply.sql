@@ -797,7 +797,7 @@ begin
     select s2.room_id, s2.session_id,
       count(p.peer_id) filter (where p.seen and p.role_class in ('listener', 'speaker'))::integer
         as unique_participants,
-      coalesce(sum(hms_private.peer_seconds(p.joined_at, p.left_at, p.absent_at, s2.closed_at, now()))
+      coalesce(sum(hms_private.peer_seconds(p.joined_at, p.left_at, s2.closed_at, now()))
         filter (where p.seen and p.role_class in ('listener', 'speaker')), 0) as participant_seconds
     from hms_private.sessions as s2
     left join hms_private.presence as p on p.room_id = s2.room_id and p.session_id = s2.session_id

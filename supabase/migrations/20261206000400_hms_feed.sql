@@ -139,7 +139,7 @@ create or replace view public.room_participants with (security_invoker = true) a
 create or replace function hms_private.room_sessions()
 returns table (room_id uuid, session_id text, started_at timestamptz, ended_at timestamptz,
   peak_listeners integer, peak_speakers integer, unique_participants integer,
-  participant_seconds double precision)
+  participant_seconds numeric)
 language sql
 stable
 security definer
@@ -156,7 +156,7 @@ as $$
   join public.rooms as r on r.id = s.room_id
   left join lateral (
     select count(*)::integer as unique_participants,
-      sum(hms_private.peer_seconds(p.joined_at, p.left_at, p.absent_at, s.closed_at, now()))
+      sum(hms_private.peer_seconds(p.joined_at, p.left_at, s.closed_at, now()))
         as participant_seconds
     from hms_private.presence as p
     where p.room_id = s.room_id and p.session_id = s.session_id and p.seen
