@@ -8,12 +8,12 @@
 -- decayed score doubles or halves, so nearly every webhook's rooms update leaves the indexes alone
 -- and stays HOT, yet an ordered scan of the bands reads the rooms in feed order band by band, and
 -- an incremental sort orders each band by the exact rank. A read costs the rooms of the bands it
--- reaches (what the feed's first page shares its band with), not the whole table.
+-- reaches (what the feed's first page shares its band with), not the whole table. The live-only
+-- feed reads the same index and skips idle rooms, which rank last anyway (an idle room has no
+-- counts, so no rank unless it is featured): one index fewer to write when a band changes.
 -- ---------------------------------------------------------------------------------------------
 create index if not exists rooms_trending_band_idx
   on public.rooms (trending_rank_band desc nulls last);
-create index if not exists rooms_trending_band_live_idx
-  on public.rooms (trending_rank_band desc nulls last) where is_live;
 
 -- Every room has its rank from the start, rooms an app had before these migrations included (a
 -- second run finds nothing to change).
@@ -105,20 +105,20 @@ as $$
     coalesce(nullif(pg_catalog.current_setting('role'), 'none'), session_user), 'service_role', 'member')
 $$;
 
--- One row per peer present in a room's current session that the caller may see: speakers;
--- listeners with hms_settings.listeners_visible or for the service role. Ignored roles never
--- appear, and a closed session has no present peer.
-create or replace function hms_private.room_participants()
-returns table (room_id uuid, session_id text, peer_id text, user_id text, user_name text, role text,
-  role_class text, joined_at timestamptz)
+-- The peers present in one session of a room that the caller may see: speakers; listeners with
+-- hms_settings.listeners_visible or for the service role. Ignored roles never appear, and a
+-- closed session has no present peer. Per room, so that a read costs only the rooms it reads.
+create or replace function hms_private.room_participants(p_room uuid, p_session_id text)
+returns table (peer_id text, user_id text, user_name text, role text, role_class text,
+  joined_at timestamptz)
 language sql
 stable
 security definer
 set search_path = ''
 as $$
-  select p.room_id, p.session_id, p.peer_id, p.user_id, p.user_name, p.role, p.role_class, p.joined_at
+  select p.peer_id, p.user_id, p.user_name, p.role, p.role_class, p.joined_at
   from hms_private.presence as p
-  where p.present
+  where p.room_id = p_room and p.session_id = p_session_id and p.present
     and (p.role_class = 'speaker'
       or (p.role_class = 'listener'
         and (coalesce((select s.listeners_visible from public.hms_settings as s where s.id), false)
@@ -129,15 +129,15 @@ create or replace view public.room_participants with (security_invoker = true) a
   select r.id as room_id, r.hms_room_id, p.peer_id, p.user_id, p.user_name, p.role, p.role_class,
     p.joined_at
   from public.rooms as r
-  join hms_private.room_participants() as p
-    on p.room_id = r.id and p.session_id = r.current_session_id;
+  cross join lateral hms_private.room_participants(r.id, r.current_session_id) as p
+  where r.current_session_id is not null;
 
 -- One row per session: when it ran, its peaks (the highest counts the room showed while it was
 -- the current session), and its participants (distinct peers of a listener or speaker role) and
 -- their summed time present. The recap is derived from the peers' rows until they are pruned,
 -- then read from what the prune folded into the session's row.
-create or replace function hms_private.room_sessions()
-returns table (room_id uuid, session_id text, started_at timestamptz, ended_at timestamptz,
+create or replace function hms_private.room_sessions(p_room uuid)
+returns table (session_id text, started_at timestamptz, ended_at timestamptz,
   peak_listeners integer, peak_speakers integer, unique_participants integer,
   participant_seconds numeric)
 language sql
@@ -145,7 +145,7 @@ stable
 security definer
 set search_path = ''
 as $$
-  select s.room_id, s.session_id, s.started_at, s.closed_at,
+  select s.session_id, s.started_at, s.closed_at,
     case when r.current_session_id = s.session_id
       then greatest(s.peak_listeners, r.peak_listener_count) else s.peak_listeners end,
     case when r.current_session_id = s.session_id
@@ -162,13 +162,14 @@ as $$
     where p.room_id = s.room_id and p.session_id = s.session_id and p.seen
       and p.role_class in ('listener', 'speaker')
   ) as agg on s.unique_participants is null
+  where s.room_id = p_room
 $$;
 
 create or replace view public.room_sessions with (security_invoker = true) as
   select r.id as room_id, r.hms_room_id, s.session_id, s.started_at, s.ended_at, s.peak_listeners,
     s.peak_speakers, s.unique_participants, s.participant_seconds
   from public.rooms as r
-  join hms_private.room_sessions() as s on s.room_id = r.id;
+  cross join lateral hms_private.room_sessions(r.id) as s;
 
 revoke all on public.room_participants, public.room_sessions from public, anon, authenticated;
 grant select on public.room_participants, public.room_sessions to authenticated, service_role;
@@ -236,5 +237,5 @@ grant execute on all functions in schema hms_private to service_role;
 -- there.
 grant usage on schema hms_private to authenticated;
 grant execute on function hms_private.caller_is_service() to authenticated;
-grant execute on function hms_private.room_participants() to authenticated;
-grant execute on function hms_private.room_sessions() to authenticated;
+grant execute on function hms_private.room_participants(uuid, text) to authenticated;
+grant execute on function hms_private.room_sessions(uuid) to authenticated;

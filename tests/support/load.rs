@@ -33,11 +33,11 @@ pub fn feed_plan(ctx: &mut Ctx) -> Result<String, String> {
         .map_err(q)?;
     let mut anon = connect(&ctx.url, Some("anon"))?;
     let mut notes = Vec::new();
-    // The feed's indexes hold the rank's band (floor of the rank key, design §8): the feed reads
-    // the band index in order, the live-only feed its partial twin.
+    // The feed's index holds the rank's band (floor of the rank key, design §8): both feeds read
+    // it in order.
     for (args, indexes) in [
         ("20", &["rooms_trending_band_idx"][..]),
-        ("20, 0, true", &["rooms_trending_band_live_idx"][..]),
+        ("20, 0, true", &["rooms_trending_band_idx"][..]),
     ] {
         let call = format!("trending_rooms({args})");
         // simple_query: the plan comes back as text whatever its column type (json).
