@@ -1,5 +1,5 @@
 /**
- * Supabase Realtime (migration 20261201000300_hms_realtime.sql), proven on the stack's real WAL.
+ * Supabase Realtime (migration 20261206000600_hms_realtime.sql), proven on the stack's real WAL.
  *
  * Realtime cannot run here, but it only reads the database: Postgres Changes through a logical
  * replication slot decoded by wal2json with the tables of the `supabase_realtime` publication,
@@ -43,7 +43,7 @@ import {
 import { stackTest, type TestStack } from "./helpers/stack.ts";
 import { type Answer, deliver, S } from "./helpers/webhook.ts";
 
-const MIGRATION = "supabase/migrations/20261201000300_hms_realtime.sql";
+const MIGRATION = "supabase/migrations/20261206000600_hms_realtime.sql";
 /** The fields a Broadcast message carries (plus the `id` realtime.send adds). */
 const PAYLOAD_KEYS = [
   "featured",

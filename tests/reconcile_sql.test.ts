@@ -1,5 +1,5 @@
 /**
- * The reconcile scheduling SQL (supabase/migrations/20261201000200_hms_reconcile.sql) on the
+ * The reconcile scheduling SQL (supabase/migrations/20261206000500_hms_reconcile.sql) on the
  * stack's real PostgreSQL. Without pg_cron, pg_net and Vault (as here) every entry point says
  * which extension is missing. pg_net and Supabase Vault cannot be installed here, so the second
  * part stands them in, inside a transaction that is rolled back, with exactly the signatures

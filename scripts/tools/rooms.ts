@@ -1,7 +1,7 @@
 /**
  * `npm run rooms`: prints the trending feed (`trending_rooms`) as an aligned terminal table:
- * rank, room, live, listeners, speakers, featured, score now, last active; then who is on stage in
- * each live room (`room_participants`). Reads through the REST API with supabase-js (default: the
+ * rank, room, live, listeners, speakers, featured, score now, last active; with `--stage`, then
+ * who is on stage in each live room (`room_participants`). Reads through the REST API with supabase-js (default: the
  * local stack) or straight from Postgres with `--url`.
  */
 
@@ -258,14 +258,15 @@ export function renderFeed(
 export const USAGE = `Usage: npm run rooms [-- options]
 
 Prints the rooms ordered by trending (the trending_rooms feed): rank, room id, live,
-listeners, speakers, featured, the decayed score now, and the last activity; then who is on
-stage (the speakers) in each live room.
+listeners, speakers, featured, the decayed score now, and the last activity; with --stage,
+then who is on stage (the speakers) in each live room.
 
 Options:
   --url URL       read directly from Postgres (postgresql://…)
   --rest URL      read through the REST API at this SUPABASE_URL (needs --key)
   --key K         API key for --rest (anon or service role)
   --live          only live rooms
+  --stage         also list who is on stage (the speakers) in each live room
   --limit N       at most N rooms (1-1000)                  [20]
   --json          print the rows as JSON instead of a table
   -h, --help      this text
@@ -275,6 +276,7 @@ Default: the local stack from \`npm start\` (.stack/stack.json), through its RES
 Examples:
   npm run rooms
   npm run rooms -- --live --limit 5
+  npm run rooms -- --live --stage
   npm run rooms -- --url postgresql://postgres@127.0.0.1:54322/postgres
   npm run rooms -- --rest https://<ref>.supabase.co --key "$SUPABASE_ANON_KEY"
 `;
@@ -284,6 +286,7 @@ const ROOMS_FLAGS = {
   rest: "string",
   key: "string",
   live: "boolean",
+  stage: "boolean",
   limit: "string",
   json: "boolean",
   help: "boolean",
@@ -329,9 +332,9 @@ export function main(argv: string[]): Promise<number> {
       } else if (strings.key !== undefined) {
         throw new UsageError("--key goes with --rest");
       }
-      return { source, query, json };
+      return { source, query, json, stage: booleans.has("stage") };
     },
-    run: async ({ source, query, json }) => {
+    run: async ({ source, query, json, stage }) => {
       if (source === undefined) {
         const stack = await requireStack();
         source = {
@@ -343,6 +346,10 @@ export function main(argv: string[]): Promise<number> {
       const rows = await fetchFeed(source, query);
       if (json) {
         console.log(JSON.stringify(rows));
+        return 0;
+      }
+      if (!stage) {
+        console.log(renderFeed(rows));
         return 0;
       }
       const live = rows.filter((r) => r.is_live).map((r) => r.hms_room_id);
