@@ -671,12 +671,12 @@ comment on function public.hms_close_expired_sessions is
 -- The rooms triggers. The apply writes score and rank itself; these cover everyone else.
 -- ---------------------------------------------------------------------------------------------
 
--- A write to rooms by anyone but the apply (the app setting `featured`, or inserting a room)
--- recomputes score (as of now) and rank from the row and the settings. The WHEN clause keeps it
--- off the webhook path: it fires only when what the rank depends on changed and the writer left
--- score and rank as they were (the apply always sets them; should they come out equal, the
--- trigger computes the same values again). Security definer: the writer (e.g. an authenticated
--- app user with an update policy) cannot read hms_settings.
+-- The app's writes to rooms (inserting a room, setting `featured`, the app's own column)
+-- recompute score (as of now) and rank from the row and the settings. The counts and
+-- last_active_at are the apply's, which computes score and rank in its own UPDATE; the update
+-- trigger names only `featured`, so PostgreSQL does not even evaluate it for a webhook's write
+-- (a WHEN clause alone still cost every webhook ~20 µs). Security definer: the writer (e.g. an
+-- authenticated app user with an update policy) cannot read hms_settings.
 create or replace function hms_private.rooms_trending()
 returns trigger
 language plpgsql
@@ -702,12 +702,9 @@ create or replace trigger hms_rooms_trending_insert
   for each row execute function hms_private.rooms_trending();
 
 create or replace trigger hms_rooms_trending
-  before update on public.rooms
+  before update of featured on public.rooms
   for each row
-  when ((old.listener_count, old.speaker_count, old.featured, old.last_active_at)
-          is distinct from (new.listener_count, new.speaker_count, new.featured, new.last_active_at)
-    and (old.trending_score, old.trending_rank)
-          is not distinct from (new.trending_score, new.trending_rank))
+  when (old.featured is distinct from new.featured)
   execute function hms_private.rooms_trending();
 
 -- A deleted room takes its ledger rows with it, found in one pass per DELETE statement (a hash
