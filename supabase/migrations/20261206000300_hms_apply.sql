@@ -672,11 +672,13 @@ comment on function public.hms_close_expired_sessions is
 -- ---------------------------------------------------------------------------------------------
 
 -- The app's writes to rooms (inserting a room, setting `featured`, the app's own column)
--- recompute score (as of now) and rank from the row and the settings. The counts and
--- last_active_at are the apply's, which computes score and rank in its own UPDATE; the update
--- trigger names only `featured`, so PostgreSQL does not even evaluate it for a webhook's write
--- (a WHEN clause alone still cost every webhook ~20 µs). Security definer: the writer (e.g. an
--- authenticated app user with an update policy) cannot read hms_settings.
+-- recompute score (as of now) and rank from the row and the settings, in the same row version.
+-- The counts and last_active_at are the apply's, which computes score and rank in its own
+-- UPDATE: the update trigger names only `featured`, so a webhook's write does not fire it (a
+-- trigger on every update, even one whose WHEN clause is false, cost every webhook ~15-20 µs).
+-- A direct write of the counts or last_active_at by anyone else is not ranked until the room's
+-- next webhook. Security definer: the writer (e.g. an authenticated app user with an update policy)
+-- cannot read hms_settings.
 create or replace function hms_private.rooms_trending()
 returns trigger
 language plpgsql
@@ -706,6 +708,7 @@ create or replace trigger hms_rooms_trending
   for each row
   when (old.featured is distinct from new.featured)
   execute function hms_private.rooms_trending();
+
 
 -- A deleted room takes its ledger rows with it, found in one pass per DELETE statement (a hash
 -- join with the deleted rows): the ledger has no room_id index (it would cost every webhook an
