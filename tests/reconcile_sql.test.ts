@@ -1,5 +1,5 @@
 /**
- * The reconcile scheduling SQL (supabase/migrations/20261201000200_hms_reconcile.sql) on the
+ * The reconcile scheduling SQL (supabase/migrations/20261206000500_hms_reconcile.sql) on the
  * stack's database, which has the real pg_cron and the stand-ins for pg_net and Supabase Vault
  * (scripts/stack/supabase_extensions.sql: their documented signatures, a queue instead of HTTP,
  * the secret unencrypted). Without the extensions (dropped inside a transaction that is rolled
