@@ -13,6 +13,7 @@ import {
 } from "../scripts/stack/function.ts";
 import { DEMO_ROOM_ID, type StackFile } from "../scripts/stack/main.ts";
 import { processAlive, stopDataDirSync } from "../scripts/stack/postgres.ts";
+import { fromFileUrl, toFileUrl } from "../scripts/lib/file_url.ts";
 import { assert } from "./helpers/assert.ts";
 import { npmStart } from "./helpers/npm_start.ts";
 import { stackTest } from "./helpers/stack.ts";
@@ -330,5 +331,30 @@ stackTest({
     assert.equal(through.headers.get("content-encoding"), null);
     assert.equal(through.headers.get("content-length"), null);
     assert.deepEqual(await through.json(), answer);
+  },
+});
+
+stackTest({
+  name:
+    "a function entry whose path has `#`, `?`, `%` and spaces is the module that runs",
+  async fn(stack) {
+    // Concatenated into a URL, `#…` becomes a fragment, `?…` a query and `%41` an `A`.
+    const dir = await Deno.makeTempDir({ prefix: "entry #1?q=%41 " });
+    const entry = `${dir}/index.ts`;
+    try {
+      await Deno.writeTextFile(
+        entry,
+        "Deno.serve(() => new Response(import.meta.url));\n",
+      );
+      const url = await stack.withFunction({ entry }, async (instance) => {
+        const response = await fetch(`${instance.url}/hms-webhook`);
+        assert.equal(response.status, 200);
+        return await response.text();
+      });
+      assert.equal(url, toFileUrl(entry));
+      assert.equal(fromFileUrl(url), entry);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
   },
 });
