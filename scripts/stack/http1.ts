@@ -78,15 +78,20 @@ export async function exchange(
   }
   head.push("connection: close", "", "");
 
-  const abort = () => conn.close();
-  request.signal.addEventListener("abort", abort, { once: true });
-
   // The upload: its failure is the reader's business (the server may have answered and closed).
   const upload = (async () => {
     await writeAll(conn, encoder.encode(head.join("\r\n")));
     if (reader === null) return;
     while (!answered) {
-      const { done, value } = await reader.read();
+      let next: ReadableStreamReadResult<Uint8Array>;
+      try {
+        next = await reader.read();
+      } catch (error) {
+        // The client went away mid-body: the upstream would wait for the rest forever.
+        if (!answered) conn.close();
+        throw error;
+      }
+      const { done, value } = next;
       if (done || answered) break;
       if (value.length === 0) continue;
       await writeAll(
@@ -110,11 +115,10 @@ export async function exchange(
     return answer;
   } finally {
     answered = true;
-    request.signal.removeEventListener("abort", abort);
     try {
       conn.close();
     } catch {
-      // Closed on abort.
+      // Closed when the client went away.
     }
     await reader?.cancel().catch(() => {});
     await upload.catch(() => {});
