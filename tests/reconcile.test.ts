@@ -762,8 +762,8 @@ worldTest(
 /** A room's row and how many sessions and presence rows it has. */
 async function roomState(w: World, roomId: string): Promise<string> {
   const [rows] = await w.stack.sql`
-    select (select count(*) from public.hms_sessions s where s.room_id = r.id)::int as sessions,
-      (select count(*) from public.hms_presence p where p.room_id = r.id)::int as presence
+    select (select count(*) from hms_private.sessions s where s.room_id = r.id)::int as sessions,
+      (select count(*) from hms_private.presence p where p.room_id = r.id)::int as presence
     from public.rooms r where r.hms_room_id = ${roomId}`;
   return JSON.stringify(
     [await roomRow(w.stack.sql, roomId), { ...rows }],
