@@ -1,15 +1,18 @@
 /**
  * The gateway's upstream leg: one HTTP/1.1 exchange over its own TCP connection that sends the
  * request body and reads the answer at the same time, as proxies that stream request bodies do
- * (nginx with `proxy_request_buffering off`, Envoy, HAProxy). A server may answer before it has
- * read the whole body (e.g. 413 after the limit) and close; HTTP/1.1 tells the client to stop
- * sending then and use the answer (RFC 9112 §9.6, https://www.rfc-editor.org/rfc/rfc9112#section-9.6;
- * RFC 9110 §15.5.14, https://www.rfc-editor.org/rfc/rfc9110#section-15.5.14). Deno's `fetch`
- * fails the whole exchange when the upload breaks first, so an early answer sometimes came back
- * as a 502. Here the upload's failure is ignored once a complete answer has arrived.
+ * (nginx with `proxy_request_buffering off`,
+ * https://nginx.org/en/docs/http/ngx_http_proxy_module.html#proxy_request_buffering).
+ * A server may answer before it has read the whole body (413 after the limit) and close; the
+ * client then stops sending and takes the answer (RFC 9112 §9.5,
+ * https://www.rfc-editor.org/rfc/rfc9112#section-9.5), and the server's close with unread
+ * input resets the connection, which can reach the client before it read the answer
+ * (§9.6, https://www.rfc-editor.org/rfc/rfc9112#section-9.6). Deno's `fetch` fails the
+ * whole exchange when its upload breaks, which would turn such an answer into a 502; here reads
+ * never wait on writes, and the upload's failure is ignored once a complete answer is in.
  *
- * The answer is read whole (framed by Content-Length, chunked coding or the close, RFC 9112 §6.3)
- * and handed over as bytes, exactly as sent: content codings are not decoded.
+ * The answer is read whole (framed by Content-Length, chunked coding or the close, RFC 9112
+ * §6.3) and handed over as the bytes sent: content codings are not decoded.
  */
 
 /** An upstream answer read whole. */
