@@ -189,7 +189,7 @@ impl<'de: 'a, 'a> Visitor<'de> for FieldVisitor<'a> {
 }
 
 impl<'a> Field<'a> {
-    /// A member [`Members`] kept as raw text, read as a rule needs it. serde_json reads a number
+    /// A [`Member::Raw`] value, read as a rule needs it. serde_json reads a number
     /// only now, and refuses one beyond a double's range (`1e400`): that one is `Float(±∞)`, so
     /// the rule reading it refuses it by name like any number it cannot use. Fails only for a
     /// string that cannot be decoded (a lone surrogate in a `\u` escape: serde_json checks
