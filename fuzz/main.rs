@@ -296,6 +296,44 @@ fn mutate_json(rng: &mut Rng, doc: &mut Value) {
     }
 }
 
+/// Keys some rule reads (in some format, for some type).
+const READ_KEYS: &[&str] = &[
+    "event",
+    "id",
+    "type",
+    "timestamp",
+    "is_replay",
+    "data",
+    "room_id",
+    "session_id",
+    "peer_id",
+    "peer",
+    "role",
+    "user_id",
+    "user_name",
+    "joined_at",
+    "left_at",
+    "role_changed_at",
+    "session_started_at",
+    "session_stopped_at",
+];
+
+/// Repeats a member in some object: a read key, or one already there (serde_json's `Value`
+/// cannot hold a repeated key, so this works on the text).
+fn repeat_member(rng: &mut Rng, body: &mut Vec<u8>) {
+    let opens: Vec<usize> = (0..body.len()).filter(|&i| body[i] == b'{').collect();
+    if opens.is_empty() {
+        return;
+    }
+    let at = *rng.pick(&opens) + 1;
+    let key = rng.pick(READ_KEYS);
+    let value = random_value(rng, 0);
+    let member = format!("{}:{value},", json!(key));
+    let tail = body.split_off(at);
+    body.extend_from_slice(member.as_bytes());
+    body.extend_from_slice(&tail);
+}
+
 fn mutate_bytes(rng: &mut Rng, body: &mut Vec<u8>, other: &[u8]) {
     let len = body.len();
     match rng.below(7) {
@@ -592,6 +630,9 @@ fn one_case(rng: &mut Rng, seeds: &[String], setups: &[Setup]) -> Result<String,
             }
             body = doc.to_string().into_bytes();
         }
+    }
+    if rng.chance(15) {
+        repeat_member(rng, &mut body);
     }
     if rng.chance(60) {
         let other = rng.pick(seeds).as_bytes();

@@ -1,17 +1,22 @@
 //! What every reader and writer shares: [`read`] runs serde_json over a whole document and, when it
 //! refuses one, names where (`serde_path_to_error`); [`write`] writes a record; and serde types
 //! for documents whose fields are checked by rules rather than by type alone ([`Field`],
-//! [`Nested`]) or whose members keep their order ([`Entries`]).
+//! [`Nested`], [`Members`]) or whose members keep their order ([`Entries`]).
 //!
-//! The readers derive `Deserialize` for the fields they read, so serde ignores every other field
+//! Most readers derive `Deserialize` for the fields they read, so serde ignores every other field
 //! and refuses a key repeated among those (its `duplicate field` error): two parsers could
-//! disagree about which occurrence counts. Nesting is bounded: serde_json refuses values it reads
-//! nested deeper than its recursion limit, but skips unread ones without any limit, so
-//! [`check_depth`] (hand-written: serde_json has no option for it) refuses a document nested
-//! deeper than [`MAX_DEPTH`] anywhere, as before; it costs one byte count for any document with
-//! fewer brackets than that.
+//! disagree about which occurrence counts. A webhook body's rules know which keys they read only
+//! once they know its format and type, so it is read as [`Members`] (each member's raw text,
+//! repeated keys kept) and a rule refuses a repeated key when it reads it ([`Members::get`]).
+//! Nesting is bounded: serde_json refuses values it reads nested deeper than its recursion
+//! limit, but skips unread ones without any limit, so [`check_depth`] (hand-written: serde_json
+//! has no option for it) refuses a document nested deeper than [`MAX_DEPTH`] anywhere, as
+//! before; it costs one byte count for any document with fewer brackets than that.
 
-use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
+use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
@@ -180,6 +185,209 @@ impl<'de: 'a, 'a> Visitor<'de> for FieldVisitor<'a> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Field<'a>, A::Error> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
         Ok(Field::Object)
+    }
+}
+
+impl<'a> Field<'a> {
+    /// A [`Member::Raw`] value, read as a rule needs it. serde_json reads a number
+    /// only now, and refuses one beyond a double's range (`1e400`): that one is `Float(±∞)`, so
+    /// the rule reading it refuses it by name like any number it cannot use. Fails only for a
+    /// string that cannot be decoded (a lone surrogate in a `\u` escape: serde_json checks
+    /// escapes only when it reads a string, not when it skips one).
+    pub fn from_raw(raw: &'a RawValue) -> Result<Field<'a>, ReadError> {
+        let text = raw.get();
+        // Most values a rule reads are strings without escapes: serde_json has checked them (no
+        // control characters), so the text between the quotes is the string.
+        if let Some(plain) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+            if !plain.contains('\\') {
+                return Ok(Field::Str(Cow::Borrowed(plain)));
+            }
+        }
+        serde_json::from_str(text).or_else(|err| match text.as_bytes().first() {
+            Some(b'-') => Ok(Field::Float(f64::NEG_INFINITY)),
+            Some(b'0'..=b'9') => Ok(Field::Float(f64::INFINITY)),
+            // The position serde_json gives is within the value, not the document: leave it out.
+            _ => {
+                let message = err.to_string();
+                let what = message.split(" at line ").next().unwrap_or_default();
+                Err(ReadError(what.to_owned()))
+            }
+        })
+    }
+}
+
+/// An object's members in document order, repeated keys kept: for a document whose rules decide
+/// which keys they read only after reading some (a webhook's type decides which of `data`'s keys
+/// count). [`Members::get`] refuses a key that occurs more than once, so a repeated key is
+/// refused exactly where a rule reads it and nowhere else.
+#[derive(Debug, Clone)]
+pub struct Members<'a>(Vec<(Cow<'a, str>, Member<'a>)>);
+
+/// One member's value.
+#[derive(Debug, Clone)]
+pub enum Member<'a> {
+    /// Its JSON text, read as a rule needs it by [`Field::from_raw`] or [`Members::of`].
+    Raw(&'a RawValue),
+    /// A member [`read_members`] was told may hold an object, when it holds another kind.
+    Value(Field<'a>),
+    /// A member [`read_members`] was told may hold an object, when it does: read in the same
+    /// pass (reading its text again would scan most of a webhook body twice).
+    Object(Members<'a>),
+}
+
+/// [`Members::get`]: the key occurs more than once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repeated;
+
+impl<'a> Members<'a> {
+    /// Member `key` (compared unescaped), `None` when absent.
+    pub fn get(&self, key: &str) -> Result<Option<&Member<'a>>, Repeated> {
+        let mut found = None;
+        for (name, value) in &self.0 {
+            if name == key {
+                if found.is_some() {
+                    return Err(Repeated);
+                }
+                found = Some(value);
+            }
+        }
+        Ok(found)
+    }
+
+    /// The members of a [`Member::Raw`] object, or `None` when it is another kind of value. Its
+    /// text was read (and its depth checked) with the document's.
+    pub fn of(raw: &'a RawValue) -> Option<Members<'a>> {
+        if raw.get().starts_with('{') {
+            // serde_json has already read this text as an object: reading it again cannot fail.
+            let mut json = serde_json::Deserializer::from_str(raw.get());
+            MembersSeed { objects: &[] }.deserialize(&mut json).ok()
+        } else {
+            None
+        }
+    }
+}
+
+/// Reads an object as [`Members`]; the members named in `objects` are read as [`Member::Object`]
+/// or [`Member::Value`], every other one as [`Member::Raw`].
+#[derive(Clone, Copy)]
+struct MembersSeed {
+    objects: &'static [&'static str],
+}
+
+impl<'de> DeserializeSeed<'de> for MembersSeed {
+    type Value = Members<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Members<'de>, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MembersSeed {
+    type Value = Members<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
+        // A webhook's top level has ~6 members and its `data` ~12: one allocation for either.
+        let mut members = Vec::with_capacity(16);
+        // A JSON key is always a string: `Field` reads it, borrowed unless escaped.
+        while let Some(key) = map.next_key::<Field<'de>>()? {
+            let Field::Str(key) = key else {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            };
+            let value = if self.objects.contains(&&*key) {
+                map.next_value_seed(MemberSeed)?
+            } else {
+                Member::Raw(map.next_value()?)
+            };
+            members.push((key, value));
+        }
+        Ok(Members(members))
+    }
+}
+
+/// A member that may hold an object: [`Member::Object`] (its members all raw) or
+/// [`Member::Value`].
+struct MemberSeed;
+
+impl<'de> DeserializeSeed<'de> for MemberSeed {
+    type Value = Member<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Member<'de>, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MemberSeed {
+    type Value = Member<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Member<'de>, A::Error> {
+        MembersSeed { objects: &[] }
+            .visit_map(map)
+            .map(Member::Object)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Member<'de>, A::Error> {
+        FieldVisitor(PhantomData).visit_seq(seq).map(Member::Value)
+    }
+    fn visit_unit<E>(self) -> Result<Member<'de>, E> {
+        Ok(Member::Value(Field::Null))
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Member<'de>, E> {
+        Ok(Member::Value(Field::Bool(v)))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Member<'de>, E> {
+        Ok(Member::Value(Field::Unsigned(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Member<'de>, E> {
+        Ok(Member::Value(
+            u64::try_from(v).map_or(Field::Negative(v), Field::Unsigned),
+        ))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Member<'de>, E> {
+        Ok(Member::Value(Field::Float(v)))
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Member<'de>, E> {
+        Ok(Member::Value(Field::Str(Cow::Borrowed(v))))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Member<'de>, E> {
+        Ok(Member::Value(Field::Str(Cow::Owned(v.to_owned()))))
+    }
+}
+
+/// Reads one whole JSON document that should be an object: its [`Members`], or `None` when it is
+/// JSON of another kind. The members named in `objects` are read in the same pass when they hold
+/// objects ([`Member`]).
+pub fn read_members<'a>(
+    text: &'a str,
+    objects: &'static [&'static str],
+) -> Result<Option<Members<'a>>, ReadError> {
+    // JSON whitespace (RFC 8259 §2) is a subset of what `trim_start` removes; anything else
+    // before the `{` is refused by the read.
+    if !text.trim_start().starts_with('{') {
+        return read::<IgnoredAny>(text).map(|_| None);
+    }
+    check_depth(text)?;
+    let mut json = serde_json::Deserializer::from_str(text);
+    let first = MembersSeed { objects }
+        .deserialize(&mut json)
+        .and_then(|members| json.end().map(|()| members));
+    match first {
+        Ok(members) => Ok(Some(members)),
+        // Reading a member in `objects` that is not an object reads its value, which serde_json
+        // can refuse where no rule may read it (a number beyond a double, a lone surrogate):
+        // read every member raw instead, and let a syntax error be refused with its path.
+        Err(_) => read::<Members>(text).map(Some),
+    }
+}
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        MembersSeed { objects: &[] }.deserialize(deserializer)
     }
 }
 

@@ -405,4 +405,21 @@ mod tests {
             json!({"format":"envelope","upstream_status":200})
         );
     }
+
+    #[test]
+    fn the_shims_500_body_is_the_cores() {
+        // The shim answers without the core when the Wasm cannot boot or throws; its body must be
+        // exactly the one the core writes for `Error::Internal`.
+        let core = Log::default().reply(Outcome::Refused(&Error::Internal));
+        assert_eq!(core.status, 500);
+        let shim = include_str!("../supabase/functions/hms-webhook/index.ts");
+        let literal = shim
+            .split_once("const INTERNAL_BODY =")
+            .and_then(|(_, rest)| rest.split('`').nth(1));
+        assert_eq!(
+            literal,
+            Some(core.body.as_str()),
+            "the shim's INTERNAL_BODY drifted from the core's 500 body"
+        );
+    }
 }

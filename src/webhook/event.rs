@@ -1,15 +1,17 @@
 //! Raw body bytes -> `Parsed`: a handled `Event` or an `Ignored` one (with its reason), for the
 //! 100ms envelope and the legacy flat format; the types carry the invariants (a handled event has
 //! a room id, a peer event its peer). Both formats read the peer and an ignored event's room id
-//! through the same steps. serde reads the body (`Body`, `Data`, `FlatPeer`: the keys the rules
-//! read, each kept as it arrived so a wrong type is refused with the field's name and what it
-//! should be); strings are borrowed from the body when they contain no escapes; unknown fields are
-//! ignored, a repeated key among the read ones is refused.
+//! through the same steps. serde_json reads the body's objects as `document::Members` (each
+//! member kept as it arrived); each rule then reads the members it needs by their path in the
+//! body (`data.room_id`), so an error names the field and what it should be. Which members a rule
+//! reads depends on the format and the type, so a repeated key is refused exactly where a rule
+//! reads it: the payload of a type we ignore, and keys an action never reads, are not ours to
+//! refuse. Strings are borrowed from the body when they contain no escapes; unknown fields are
+//! ignored.
 
-use crate::document::{self, Field, Nested};
+use crate::document::{self, Field, Member, Members, Repeated};
 use crate::error::Error;
 use crate::time::Timestamp;
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 
@@ -246,81 +248,67 @@ impl<'a> Parsed<'a> {
     }
 }
 
-/// The body as serde reads it: every key either format's rules read, each as it arrived. The
-/// legacy flat format is recognised by its top-level `event` key; `null` counts as absent.
-#[derive(Deserialize)]
-struct Body<'a> {
-    #[serde(borrow)]
-    event: Option<Field<'a>>,
-    #[serde(borrow)]
-    id: Option<Field<'a>>,
-    #[serde(borrow, rename = "type")]
-    event_type: Option<Field<'a>>,
-    #[serde(borrow)]
-    timestamp: Option<Field<'a>>,
-    #[serde(borrow)]
-    is_replay: Option<Field<'a>>,
-    #[serde(borrow)]
-    data: Option<Nested<Data<'a>>>,
-    /// Flat format only.
-    #[serde(borrow)]
-    room_id: Option<Field<'a>>,
-    /// Flat format only.
-    #[serde(borrow)]
-    peer: Option<Nested<FlatPeer<'a>>>,
+/// The members of a body that hold the objects the rules read inside it (envelope `data`, flat
+/// `peer`): read in the same pass as the body.
+const NESTED: &[&str] = &["data", "peer"];
+
+/// The key a field path names: `data.room_id` -> `room_id` (`data` and the flat format's `peer`
+/// are the only objects read inside a body).
+fn key(field: &'static str) -> &'static str {
+    field
+        .strip_prefix("data.")
+        .or_else(|| field.strip_prefix("peer."))
+        .unwrap_or(field)
 }
 
-/// The envelope's `data`.
-#[derive(Deserialize)]
-struct Data<'a> {
-    #[serde(borrow)]
-    is_replay: Option<Field<'a>>,
-    #[serde(borrow)]
-    room_id: Option<Field<'a>>,
-    #[serde(borrow)]
-    session_id: Option<Field<'a>>,
-    #[serde(borrow)]
-    peer_id: Option<Field<'a>>,
-    #[serde(borrow)]
-    role: Option<Field<'a>>,
-    #[serde(borrow)]
-    user_id: Option<Field<'a>>,
-    #[serde(borrow)]
-    user_name: Option<Field<'a>>,
-    #[serde(borrow)]
-    joined_at: Option<Field<'a>>,
-    #[serde(borrow)]
-    left_at: Option<Field<'a>>,
-    #[serde(borrow)]
-    role_changed_at: Option<Field<'a>>,
-    #[serde(borrow)]
-    session_started_at: Option<Field<'a>>,
-    #[serde(borrow)]
-    session_stopped_at: Option<Field<'a>>,
+/// The member `field` names in `object`. A repeated key is refused here, where a rule reads it:
+/// two parsers could disagree about which occurrence counts.
+fn member<'t, 'a>(
+    object: &'t Members<'a>,
+    field: &'static str,
+) -> Result<Option<&'t Member<'a>>, Error> {
+    object.get(key(field)).map_err(|Repeated| {
+        Error::InvalidJson(format!("{field}: duplicate field `{}`", key(field)))
+    })
 }
 
-/// The flat format's `peer`.
-#[derive(Deserialize)]
-struct FlatPeer<'a> {
-    #[serde(borrow)]
-    id: Option<Field<'a>>,
-    #[serde(borrow)]
-    role: Option<Field<'a>>,
-    #[serde(borrow)]
-    user_id: Option<Field<'a>>,
-    #[serde(borrow)]
-    user_name: Option<Field<'a>>,
+/// A member as the rules read it; `null` counts as absent.
+fn take<'a>(object: &Members<'a>, field: &'static str) -> Result<Option<Field<'a>>, Error> {
+    let value = match member(object, field)? {
+        None => return Ok(None),
+        Some(value) => decode(value, field)?,
+    };
+    Ok(Some(value).filter(|value| *value != Field::Null))
 }
 
-/// A member that must be an object when present.
-fn object<T>(value: Option<Nested<T>>, field: &'static str) -> Result<Option<T>, Error> {
+fn decode<'a>(value: &Member<'a>, field: &'static str) -> Result<Field<'a>, Error> {
     match value {
-        None => Ok(None),
-        Some(Nested::Object(object)) => Ok(Some(object)),
-        Some(Nested::Other) => Err(Error::InvalidField {
-            field,
-            expected: "an object",
-        }),
+        Member::Raw(raw) => {
+            Field::from_raw(raw).map_err(|e| Error::InvalidJson(format!("{field}: {e}")))
+        }
+        Member::Value(value) => Ok(value.clone()),
+        Member::Object(_) => Ok(Field::Object),
+    }
+}
+
+/// A member that must be an object when present (`null` counts as absent).
+fn object<'t, 'a>(
+    object: &'t Members<'a>,
+    field: &'static str,
+) -> Result<Option<Cow<'t, Members<'a>>>, Error> {
+    let not_an_object = Error::InvalidField {
+        field,
+        expected: "an object",
+    };
+    match member(object, field)? {
+        None | Some(Member::Value(Field::Null)) => Ok(None),
+        Some(Member::Object(members)) => Ok(Some(Cow::Borrowed(members))),
+        Some(Member::Raw(raw)) if raw.get() == "null" => Ok(None),
+        Some(Member::Raw(raw)) => Members::of(raw)
+            .map(Cow::Owned)
+            .map(Some)
+            .ok_or(not_an_object),
+        Some(Member::Value(_)) => Err(not_an_object),
     }
 }
 
@@ -399,20 +387,19 @@ pub fn parse(body: &[u8]) -> Result<Parsed<'_>, Error> {
         return Err(Error::EmptyBody);
     }
     let text = std::str::from_utf8(body)?;
-    let Nested::Object(mut top) = document::read::<Nested<Body>>(text)? else {
-        return Err(Error::NotAnObject);
-    };
-    match top.event.take() {
-        Some(event_type) => flat(event_type, top, body),
-        None => envelope(top),
+    let top = document::read_members(text, NESTED)?.ok_or(Error::NotAnObject)?;
+    // The legacy flat format is recognised by its top-level `event` key.
+    match take(&top, "event")? {
+        Some(event_type) => flat(event_type, &top, body),
+        None => envelope(&top),
     }
 }
 
-/// `is_replay`: absent, null or false is not a replay; anything but a boolean is refused (a
-/// string "true" is not what 100ms documents).
-fn replay_flag(value: Option<Field<'_>>, field: &'static str) -> Result<bool, Error> {
-    match value {
-        None | Some(Field::Null | Field::Bool(false)) => Ok(false),
+/// `is_replay` (at `field`): absent, null or false is not a replay; anything but a boolean is
+/// refused (a string "true" is not what 100ms documents).
+fn replay_flag(object: &Members<'_>, field: &'static str) -> Result<bool, Error> {
+    match take(object, field)? {
+        None | Some(Field::Bool(false)) => Ok(false),
         Some(Field::Bool(true)) => Ok(true),
         Some(_) => Err(Error::InvalidField {
             field,
@@ -422,70 +409,63 @@ fn replay_flag(value: Option<Field<'_>>, field: &'static str) -> Result<bool, Er
 }
 
 /// A valid body of a type the function ignores. Its room id is kept for the log when it is a valid
-/// string and otherwise dropped: the payload of a type we ignore is not ours to refuse.
+/// string and otherwise dropped (repeated, or of another type): the payload of a type we ignore
+/// is not ours to refuse. Only a string that cannot be decoded (a lone surrogate) is refused.
 fn ignore<'a>(
     head: Head<'a>,
     reason: IgnoreReason,
-    room_id: Option<Field<'a>>,
+    object: &Members<'a>,
     room_field: &'static str,
-) -> Parsed<'a> {
-    let room_id = string(room_id, room_field, false).ok().flatten();
-    Parsed::Ignored(Ignored {
+) -> Result<Parsed<'a>, Error> {
+    let room_id = match member(object, room_field) {
+        Ok(Some(value)) => string(Some(decode(value, room_field)?), room_field, false)
+            .ok()
+            .flatten(),
+        Ok(None) | Err(_) => None,
+    };
+    Ok(Parsed::Ignored(Ignored {
         head,
         reason,
         room_id,
-    })
+    }))
 }
 
-/// Where a format names the peer: the paths of its id and `role` in messages.
+/// Where a format names the peer: the paths of its members (their keys are the last segment).
 struct PeerFields {
-    id_field: &'static str,
-    role_field: &'static str,
-    user_id_field: &'static str,
-    user_name_field: &'static str,
+    id: &'static str,
+    role: &'static str,
+    user_id: &'static str,
+    user_name: &'static str,
 }
 
 /// The envelope's peer is in `data`.
 const ENVELOPE_PEER: PeerFields = PeerFields {
-    id_field: "data.peer_id",
-    role_field: "data.role",
-    user_id_field: "data.user_id",
-    user_name_field: "data.user_name",
+    id: "data.peer_id",
+    role: "data.role",
+    user_id: "data.user_id",
+    user_name: "data.user_name",
 };
 
 /// The flat format's peer is the `peer` object.
 const FLAT_PEER: PeerFields = PeerFields {
-    id_field: "peer.id",
-    role_field: "peer.role",
-    user_id_field: "peer.user_id",
-    user_name_field: "peer.user_name",
+    id: "peer.id",
+    role: "peer.role",
+    user_id: "peer.user_id",
+    user_name: "peer.user_name",
 };
 
-/// A peer's members as a format sends them (each where [`PeerFields`] says).
-struct PeerIn<'a> {
-    id: Option<Field<'a>>,
-    role: Option<Field<'a>>,
-    user_id: Option<Field<'a>>,
-    user_name: Option<Field<'a>>,
-}
-
-/// The peer of a peer event, read alike in both formats.
-fn peer<'a>(input: PeerIn<'a>, action: Action, fields: &PeerFields) -> Result<Peer<'a>, Error> {
-    let PeerIn {
-        id,
-        role,
-        user_id,
-        user_name,
-    } = input;
-    let id = required(id, fields.id_field)?;
+/// The peer of a peer event, read alike in both formats from the object that holds it.
+fn peer<'a>(object: &Members<'a>, action: Action, fields: &PeerFields) -> Result<Peer<'a>, Error> {
+    let id = required(take(object, fields.id)?, fields.id)?;
+    let role = take(object, fields.role)?;
     let role = if action == Action::RoleChange {
         // The new role is the whole point of a role change.
-        Some(required(role, fields.role_field)?)
+        Some(required(role, fields.role)?)
     } else {
-        string(role, fields.role_field, true)?
+        string(role, fields.role, true)?
     };
-    let user_id = string(user_id, fields.user_id_field, true)?;
-    let user_name = string(user_name, fields.user_name_field, true)?;
+    let user_id = string(take(object, fields.user_id)?, fields.user_id, true)?;
+    let user_name = string(take(object, fields.user_name)?, fields.user_name, true)?;
     Ok(Peer {
         id,
         role,
@@ -520,22 +500,22 @@ fn check_data_time(
     }
 }
 
-fn envelope(top: Body<'_>) -> Result<Parsed<'_>, Error> {
-    let id = required(top.id, "id")?;
-    let event_type = required(top.event_type, "type")?;
+fn envelope<'a>(top: &Members<'a>) -> Result<Parsed<'a>, Error> {
+    let id = required(take(top, "id")?, "id")?;
+    let event_type = required(take(top, "type")?, "type")?;
+    let timestamp_value = take(top, "timestamp")?;
     // "YYYY-MM-DDTHH:MM:SS" is 19 bytes; a fraction, if any, starts right after it.
     let whole_seconds =
-        !matches!(&top.timestamp, Some(Field::Str(s)) if s.as_bytes().get(19) == Some(&b'.'));
+        !matches!(&timestamp_value, Some(Field::Str(s)) if s.as_bytes().get(19) == Some(&b'.'));
     let timestamp =
-        time(top.timestamp.as_ref(), "timestamp")?.ok_or(Error::MissingField("timestamp"))?;
+        time(timestamp_value.as_ref(), "timestamp")?.ok_or(Error::MissingField("timestamp"))?;
     let stand_in_time = if whole_seconds {
         timestamp.end_of_second()
     } else {
         timestamp
     };
-    let data = object(top.data, "data")?.ok_or(Error::MissingField("data"))?;
-    let replay =
-        replay_flag(top.is_replay, "is_replay")? | replay_flag(data.is_replay, "data.is_replay")?;
+    let data = object(top, "data")?.ok_or(Error::MissingField("data"))?;
+    let replay = replay_flag(top, "is_replay")? | replay_flag(&data, "data.is_replay")?;
     let head = Head {
         format: Format::Envelope,
         id,
@@ -546,49 +526,38 @@ fn envelope(top: Body<'_>) -> Result<Parsed<'_>, Error> {
     let action = match kind_of(&head.event_type) {
         Kind::Handled(action) => action,
         // The envelope is valid; the payload of types we ignore is not our business.
-        Kind::Ignored(reason) => return Ok(ignore(head, reason, data.room_id, "data.room_id")),
+        Kind::Ignored(reason) => return ignore(head, reason, &data, "data.room_id"),
     };
 
-    let room_id = path_id(data.room_id, "data.room_id")?;
+    let room_id = path_id(take(&data, "data.room_id")?, "data.room_id")?;
     // Every 100ms event type the function acts on carries its session (100ms-webhooks.md §2), and
     // "" is the flat format's: without it an event could take over the room's current session.
-    let session_id = path_id(data.session_id, "data.session_id")?;
+    let session_id = path_id(take(&data, "data.session_id")?, "data.session_id")?;
     let peer = if action.is_peer_event() {
-        Some(peer(
-            PeerIn {
-                id: data.peer_id,
-                role: data.role,
-                user_id: data.user_id,
-                user_name: data.user_name,
-            },
-            action,
-            &ENVELOPE_PEER,
-        )?)
+        Some(peer(&data, action, &ENVELOPE_PEER)?)
     } else {
         None
     };
 
-    let data_time = |value: &Option<Field<'_>>, field: &'static str| {
-        check_data_time(timestamp, time(value.as_ref(), field)?, field)
+    // Only the times the action reads: one it does not read is not ours to refuse.
+    let data_time = |field: &'static str| {
+        check_data_time(timestamp, time(take(&data, field)?.as_ref(), field)?, field)
     };
     let mut times = Times {
-        session_started_at: data_time(&data.session_started_at, "data.session_started_at")?,
+        session_started_at: data_time("data.session_started_at")?,
         ..Times::default()
     };
     match action {
-        Action::PeerJoin => times.joined_at = data_time(&data.joined_at, "data.joined_at")?,
+        Action::PeerJoin => times.joined_at = data_time("data.joined_at")?,
         Action::PeerLeave => {
-            times.left_at = data_time(&data.left_at, "data.left_at")?;
-            times.joined_at = data_time(&data.joined_at, "data.joined_at")?;
+            times.left_at = data_time("data.left_at")?;
+            times.joined_at = data_time("data.joined_at")?;
         }
         Action::RoleChange => {
-            times.role_changed_at = data_time(&data.role_changed_at, "data.role_changed_at")?;
-            times.joined_at = data_time(&data.joined_at, "data.joined_at")?;
+            times.role_changed_at = data_time("data.role_changed_at")?;
+            times.joined_at = data_time("data.joined_at")?;
         }
-        Action::SessionClose => {
-            times.session_stopped_at =
-                data_time(&data.session_stopped_at, "data.session_stopped_at")?;
-        }
+        Action::SessionClose => times.session_stopped_at = data_time("data.session_stopped_at")?,
         Action::SessionOpen | Action::Activity => {}
     }
 
@@ -615,7 +584,8 @@ fn flat_timestamp(value: Option<Field<'_>>) -> Result<Timestamp, Error> {
             .ok_or_else(|| invalid("milliseconds since epoch out of range")),
         Some(Field::Negative(_)) => Err(invalid("milliseconds must not be negative")),
         Some(Field::Float(ms)) if ms < 0.0 => Err(invalid("milliseconds must not be negative")),
-        // serde_json reads a fraction, an exponent, or an integer beyond u64 as a float.
+        // serde_json reads a fraction, an exponent, or an integer beyond u64 as a float (and one
+        // beyond a double's range is infinite: `Field::from_raw`).
         Some(Field::Float(_)) => Err(invalid("milliseconds must be an integer below 2^64")),
         Some(_) => Err(Error::InvalidField {
             field: FIELD,
@@ -624,9 +594,9 @@ fn flat_timestamp(value: Option<Field<'_>>) -> Result<Timestamp, Error> {
     }
 }
 
-fn flat<'a>(event_type: Field<'a>, top: Body<'a>, body: &[u8]) -> Result<Parsed<'a>, Error> {
+fn flat<'a>(event_type: Field<'a>, top: &Members<'a>, body: &[u8]) -> Result<Parsed<'a>, Error> {
     let event_type = required(Some(event_type), "event")?;
-    let timestamp = flat_timestamp(top.timestamp)?;
+    let timestamp = flat_timestamp(take(top, "timestamp")?)?;
     let head = Head {
         format: Format::Flat,
         // The flat format has no id: the body's hash makes identical redeliveries duplicates.
@@ -637,21 +607,12 @@ fn flat<'a>(event_type: Field<'a>, top: Body<'a>, body: &[u8]) -> Result<Parsed<
     };
     let action = match kind_of(&head.event_type) {
         Kind::Handled(action) => action,
-        Kind::Ignored(reason) => return Ok(ignore(head, reason, top.room_id, "room_id")),
+        Kind::Ignored(reason) => return ignore(head, reason, top, "room_id"),
     };
-    let room_id = path_id(top.room_id, "room_id")?;
+    let room_id = path_id(take(top, "room_id")?, "room_id")?;
     let peer = if action.is_peer_event() {
-        let object = object(top.peer, "peer")?.ok_or(Error::MissingField("peer"))?;
-        Some(peer(
-            PeerIn {
-                id: object.id,
-                role: object.role,
-                user_id: object.user_id,
-                user_name: object.user_name,
-            },
-            action,
-            &FLAT_PEER,
-        )?)
+        let object = object(top, "peer")?.ok_or(Error::MissingField("peer"))?;
+        Some(peer(&object, action, &FLAT_PEER)?)
     } else {
         None
     };
@@ -853,16 +814,126 @@ mod tests {
         );
     }
 
+    /// `Error::InvalidJson` naming `field` as repeated.
+    fn repeated(body: &str, field: &str) {
+        match parse(body.as_bytes()) {
+            Err(Error::InvalidJson(m)) => assert!(
+                m.starts_with(&format!("{field}: duplicate field")),
+                "{body}: {m}"
+            ),
+            other => panic!("{body}: expected {field} refused as repeated, got {other:?}"),
+        }
+    }
+
     #[test]
-    fn duplicate_keys_are_refused() {
-        // Two parsers could disagree about which `room_id` counts; refuse instead.
-        let body = with_data(
-            "peer.join.success",
-            r#"{"room_id":"a","room_id":"b","peer_id":"p"}"#,
+    fn a_repeated_key_is_refused_where_the_rules_read_it() {
+        // Two parsers could disagree about which occurrence counts; refuse instead.
+        let join = |data: &str| with_data("peer.join.success", data);
+        let base = r#""room_id":"r","session_id":"s","peer_id":"p","role":"x""#;
+        repeated(
+            &join(r#"{"room_id":"a","room_id":"b","peer_id":"p"}"#),
+            "data.room_id",
         );
-        assert!(
-            matches!(err(&body), Error::InvalidJson(m) if m.starts_with("data") && m.contains("room_id"))
+        for key in ["session_id", "peer_id", "role", "user_id", "user_name"] {
+            let body = join(&format!(r#"{{{base},"{key}":"y","{key}":"y"}}"#));
+            repeated(&body, &format!("data.{key}"));
+        }
+        for key in ["joined_at", "session_started_at", "is_replay"] {
+            let body = join(&format!(r#"{{{base},"{key}":null,"{key}":null}}"#));
+            repeated(&body, &format!("data.{key}"));
+        }
+        let leave = with_data(
+            "peer.leave.success",
+            &format!(r#"{{{base},"left_at":null,"left_at":null}}"#),
         );
+        repeated(&leave, "data.left_at");
+        // Keys are compared unescaped.
+        repeated(
+            &join(&format!(r#"{{{base},"rol\u0065":"y"}}"#)),
+            "data.role",
+        );
+        let top = r#""id":"e","type":"peer.join.success","timestamp":"2024-10-04T18:03:10Z""#;
+        let data = format!(r#""data":{{{base}}}"#);
+        for (extra, field) in [
+            (r#""id":"f""#, "id"),
+            (r#""type":"t""#, "type"),
+            (r#""timestamp":"2024-10-04T18:03:11Z""#, "timestamp"),
+            (r#""is_replay":false,"is_replay":true"#, "is_replay"),
+            (data.as_str(), "data"),
+        ] {
+            repeated(&format!("{{{top},{data},{extra}}}"), field);
+        }
+        // A key is checked where its rule reads it, in the rules' order: a bad `id` is named
+        // before a repeated `type`.
+        let both = format!(r#"{{"id":7,{top},"type":"u",{data}}}"#).replace(r#""id":"e","#, "");
+        assert_eq!(
+            err(&both),
+            Error::InvalidField {
+                field: "id",
+                expected: "a string"
+            }
+        );
+        let flat = |rest: &str| format!(r#"{{"event":"peer.joined","timestamp":1,{rest}}}"#);
+        let peer = r#""room_id":"r","peer":{"id":"p","role":"x"}"#;
+        for (extra, field) in [
+            (r#""event":"peer.left""#, "event"),
+            (r#""timestamp":2"#, "timestamp"),
+            (r#""room_id":"s""#, "room_id"),
+            (r#""peer":{"id":"q"}"#, "peer"),
+        ] {
+            repeated(&flat(&format!("{peer},{extra}")), field);
+        }
+        for key in ["id", "role", "user_id", "user_name"] {
+            let body = flat(&format!(
+                r#""room_id":"r","peer":{{"id":"p","role":"x","{key}":"y","{key}":"y"}}"#
+            ));
+            repeated(&body, &format!("peer.{key}"));
+        }
+    }
+
+    #[test]
+    fn a_repeated_key_the_rules_do_not_read_is_not_refused() {
+        // The payload of a type we ignore is not ours to refuse: its room id, repeated, is only
+        // left out of the log.
+        let recording = with_data("recording.success", r#"{"room_id":"a","room_id":"b"}"#);
+        let e = ignored(recording.as_bytes());
+        assert_eq!(e.reason, IgnoreReason::EventTypeNotHandled);
+        assert_eq!(e.room_id, None);
+        let failure = with_data("peer.join.failure", r#"{"room_id":"a","room_id":"a"}"#);
+        assert_eq!(ignored(failure.as_bytes()).room_id, None);
+        let flat = br#"{"event":"recording.success","room_id":"a","room_id":"b","timestamp":1}"#;
+        assert_eq!(ignored(flat).room_id, None);
+        // A key the event's action never reads.
+        let base = r#""room_id":"r","session_id":"s","peer_id":"p","role":"x""#;
+        for (event_type, key) in [
+            ("peer.join.success", "left_at"),
+            ("peer.join.success", "role_changed_at"),
+            ("peer.join.success", "session_stopped_at"),
+            ("peer.leave.success", "role_changed_at"),
+            ("session.open.success", "peer_id"),
+            ("session.open.success", "role"),
+            ("session.open.success", "joined_at"),
+            ("track.add.success", "user_id"),
+            ("peer.join.success", "room_name"),
+        ] {
+            let time = r#""2024-10-04T18:03:10Z""#;
+            let body = with_data(
+                event_type,
+                &format!(r#"{{{base},"{key}":{time},"{key}":{time}}}"#),
+            );
+            let e = handled(body.as_bytes());
+            assert_eq!(e.room_id, "r", "{event_type} {key}");
+        }
+        // Top-level keys only the other format reads.
+        let top = r#""id":"e","type":"peer.join.success","timestamp":"2024-10-04T18:03:10Z""#;
+        let body = format!(
+            r#"{{{top},"room_id":"a","room_id":"b","peer":{{}},"peer":1,"event":null,"data":{{{base}}}}}"#
+        );
+        assert_eq!(handled(body.as_bytes()).room_id, "r");
+        let flat = r#"{"event":"room.started","room_id":"r","timestamp":1,"id":"a","id":"b","type":1,"type":2,"is_replay":1,"is_replay":2,"data":{"room_id":1,"room_id":2},"data":3,"peer":{"id":"p","id":"q"}}"#;
+        assert_eq!(handled(flat.as_bytes()).room_id, "r");
+        let peer = r#"{"event":"peer.joined","room_id":"r","timestamp":1,"peer":{"id":"p","name":"a","name":"b"}}"#;
+        assert_eq!(peer_id(&handled(peer.as_bytes())), Some("p"));
     }
 
     #[test]
@@ -1186,6 +1257,14 @@ mod tests {
                 "invalid_timestamp",
             ),
             (
+                r#"{"event":"peer.joined","room_id":"r","peer":{"id":"p"},"timestamp":1e400}"#,
+                "invalid_timestamp",
+            ),
+            (
+                r#"{"event":"peer.joined","room_id":"r","peer":{"id":"p"},"timestamp":-1e400}"#,
+                "invalid_timestamp",
+            ),
+            (
                 r#"{"event":"peer.joined","room_id":"r","peer":{"id":"p"},"timestamp":"1728064990558"}"#,
                 "invalid_field",
             ),
@@ -1217,6 +1296,65 @@ mod tests {
         assert_eq!(e.action, Action::SessionClose);
         let e = ignored(br#"{"event":"something.else","timestamp":5}"#);
         assert_eq!(e.reason, IgnoreReason::EventTypeNotHandled);
+    }
+
+    #[test]
+    fn numbers_beyond_a_double_are_refused_by_the_rule_that_reads_them() {
+        let flat = br#"{"event":"peer.joined","room_id":"r","peer":{"id":"p"},"timestamp":1e400}"#;
+        assert!(matches!(
+            parse(flat).unwrap_err(),
+            Error::InvalidTimestamp {
+                field: "timestamp",
+                ..
+            }
+        ));
+        let join = with_data(
+            "peer.join.success",
+            r#"{"room_id":1e400,"session_id":"s","peer_id":"p"}"#,
+        );
+        assert_eq!(
+            err(&join),
+            Error::InvalidField {
+                field: "data.room_id",
+                expected: "a string"
+            }
+        );
+        // Where no rule reads them, they are ignored like any other value.
+        let unread = with_data(
+            "peer.join.success",
+            r#"{"room_id":"r","session_id":"s","peer_id":"p","size":-1e400,"left_at":1e999}"#,
+        );
+        assert_eq!(handled(unread.as_bytes()).room_id, "r");
+        let recording = with_data("recording.success", r#"{"room_id":1e400}"#);
+        assert_eq!(ignored(recording.as_bytes()).room_id, None);
+        // The same for the objects read inside a body (`data`, the flat format's `peer`).
+        assert_eq!(
+            err(&with_data("peer.join.success", "-1e400")),
+            Error::InvalidField {
+                field: "data",
+                expected: "an object"
+            }
+        );
+        let flat = br#"{"event":"peer.joined","room_id":"r","timestamp":1,"peer":1e400}"#;
+        assert_eq!(
+            parse(flat).unwrap_err(),
+            Error::InvalidField {
+                field: "peer",
+                expected: "an object"
+            }
+        );
+        let unread =
+            br#"{"event":"room.started","room_id":"r","timestamp":1,"peer":1e400,"data":"\ud800"}"#;
+        assert_eq!(handled(unread).room_id, "r");
+        let unread = format!(
+            r#"{{"peer":1e400,{}"#,
+            with_data(
+                "peer.join.success",
+                r#"{"room_id":"r","session_id":"s","peer_id":"p"}"#
+            )
+            .trim_start_matches('{')
+        );
+        assert_eq!(handled(unread.as_bytes()).room_id, "r");
     }
 
     #[test]
