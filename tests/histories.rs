@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use support::behaviour::{
     auto_create, duplicate, featured_update, invalid_arguments, migrations_reapply, permissions,
-    prune, refresh, settings_row_missing, settings_weights, trending_defaults, unknown_room,
+    prune, prune_keeps_the_recap, refresh, settings_row_missing, settings_weights,
+    trending_defaults, unknown_room,
 };
 use support::db::{
     self, connect, describe, read_state, text, DbState, Driver, HistoryArgs, ROOM_PREFIX,
@@ -481,6 +482,10 @@ fn phase_behaviour(ctx: &mut Ctx, tally: &mut Tally) {
             refresh,
         ),
         ("hms_prune_events deletes only old ledger rows", prune),
+        (
+            "the prune folds an ended session's recap into its row; room_sessions reads the same",
+            prune_keeps_the_recap,
+        ),
         (
             "anon/authenticated cannot apply events or read internals, can read the feed",
             permissions,
