@@ -1,7 +1,8 @@
 //! Database tests of the counting model (harness = false, feature `db-tests`, needs DATABASE_URL):
 //! 1. ≥10,000 generated histories — webhook events, snapshot fact batches (`hms_apply_facts`) and
 //!    runs of the 12-hour rule (`hms_close_expired_sessions`), shuffled and duplicated — through
-//!    the real database functions, each room compared with the model (and replayed once more:
+//!    the real database functions, each room compared with the model (counts, presence, the
+//!    recap of closed sessions and every session's peaks; and replayed once more:
 //!    nothing may change); every event is first sent through the function's own parsing and plan
 //!    as the webhook body a sender posts, and bodies that must be refused are checked to be; a
 //!    mismatch is shrunk and printed;
@@ -17,14 +18,15 @@ use std::time::{Duration, Instant};
 
 use support::behaviour::{
     auto_create, duplicate, featured_update, invalid_arguments, migrations_reapply, permissions,
-    prune, refresh, settings_row_missing, settings_weights, trending_defaults, unknown_room,
+    prune, prune_keeps_the_recap, refresh, settings_row_missing, settings_weights,
+    trending_defaults, unknown_room,
 };
 use support::db::{
     self, connect, describe, read_state, text, DbState, Driver, HistoryArgs, ROOM_PREFIX,
 };
 use support::existing_rooms::existing_rooms_kept;
 use support::generate::{history, Rng, Shape};
-use support::harness::{compare, Ctx, Tally};
+use support::harness::{compare, compare_peaks, Ctx, Tally};
 use support::load::{concurrent_one_room, concurrent_twenty_rooms, feed_plan, hot_room};
 use support::model::{expected_after, Delivery, Event, Initial, Micros, RoomState};
 use support::parity::phase_parity;
@@ -176,7 +178,8 @@ fn check_history(ctx: &mut Ctx, p: &Prepared) -> Result<(), String> {
         Delivery::Expire(_) => "expired",
     })?;
     let got = read_state(&mut ctx.svc, &p.room)?;
-    let diffs = compare(&got, &p.want, &ctx.weights);
+    let mut diffs = compare(&got, &p.want, &ctx.weights);
+    diffs.extend(compare_peaks(&got, &p.want));
     if !diffs.is_empty() {
         return Err(diffs.join("; "));
     }
@@ -481,6 +484,10 @@ fn phase_behaviour(ctx: &mut Ctx, tally: &mut Tally) {
             refresh,
         ),
         ("hms_prune_events deletes only old ledger rows", prune),
+        (
+            "the prune folds an ended session's recap into its row; room_sessions reads the same",
+            prune_keeps_the_recap,
+        ),
         (
             "anon/authenticated cannot apply events or read internals, can read the feed",
             permissions,

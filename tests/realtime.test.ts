@@ -299,6 +299,101 @@ stackTest({
 
 stackTest({
   name:
+    "postgres_changes: a speaker joining, leaving, promoted or demoted reaches the room's subscribers as a change of that room",
+  async fn(stack) {
+    await setMode(stack, "postgres_changes");
+    const slot = await RealtimeSlot.open(stack.sql);
+    try {
+      const roomId = await createRoom(stack.sql);
+      const t0 = nowNanos() - 120n * S;
+      const tl = new SessionTimeline({ roomId, startedAt: t0 });
+      const at = (s: number) => t0 + BigInt(s) * S;
+      const peer = (e: BuiltEvent) => {
+        const data = e.payload.data as { peer_id: string; user_name: string };
+        return { id: data.peer_id, name: data.user_name };
+      };
+      const host = tl.join({ at: at(1), role: "host" });
+      const listener = tl.join({ at: at(2), role: "listener" });
+      const speaker = tl.join({ at: at(3), role: "speaker" });
+      const [h, l, sp] = [host, listener, speaker].map(peer);
+      /** The stage a subscriber re-reads: the speakers' names, in join order. */
+      const stage = async () =>
+        (await stack.sql<{ user_name: string }[]>`
+          select user_name from public.room_participants
+          where hms_room_id = ${roomId} and role_class = 'speaker'
+          order by joined_at, peer_id`).map((r) => r.user_name);
+      // Last active before the story, as a room idle for an hour: each event moves it.
+      await stack.sql`update public.rooms
+        set last_active_at = to_timestamp(${Number(t0 / S) - 3600})
+        where hms_room_id = ${roomId}`;
+      for (const body of [tl.open(), host, listener]) await send(stack, body);
+      await slot.drain();
+
+      const steps: { name: string; body: BuiltEvent; stage: string[] }[] = [
+        { name: "a speaker joins", body: speaker, stage: [h.name, sp.name] },
+        {
+          name: "a listener is promoted",
+          body: tl.changeRole(l.id, "speaker", { at: at(4) }),
+          stage: [h.name, l.name, sp.name],
+        },
+        {
+          name: "a speaker is demoted",
+          body: tl.changeRole(sp.id, "listener", { at: at(5) }),
+          stage: [h.name, l.name],
+        },
+        {
+          name: "a speaker leaves",
+          body: tl.leave(l.id, { at: at(6) }),
+          stage: [h.name],
+        },
+      ];
+      let before = await roomRow(stack.sql, roomId);
+      for (const step of steps) {
+        const answer = await send(stack, step.body);
+        assert.equal(answer.json?.status, "applied", answer.text);
+        const drained = await slot.drain();
+        assertNoHmsTable(drained.realtime, step.name);
+        assert.deepEqual(
+          describe(drained.realtime),
+          ["U public.rooms"],
+          step.name,
+        );
+        const row = rowOf(drained.realtime[0]);
+        assert.equal(row.hms_room_id, roomId, step.name);
+        assert.deepEqual(await stage(), step.stage, step.name);
+        // Every stage change moves the speaker count, so the change itself says the stage moved.
+        assert.equal(row.speaker_count, step.stage.length, step.name);
+        assert.notEqual(row.speaker_count, before?.speakers, step.name);
+        before = await roomRow(stack.sql, roomId);
+      }
+
+      // host -> speaker keeps the same people on stage: the rooms change its time makes (last
+      // activity moved) carries the same counts, and the stage reads the same names. (One that
+      // moves no time, e.g. late, changes no rooms field and streams nothing.)
+      const same = await send(
+        stack,
+        tl.changeRole(h.id, "speaker", { at: at(7) }),
+      );
+      assert.equal(same.json?.status, "applied", same.text);
+      const drained = await slot.drain();
+      assert.deepEqual(describe(drained.realtime), ["U public.rooms"]);
+      const row = rowOf(drained.realtime[0]);
+      assert.deepEqual(
+        [row.listener_count, row.speaker_count],
+        [before?.listeners, before?.speakers],
+      );
+      assert.deepEqual(await stage(), [h.name]);
+      const [{ role }] = await stack.sql<{ role: string }[]>`
+        select role from public.room_participants where peer_id = ${h.id}`;
+      assert.equal(role, "speaker");
+    } finally {
+      await slot.close();
+    }
+  },
+});
+
+stackTest({
+  name:
     "the switch: off unpublishes rooms, re-running the migration keeps the app's choice, broadcast is refused without Supabase Realtime",
   async fn(stack) {
     const slot = await RealtimeSlot.open(stack.sql);

@@ -580,6 +580,56 @@ function liveRooms(n: number): RoomHistory[] {
   return rooms;
 }
 
+worldTest(
+  "a room healed by reconcile shows its peers' names on stage (room_participants)",
+  async (w) => {
+    const roomId = objectId();
+    const sessionId = objectId();
+    const start = new Date(Date.now() - 600_000);
+    const at = (s: number) => new Date(start.getTime() + s * 1000);
+    const common = { roomId, sessionId, sessionStartedAt: start };
+    const peer = (name: string, role: string, s: number) =>
+      buildEvent("peer.join.success", {
+        ...common,
+        peerId: `${name}-${roomId}`,
+        userId: `user-${name}`,
+        userName: `Name ${name}`,
+        role,
+        at: at(s),
+      }).body;
+    const open = buildEvent("session.open.success", { ...common, at: start })
+      .body;
+    const joins = [peer("a", "host", 1), peer("b", "listener", 2)];
+    await w.stack
+      .sql`insert into public.rooms (hms_room_id) values (${roomId})`;
+    // The open arrives; both joins are lost for good: only 100ms's API knows the peers.
+    w.api.record(open, true);
+    for (const body of joins) w.api.record(body, false);
+    await deliverAll(w, [open]);
+    const stage = () =>
+      w.stack.sql<{ user_id: string; user_name: string; role_class: string }[]>`
+        select user_id, user_name, role_class from public.room_participants
+        where hms_room_id = ${roomId} order by peer_id`;
+    assert.deepEqual(await stage(), []);
+
+    const summary = await reconcile(w);
+    assert.equal(summary.status, "completed", JSON.stringify(summary));
+    const row = await roomRow(w.stack.sql, roomId);
+    assert.deepEqual([row?.isLive, row?.listeners, row?.speakers], [
+      true,
+      1,
+      1,
+    ]);
+    assert.deepEqual(
+      (await stage()).map((r) => ({ ...r })),
+      [
+        { user_id: "user-a", user_name: "Name a", role_class: "speaker" },
+        { user_id: "user-b", user_name: "Name b", role_class: "listener" },
+      ],
+    );
+  },
+);
+
 worldTest("figure: one pass over 100 live rooms", async (w) => {
   const rooms = liveRooms(100);
   // 100ms knows them all; the database heard nothing: every room is corrected.

@@ -21,12 +21,15 @@ import {
   sign,
   SPEC_ALIASES,
   UnknownEventTypeError,
+  userNameFor,
 } from "../scripts/lib/hms.ts";
 import { type Attempt, parseFlags, UsageError } from "../scripts/tools/send.ts";
 import {
   type FeedRow,
   relativeTime,
   renderFeed,
+  STAGE_NAMES,
+  type StageRow,
 } from "../scripts/tools/rooms.ts";
 import { getStack, stackTest } from "./helpers/stack.ts";
 import { fromFileUrl } from "../scripts/lib/file_url.ts";
@@ -533,6 +536,57 @@ Deno.test("rooms: renders an aligned table with relative times", () => {
   for (const line of lines.slice(2)) {
     assertMatch(line.slice(col), /^(yes|no) /, "alignment");
   }
+  // With the stage: a last column of each live room's speakers, one row per room.
+  const speaker = (name: string | null, i: number): StageRow => ({
+    hms_room_id: "jazz",
+    user_name: name,
+    peer_id: `peer-${i}`,
+    role: "speaker",
+  });
+  const names = [
+    "Ada",
+    null,
+    ...Array.from({ length: STAGE_NAMES }, (_, i) => `S${i}`),
+  ];
+  const staged = renderFeed(
+    [
+      {
+        hms_room_id: "jazz",
+        is_live: true,
+        listener_count: 12,
+        speaker_count: names.length,
+        featured: false,
+        last_active_at: "2024-10-04T18:07:00Z",
+        score_now: 1,
+      },
+      {
+        hms_room_id: "quiet",
+        is_live: true,
+        listener_count: 1,
+        speaker_count: 0,
+        featured: false,
+        last_active_at: "2024-10-04T18:07:00Z",
+        score_now: 0.5,
+      },
+    ],
+    now,
+    1,
+    new Map([["jazz", names.map(speaker)], ["ended", [speaker("Gone", 9)]]]),
+  ).split("\n");
+  assertEquals(staged.length, 4, "still one row per room");
+  assertMatch(staged[0], / {2}last active {2}on stage$/, "stage header");
+  const more = names.length - STAGE_NAMES;
+  assertMatch(
+    staged[2],
+    new RegExp(`3m ago +Ada, peer-1, S0, S1 \\+${more}$`),
+    "names, the peer id where 100ms sent none, then how many more",
+  );
+  assertMatch(staged[3], /3m ago$/, "a live room without speakers");
+  assertEquals(
+    staged[0].indexOf("on stage"),
+    staged[2].indexOf("Ada"),
+    "aligned",
+  );
   assertEquals(relativeTime("2024-10-04T16:10:00Z", now), "2h ago", "hours");
   assertEquals(relativeTime("2024-10-04T18:09:59.5Z", now), "just now", "now");
 });
@@ -832,17 +886,35 @@ stackTest({
       busy,
     ]);
     assertEquals(sent.code, 0, `send: ${sent.stderr}`);
+    const staged = await createRoom("tools-stage"); // a host on stage, a listener
+    for (
+      const [role, user] of [["host", "u-tools-host"], [
+        "listener",
+        "u-tools-l",
+      ]]
+    ) {
+      const join = await runOnStack("send", [
+        "peer.join.success",
+        "--room",
+        staged,
+        "--role",
+        role,
+        "--user",
+        user,
+      ]);
+      assertEquals(join.code, 0, `send: ${join.stderr}`);
+    }
 
     const table = await runOnStack("rooms", ["--limit", "1000"]);
     assertEquals(table.code, 0, `rooms exit: ${table.stderr}`);
     const lines = table.stdout.split("\n");
     assertMatch(
       lines[0],
-      /^rank {2}room +live {2}listeners {2}speakers {2}featured {2}score now {2}last active$/,
+      /^rank {2}room +live {2}listeners {2}speakers {2}featured {2}score now {2}last active {2}on stage$/,
       "header",
     );
     const at = (id: string) => lines.findIndex((l) => l.includes(` ${id} `));
-    if (at(featured) < 0 || at(busy) < 0) {
+    if (at(featured) < 0 || at(busy) < 0 || at(staged) < 0) {
       fail(`rooms output lacks the new rooms:\n${table.stdout}`);
     }
     if (at(featured) > at(busy)) {
@@ -860,6 +932,26 @@ stackTest({
       new RegExp(`^ *\\d+  ${featured} +no +0 +0  yes +5\\.00  `),
       "featured row",
     );
+    // The host is on stage under the name its webhooks carried; the listener is not.
+    assertMatch(
+      lines[at(staged)],
+      new RegExp(
+        `^ *\\d+  ${staged} +yes +1 +1  no .*  ${userNameFor("u-tools-host")}$`,
+      ),
+      "stage row",
+    );
+    // anon may not read room_participants: the same table without the column, and why.
+    const anon = await runOnStack("rooms", [
+      "--rest",
+      s.supabaseUrl,
+      "--key",
+      s.anonKey,
+      "--limit",
+      "1000",
+    ]);
+    assertEquals(anon.code, 0, `rooms as anon: ${anon.stderr}`);
+    assertMatch(anon.stdout, /^rank .* {2}last active\n/, "anon header");
+    assertMatch(anon.stderr, /may not read room_participants/, "anon told why");
     // Ranks are consecutive from 1 in printed order.
     const ranks = lines.slice(2).filter((l) => l.trim() !== "").map((l) =>
       Number(l.trim().split(/ +/)[0])

@@ -16,6 +16,9 @@
  *   peers: [ids]}}`; `…/peers` → `{peers: {<id>: {id, name, user_id, metadata, role,
  *   joined_at}}}`; 404 when the room is not active (active-rooms/retrieve-active-room.mdx,
  *   list-peers.mdx; the 404 body is undocumented, so the client must not read it).
+ * - In both peer objects, `name` and `user_id` are the `user_name` and `user_id` the peer's
+ *   webhooks carried (https://www.100ms.live/docs/server-side/v2/api-reference/Sessions/object,
+ *   https://www.100ms.live/docs/server-side/v2/api-reference/active-rooms/list-peers).
  * - `POST /v2/analytics/webhooks/replay` `{start_time, end_time, room_id, event_names, limit,
  *   offset, status}` → `{workflow_id, status: started|already_running, message, filters}`; the
  *   matching deliveries of the last 30 days (default status `failed`, replayable types only)
@@ -282,6 +285,14 @@ export function deriveSessions(bodies: string[], nowNs: bigint): TrueSession[] {
         leftAt: null,
       };
       acc.s.peers.set(peerId, peer);
+    }
+    // 100ms sends the same user_id and user_name on every event of a peer; an event that
+    // lacks them (or came first without them) leaves the labels to one that has them.
+    if (peer.userId === "" && typeof e.data.user_id === "string") {
+      peer.userId = e.data.user_id;
+    }
+    if (peer.name === "" && typeof e.data.user_name === "string") {
+      peer.name = e.data.user_name;
     }
     peer.joinedAt = minOf(peer.joinedAt, joined ?? at)!;
     if (e.type === "peer.leave.success") peer.leftAt = maxOf(peer.leftAt, at);

@@ -1,8 +1,10 @@
 /**
  * `npm run rooms`: prints the trending feed (`trending_rooms`) as an aligned terminal table:
- * rank, room, live, listeners, speakers, featured, score now, last active; with `--stage`, then
- * who is on stage in each live room (`room_participants`). Reads through the REST API with supabase-js (default: the
- * local stack) or straight from Postgres with `--url`.
+ * rank, room, live, listeners, speakers, featured, score now, last active, and who is on stage
+ * (the speakers' names from `room_participants`) in each live room, one row per room. Reads
+ * through the REST API with supabase-js (default: the local stack) or straight from Postgres
+ * with `--url`. A key or database role that may not read `room_participants` (`anon`, by
+ * default) still gets the feed, without the stage column, and is told why on stderr.
  */
 
 import { createClient } from "@supabase/supabase-js";
@@ -109,14 +111,37 @@ export interface StageRow {
   role: string | null;
 }
 
-/** The speakers of `rooms`, by room, in join order. */
+/** Rooms asked for in one stage read: keeps a REST URL's `in.(…)` list short. */
+const STAGE_BATCH = 100;
+
+/** PostgreSQL's insufficient_privilege, which PostgREST passes on as the error's code. */
+const PERMISSION_DENIED = "42501";
+
+/**
+ * The speakers of `rooms`, by room, in join order; `null` when the source may not read
+ * `room_participants` (a key or role the app has not granted it to).
+ */
 export async function fetchStage(
   source: FeedSource,
   rooms: string[],
-): Promise<Map<string, StageRow[]>> {
+): Promise<Map<string, StageRow[]> | null> {
   const stage = new Map<string, StageRow[]>();
-  if (rooms.length === 0) return stage;
-  let rows: StageRow[];
+  for (let i = 0; i < rooms.length; i += STAGE_BATCH) {
+    const rows = await fetchStageRows(source, rooms.slice(i, i + STAGE_BATCH));
+    if (rows === null) return null;
+    for (const r of rows) {
+      const list = stage.get(r.hms_room_id) ?? [];
+      list.push(r);
+      stage.set(r.hms_room_id, list);
+    }
+  }
+  return stage;
+}
+
+async function fetchStageRows(
+  source: FeedSource,
+  rooms: string[],
+): Promise<StageRow[] | null> {
   if (source.kind === "postgres") {
     const sql = postgres(source.url, {
       max: 1,
@@ -124,50 +149,43 @@ export async function fetchStage(
       connect_timeout: 10,
     });
     try {
-      rows = await sql<StageRow[]>`
+      return await sql<StageRow[]>`
         select hms_room_id, user_name, peer_id, role from public.room_participants
         where role_class = 'speaker' and hms_room_id = any(${rooms}::text[])
         order by joined_at, peer_id`;
+    } catch (e) {
+      if ((e as { code?: string }).code === PERMISSION_DENIED) return null;
+      throw e;
     } finally {
       await sql.end({ timeout: 5 });
     }
-  } else {
-    const client = createClient(source.url, source.key, {
-      auth: { persistSession: false, autoRefreshToken: false },
-    });
-    const { data, error } = await client.from("room_participants")
-      .select("hms_room_id,user_name,peer_id,role")
-      .eq("role_class", "speaker")
-      .in("hms_room_id", rooms)
-      .order("joined_at")
-      .order("peer_id");
-    if (error) {
-      throw new Error(`room_participants via ${source.url}: ${error.message}`);
-    }
-    rows = (data ?? []) as StageRow[];
   }
-  for (const r of rows) {
-    const list = stage.get(r.hms_room_id) ?? [];
-    list.push(r);
-    stage.set(r.hms_room_id, list);
+  const client = createClient(source.url, source.key, {
+    auth: { persistSession: false, autoRefreshToken: false },
+  });
+  const { data, error } = await client.from("room_participants")
+    .select("hms_room_id,user_name,peer_id,role")
+    .eq("role_class", "speaker")
+    .in("hms_room_id", rooms)
+    .order("joined_at")
+    .order("peer_id");
+  if (error?.code === PERMISSION_DENIED) return null;
+  if (error) {
+    throw new Error(`room_participants via ${source.url}: ${error.message}`);
   }
-  return stage;
+  return (data ?? []) as StageRow[];
 }
 
-/** "On stage" lines for the live rooms of the feed that have speakers. */
-export function renderStage(
-  rows: FeedRow[],
-  stage: Map<string, StageRow[]>,
-): string {
-  const lines = rows.filter((r) => r.is_live && stage.has(r.hms_room_id)).map(
-    (r) =>
-      `  ${r.hms_room_id}  ${
-        stage.get(r.hms_room_id)!.map((s) =>
-          `${s.user_name ?? s.peer_id}${s.role ? ` (${s.role})` : ""}`
-        ).join(", ")
-      }`,
-  );
-  return lines.length === 0 ? "" : `\non stage:\n${lines.join("\n")}`;
+/** Names shown per room before the rest are counted (`+N`), so a big stage keeps one line. */
+export const STAGE_NAMES = 4;
+
+/** A live room's stage cell: its speakers' names (the peer id where 100ms sent none). */
+export function stageCell(speakers: StageRow[] = []): string {
+  const names = speakers.map((s) => s.user_name || s.peer_id);
+  const shown = names.slice(0, STAGE_NAMES).join(", ");
+  return names.length > STAGE_NAMES
+    ? `${shown} +${names.length - STAGE_NAMES}`
+    : shown;
 }
 
 /** "just now", "42s ago", "3m ago", "2h ago", "5d ago" (or "in 3s" for a clock ahead of ours). */
@@ -233,11 +251,15 @@ export function roomCells(
   ];
 }
 
-/** The feed as the `npm run rooms` table; `rankFrom` is the rank of the first row. */
+/**
+ * The feed as the `npm run rooms` table; `rankFrom` is the rank of the first row. With
+ * `stage`, a last column lists each live room's speakers (blank for a room not live).
+ */
 export function renderFeed(
   rows: FeedRow[],
   now: number = Date.now(),
   rankFrom = 1,
+  stage: Map<string, StageRow[]> | null = null,
 ): string {
   if (rows.length === 0) return "(no rooms)";
   return renderTable(
@@ -245,11 +267,15 @@ export function renderFeed(
       "rank",
       "room",
       ...roomColumns("score now"),
+      ...(stage === null ? [] : ["on stage"]),
     ],
     rows.map((r, i) => [
       String(rankFrom + i),
       r.hms_room_id,
       ...roomCells(r, r.score_now, now),
+      ...(stage === null
+        ? []
+        : [r.is_live ? stageCell(stage.get(r.hms_room_id)) : ""]),
     ]),
     new Set([0, 3, 4, 6]),
   );
@@ -258,15 +284,15 @@ export function renderFeed(
 export const USAGE = `Usage: npm run rooms [-- options]
 
 Prints the rooms ordered by trending (the trending_rooms feed): rank, room id, live,
-listeners, speakers, featured, the decayed score now, and the last activity; with --stage,
-then who is on stage (the speakers) in each live room.
+listeners, speakers, featured, the decayed score now, the last activity, and who is on stage
+(the speakers' names, from room_participants) in each live room. A key that may not read
+room_participants (anon, unless the app grants it) gets the table without that column.
 
 Options:
   --url URL       read directly from Postgres (postgresql://…)
   --rest URL      read through the REST API at this SUPABASE_URL (needs --key)
   --key K         API key for --rest (anon or service role)
   --live          only live rooms
-  --stage         also list who is on stage (the speakers) in each live room
   --limit N       at most N rooms (1-1000)                  [20]
   --json          print the rows as JSON instead of a table
   -h, --help      this text
@@ -276,7 +302,6 @@ Default: the local stack from \`npm start\` (.stack/stack.json), through its RES
 Examples:
   npm run rooms
   npm run rooms -- --live --limit 5
-  npm run rooms -- --live --stage
   npm run rooms -- --url postgresql://postgres@127.0.0.1:54322/postgres
   npm run rooms -- --rest https://<ref>.supabase.co --key "$SUPABASE_ANON_KEY"
 `;
@@ -286,7 +311,6 @@ const ROOMS_FLAGS = {
   rest: "string",
   key: "string",
   live: "boolean",
-  stage: "boolean",
   limit: "string",
   json: "boolean",
   help: "boolean",
@@ -332,9 +356,9 @@ export function main(argv: string[]): Promise<number> {
       } else if (strings.key !== undefined) {
         throw new UsageError("--key goes with --rest");
       }
-      return { source, query, json, stage: booleans.has("stage") };
+      return { source, query, json };
     },
-    run: async ({ source, query, json, stage }) => {
+    run: async ({ source, query, json }) => {
       if (source === undefined) {
         const stack = await requireStack();
         source = {
@@ -348,14 +372,14 @@ export function main(argv: string[]): Promise<number> {
         console.log(JSON.stringify(rows));
         return 0;
       }
-      if (!stage) {
-        console.log(renderFeed(rows));
-        return 0;
-      }
       const live = rows.filter((r) => r.is_live).map((r) => r.hms_room_id);
-      console.log(
-        renderFeed(rows) + renderStage(rows, await fetchStage(source, live)),
-      );
+      const stage = await fetchStage(source, live);
+      if (stage === null) {
+        console.error(
+          "rooms: this key may not read room_participants: no stage column",
+        );
+      }
+      console.log(renderFeed(rows, Date.now(), 1, stage));
       return 0;
     },
   }, argv);

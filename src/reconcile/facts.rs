@@ -43,6 +43,12 @@ pub enum Fact {
         /// Leave time, once it left.
         #[serde(skip_serializing_if = "Option::is_none")]
         left_at: Option<String>,
+        /// The app's id for the user, when 100ms reports one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        user_id: Option<String>,
+        /// The user's name as 100ms reports it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        user_name: Option<String>,
     },
     /// Exactly these peers were in the session at `p_observed_at`.
     PresentSet {
@@ -464,6 +470,18 @@ mod tests {
                     role_class: "speaker",
                     joined_at: t.to_rfc3339(),
                     left_at: Some(t.to_rfc3339()),
+                    user_id: Some("u1".into()),
+                    user_name: Some("Ravi".into()),
+                },
+                Fact::Peer {
+                    session_id: "s1".into(),
+                    peer_id: "p2".into(),
+                    role: "listener".into(),
+                    role_class: "listener",
+                    joined_at: t.to_rfc3339(),
+                    left_at: None,
+                    user_id: None,
+                    user_name: None,
                 },
                 Fact::PresentSet {
                     session_id: "s1".into(),
@@ -480,7 +498,9 @@ mod tests {
             json!({"p_room_id":"r1","p_observed_at":at,"p_received_at":at,"p_facts":[
                 {"kind":"session","session_id":"s1","started_at":at},
                 {"kind":"peer","session_id":"s1","peer_id":"p1","role":"host","role_class":"speaker",
-                 "joined_at":at,"left_at":at},
+                 "joined_at":at,"left_at":at,"user_id":"u1","user_name":"Ravi"},
+                {"kind":"peer","session_id":"s1","peer_id":"p2","role":"listener",
+                 "role_class":"listener","joined_at":at},
                 {"kind":"present_set","session_id":"s1","peer_ids":["p2"]}]})
         );
         assert!(request

@@ -3,10 +3,14 @@
 //! makes the whole answer `Malformed` (nothing is concluded from half a document); fields the
 //! docs do not mention are ignored, so 100ms may add some. serde derives read each answer; the
 //! rules serde cannot state (non-empty ids, a keyed entry's id equal to its key, times) follow.
+//! A peer's `user_id` and `name` are labels, not counting facts: one that does not fit the
+//! webhook's string bound (`event::fits_field`) is read as not reported, so the peer's counts
+//! still heal and the database keeps whatever label it had.
 
 use crate::document::{self, Entries};
 use crate::http::{encode_component, Method, Outcome, Request};
 use crate::time::Timestamp;
+use crate::webhook::event::fits_field;
 use serde::Deserialize;
 
 /// `limit` of one sessions page: the documented maximum.
@@ -134,6 +138,10 @@ pub struct SessionPeer {
     pub id: String,
     /// Role name (the docs do not say whether it is the latest role).
     pub role: String,
+    /// `user_id`: the app's id for the user, when reported and fitting.
+    pub user_id: Option<String>,
+    /// `name`: the user's name as 100ms holds it, when reported and fitting.
+    pub name: Option<String>,
     /// `joined_at`.
     pub joined_at: Timestamp,
     /// `left_at`, once the peer left.
@@ -184,6 +192,10 @@ pub struct ActivePeer {
     pub id: String,
     /// Current role.
     pub role: String,
+    /// `user_id`, when reported and fitting.
+    pub user_id: Option<String>,
+    /// `name`, when reported and fitting.
+    pub name: Option<String>,
     /// `joined_at`.
     pub joined_at: Option<Timestamp>,
 }
@@ -228,6 +240,11 @@ fn time(value: Option<String>, what: &'static str) -> Parsed<Option<Timestamp>> 
         None | Some("") => Ok(None),
         Some(text) => Timestamp::parse_rfc3339(text).map_err(|_| ApiError::Malformed(what)),
     }
+}
+
+/// A peer's label: absent, null, or not fitting a database field is `None`.
+fn label(value: Option<String>) -> Option<String> {
+    value.filter(|text| fits_field(text))
 }
 
 fn required_time(value: Option<String>, what: &'static str) -> Parsed<Timestamp> {
@@ -293,6 +310,8 @@ struct SessionPeerDoc {
     id: Option<String>,
     session_id: Option<String>,
     role: String,
+    user_id: Option<String>,
+    name: Option<String>,
     joined_at: Option<String>,
     left_at: Option<String>,
 }
@@ -315,6 +334,8 @@ fn session_object(doc: SessionDoc) -> Parsed<Session> {
             Ok(SessionPeer {
                 id,
                 role: peer.role,
+                user_id: label(peer.user_id),
+                name: label(peer.name),
                 joined_at: required_time(peer.joined_at, "session.peers[].joined_at")?,
                 left_at: time(peer.left_at, "session.peers[].left_at")?,
             })
@@ -383,7 +404,8 @@ pub fn parse_active_room(body: &[u8]) -> Parsed<ActiveRoom> {
     })
 }
 
-/// `GET /v2/active-rooms/<room>/peers`: `{"peers": {"<id>": {"id", "role", "joined_at", …}}}`.
+/// `GET /v2/active-rooms/<room>/peers`: `{"peers": {"<id>": {"id", "name", "user_id", "role",
+/// "joined_at", …}}}`.
 pub fn parse_active_peers(body: &[u8]) -> Parsed<Vec<ActivePeer>> {
     #[derive(Deserialize)]
     struct Peers {
@@ -393,6 +415,8 @@ pub fn parse_active_peers(body: &[u8]) -> Parsed<Vec<ActivePeer>> {
     struct PeerDoc {
         id: Option<String>,
         role: String,
+        user_id: Option<String>,
+        name: Option<String>,
         joined_at: Option<String>,
     }
     impl HasId for PeerDoc {
@@ -407,6 +431,8 @@ pub fn parse_active_peers(body: &[u8]) -> Parsed<Vec<ActivePeer>> {
         Ok(ActivePeer {
             id,
             role: peer.role,
+            user_id: label(peer.user_id),
+            name: label(peer.name),
             joined_at: time(peer.joined_at, "peers[].joined_at")?,
         })
     })
@@ -415,6 +441,7 @@ pub fn parse_active_peers(body: &[u8]) -> Parsed<Vec<ActivePeer>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::webhook::event::MAX_FIELD_BYTES;
 
     fn ts(text: &str) -> Timestamp {
         Timestamp::parse_rfc3339(text).unwrap().unwrap()
@@ -498,6 +525,8 @@ mod tests {
             vec![SessionPeer {
                 id: "a24687bb-de68-4276-9758-e1efa5e7e4d8".into(),
                 role: "host".into(),
+                user_id: Some("Batch1-student1".into()),
+                name: Some("asdas".into()),
                 joined_at: ts("2022-09-08T15:52:02.194Z"),
                 left_at: Some(ts("2022-09-08T15:52:04.009Z")),
             }]
@@ -511,6 +540,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(one.peers[0].left_at, None);
+        assert_eq!((&one.peers[0].user_id, &one.peers[0].name), (&None, &None));
         assert_eq!(one.created_at, ts("2026-12-01T10:00:00.123456Z"));
     }
 
@@ -563,10 +593,37 @@ mod tests {
             vec![ActivePeer {
                 id: "p1".into(),
                 role: "host".into(),
+                user_id: Some("u".into()),
+                name: Some("a".into()),
                 joined_at: Some(ts("2026-12-01T10:00:05Z"))
             }]
         );
         assert!(parse_active_peers(br#"{"peers":[]}"#).is_err());
+    }
+
+    #[test]
+    fn labels_that_do_not_fit_a_field_are_not_reported() {
+        let long = "x".repeat(MAX_FIELD_BYTES + 1);
+        let widest = "x".repeat(MAX_FIELD_BYTES);
+        let body = serde_json::json!({"peers":{
+            "p1":{"id":"p1","name":long,"user_id":"a\u{0}b","role":"host"},
+            "p2":{"id":"p2","name":widest,"user_id":null,"role":"host"}}})
+        .to_string();
+        let peers = parse_active_peers(body.as_bytes()).unwrap();
+        assert_eq!((&peers[0].name, &peers[0].user_id), (&None, &None));
+        assert_eq!(peers[1].name.as_deref(), Some(widest.as_str()));
+        assert_eq!(peers[1].user_id, None);
+        let session = serde_json::json!({"id":"s","room_id":"r","active":true,
+            "created_at":"2026-12-01T10:00:00Z","peers":{"p":{"id":"p","role":"host",
+            "name":"Ravi\u{0}","user_id":long,"joined_at":"2026-12-01T10:00:01Z"}}})
+        .to_string();
+        let peer = &parse_session(session.as_bytes()).unwrap().peers[0];
+        assert_eq!((&peer.name, &peer.user_id), (&None, &None));
+        // A mistyped label is not the documented shape.
+        assert!(matches!(
+            parse_active_peers(br#"{"peers":{"p1":{"id":"p1","name":7,"role":"host"}}}"#),
+            Err(ApiError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -284,7 +284,7 @@ pub fn build_facts(
 ) -> Vec<Fact> {
     let mut out = Vec::new();
     let mut seen_sessions: Vec<&str> = Vec::new();
-    let current_role = |id: &str| active_peers.iter().find(|p| p.id == id).map(|p| &p.role);
+    let current = |id: &str| active_peers.iter().find(|p| p.id == id);
     let class = |role: &str| roles.classify(role).as_str();
     for session in sessions {
         if seen_sessions.contains(&session.id.as_str()) {
@@ -310,7 +310,10 @@ pub fn build_facts(
             closed_at,
         });
         for peer in &session.peers {
-            let role = current_role(&peer.id).unwrap_or(&peer.role);
+            // What /peers reports now wins: the role and, with it, the labels.
+            let now = current(&peer.id);
+            let role = now.map_or(&peer.role, |p| &p.role);
+            let pick = |now: Option<&String>, then: &Option<String>| now.or(then.as_ref()).cloned();
             out.push(Fact::Peer {
                 session_id: session.id.clone(),
                 peer_id: peer.id.clone(),
@@ -318,6 +321,8 @@ pub fn build_facts(
                 role_class: class(role),
                 joined_at: peer.joined_at.to_rfc3339(),
                 left_at: peer.left_at.map(Timestamp::to_rfc3339),
+                user_id: pick(now.and_then(|p| p.user_id.as_ref()), &peer.user_id),
+                user_name: pick(now.and_then(|p| p.name.as_ref()), &peer.name),
             });
         }
     }
@@ -347,6 +352,8 @@ pub fn build_facts(
                             role_class: class(&peer.role),
                             joined_at: joined_at.to_rfc3339(),
                             left_at: None,
+                            user_id: peer.user_id.clone(),
+                            user_name: peer.name.clone(),
                         });
                     }
                 }
@@ -1136,7 +1143,7 @@ mod tests {
             "/v2/active-rooms/r2" => ok(json!({"id":"r2","name":"n","customer_id":"c",
                 "session":{"id":"s2","created_at":"2026-12-01T09:00:00Z","peers":["p1","p3"]}})),
             "/v2/active-rooms/r2/peers" => ok(json!({"peers":{
-                "p1":{"id":"p1","name":"a","user_id":"u1","metadata":"","role":"listener","joined_at":"2026-12-01T09:01:00Z"},
+                "p1":{"id":"p1","name":"a1","user_id":"u1","metadata":"","role":"listener","joined_at":"2026-12-01T09:01:00Z"},
                 "p3":{"id":"p3","name":"c","user_id":"u3","metadata":"","role":"speaker","joined_at":"2026-12-01T09:40:00Z"}}})),
             "/v2/active-rooms/r9" => ok(json!({"id":"r9","session":{"id":"s9","peers":[]}})),
             _ => status(404),
@@ -1233,12 +1240,21 @@ mod tests {
         assert_eq!(
             facts[1],
             json!({"kind":"peer","session_id":"s2","peer_id":"p1","role":"listener",
-                   "role_class":"listener","joined_at":"2026-12-01T09:01:00.000000Z"}),
-            "the role /peers reports now wins over the session object's"
+                   "role_class":"listener","joined_at":"2026-12-01T09:01:00.000000Z",
+                   "user_id":"u1","user_name":"a1"}),
+            "the role and labels /peers reports now win over the session object's"
         );
         assert_eq!(facts[2]["left_at"], "2026-12-01T09:05:00.000000Z");
+        assert_eq!(
+            (&facts[2]["user_id"], &facts[2]["user_name"]),
+            (&json!("u2"), &json!("b"))
+        );
         assert_eq!(facts[3]["peer_id"], "p3");
         assert_eq!(facts[3]["role_class"], "speaker");
+        assert_eq!(
+            (&facts[3]["user_id"], &facts[3]["user_name"]),
+            (&json!("u3"), &json!("c"))
+        );
         assert_eq!(
             facts[4],
             json!({"kind":"present_set","session_id":"s2","peer_ids":["p1","p3"]})
@@ -1500,6 +1516,8 @@ mod tests {
                 .map(|(joined, left)| hms_api::SessionPeer {
                     id: "p".into(),
                     role: "listener".into(),
+                    user_id: None,
+                    name: None,
                     joined_at: at(joined),
                     left_at: left.map(at),
                 })
@@ -1576,6 +1594,8 @@ mod tests {
         let peer = |joined: &str| ActivePeer {
             id: "p".into(),
             role: "listener".into(),
+            user_id: None,
+            name: None,
             joined_at: Some(at(joined)),
         };
         let active = Some(room("2100-01-01T00:00:00Z"));

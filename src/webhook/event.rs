@@ -18,6 +18,12 @@ use std::borrow::Cow;
 /// Longest accepted id, type, room id, session id, peer id or role, in bytes.
 pub const MAX_FIELD_BYTES: usize = 256;
 
+/// Whether a string fits the fields passed on to the database: at most [`MAX_FIELD_BYTES`]
+/// and no NUL (PostgreSQL text cannot hold NUL: passing one on would fail in the database).
+pub fn fits_field(s: &str) -> bool {
+    s.len() <= MAX_FIELD_BYTES && !s.contains('\0')
+}
+
 /// A time inside `data` may be at most this long before the envelope `timestamp` (µs): a 100ms
 /// session lasts at most 12 h, so 24 h leaves room for every honest report.
 pub const MAX_DATA_TIME_BEFORE_US: i64 = 24 * 3600 * 1_000_000;
@@ -331,9 +337,9 @@ fn string<'a>(
                     field,
                     expected: "a non-empty string",
                 })
-            } else if s.contains('\0') {
-                // PostgreSQL text cannot hold NUL: passing it on would fail in the database
-                // (503), which 100ms would retry for ever. Refuse it here instead.
+            } else if !fits_field(&s) {
+                // A NUL (the length is checked above): the database would answer 503, which
+                // 100ms would retry for ever. Refuse it here instead.
                 Err(Error::InvalidField {
                     field,
                     expected: "a string without NUL characters",

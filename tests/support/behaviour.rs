@@ -519,6 +519,93 @@ pub fn prune(ctx: &mut Ctx) -> Result<String, String> {
     Ok(String::new())
 }
 
+/// The retention prune folds an ended session's recap (unique participants, participant
+/// seconds) into its row before deleting its peers, so `room_sessions` reads the same before and
+/// after; a session within the retention keeps its peers.
+pub fn prune_keeps_the_recap(ctx: &mut Ctx) -> Result<String, String> {
+    const S: Micros = 1_000_000;
+    let t = 1_728_064_800_000_000;
+    let now = db_now(&mut ctx.admin)?;
+    let room = new_room(ctx, "prune-recap", t)?;
+    let leave = |id: &str, peer: &str, class: RoleClass, joined: Micros, at: Micros| Event {
+        action: Action::PeerLeave,
+        joined_at: Some(joined),
+        ..join(id, "old", peer, class, at)
+    };
+    let recent = now - 3600 * S;
+    let events = [
+        event("pr-open", Action::SessionOpen, "old", t),
+        join("pr-a", "old", "a", RoleClass::Speaker, t + S),
+        join("pr-b", "old", "b", RoleClass::Listener, t + 2 * S),
+        join("pr-bot", "old", "bot", RoleClass::Ignored, t + 3 * S),
+        leave("pr-b-out", "b", RoleClass::Listener, t + 2 * S, t + 20 * S),
+        event("pr-close", Action::SessionClose, "old", t + 60 * S),
+        event("pr-open2", Action::SessionOpen, "new", recent),
+        join("pr-c", "new", "c", RoleClass::Speaker, recent + S),
+    ];
+    apply_all(&mut ctx.svc, &room, &events, false)?;
+    let sessions = |c: &mut Client| -> Result<Vec<String>, String> {
+        Ok(c.query(
+            "select concat_ws(' ', session_id, ended_at is not null, peak_listeners, peak_speakers,
+                    unique_participants, participant_seconds::float8)
+             from public.room_sessions where hms_room_id = $1 order by started_at",
+            &[&room],
+        )
+        .map_err(q)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+    };
+    let stored = |c: &mut Client| -> Result<Vec<String>, String> {
+        Ok(c.query(
+            "select concat_ws(' ', s.session_id, s.unique_participants, s.participant_seconds::float8,
+                    (select count(*) from hms_private.presence p
+                     where p.room_id = s.room_id and p.session_id = s.session_id))
+             from hms_private.sessions s join public.rooms r on r.id = s.room_id
+             where r.hms_room_id = $1 order by s.started_at",
+            &[&room],
+        )
+        .map_err(q)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+    };
+    // a 1..60 s (the close), b 2..20 s; the recorder never counts.
+    let want_old = format!("old t 1 1 2 {}", 59 + 18);
+    let before = sessions(&mut ctx.svc)?;
+    if before.first() != Some(&want_old) || before.len() != 2 {
+        return Err(format!("recap before the prune: {before:?}"));
+    }
+    if stored(&mut ctx.admin)? != ["old 3", "new 1"] {
+        return Err(format!(
+            "rows before the prune: {:?}",
+            stored(&mut ctx.admin)?
+        ));
+    }
+    query_value::<i64>(&mut ctx.svc, "select hms_private.prune_events()", &[])?;
+    let folded = stored(&mut ctx.admin)?;
+    if folded != [format!("old 2 {} 0", 59 + 18), "new 1".to_string()] {
+        return Err(format!(
+            "after the prune, want the old session's recap folded and its peers gone, \
+             the recent one untouched: {folded:?}"
+        ));
+    }
+    let after = sessions(&mut ctx.svc)?;
+    // The live session's seconds grow with the clock: compare all but them.
+    let stable = |rows: &[String]| -> Vec<String> {
+        rows.iter()
+            .map(|r| {
+                r.rsplit_once(' ')
+                    .map_or(r.clone(), |(head, _)| head.to_string())
+            })
+            .collect()
+    };
+    if after[0] != before[0] || stable(&after) != stable(&before) {
+        return Err(format!("room_sessions changed: {before:?} -> {after:?}"));
+    }
+    Ok(String::new())
+}
+
 /// The API roles cannot apply events or read internals, but can read rooms and the feed.
 pub fn permissions(ctx: &mut Ctx) -> Result<String, String> {
     let at = rfc3339(1_728_064_800_000_000);

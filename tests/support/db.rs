@@ -393,6 +393,8 @@ pub struct DbState {
     pub present: BTreeSet<(String, String)>,
     /// `room_sessions` of the closed envelope sessions: (unique participants, participant µs).
     pub recap: BTreeMap<String, (u64, Micros)>,
+    /// `room_sessions` of every session: (peak listeners, peak speakers).
+    pub peaks: BTreeMap<String, (u64, u64)>,
 }
 
 /// Reads the room row and the present peers of all its sessions (one round trip).
@@ -410,7 +412,9 @@ pub fn read_state(client: &mut Client, room: &str) -> Result<DbState, String> {
                                  || round(s.participant_seconds * 1000000) \
                           from public.room_sessions as s \
                           where s.room_id = r.id and s.ended_at is not null and s.session_id <> '' \
-                          order by s.session_id) \
+                          order by s.session_id), \
+                    array(select s.session_id || ' ' || s.peak_listeners || ' ' || s.peak_speakers \
+                          from public.room_sessions as s where s.room_id = r.id) \
              from public.rooms as r where r.hms_room_id = $1",
             &[&room],
         )
@@ -434,6 +438,15 @@ pub fn read_state(client: &mut Client, room: &str) -> Result<DbState, String> {
             ),
         );
     }
+    let mut peaks = BTreeMap::new();
+    for line in row.get::<_, Vec<String>>(10) {
+        let parts: Vec<&str> = line.rsplitn(3, ' ').collect();
+        let [speakers, listeners, session] = parts[..] else {
+            return Err(format!("room_sessions peaks {line:?}"));
+        };
+        let number = |s: &str| s.parse::<u64>().map_err(|e| format!("{line:?}: {e}"));
+        peaks.insert(session.to_string(), (number(listeners)?, number(speakers)?));
+    }
     let count = |v: i64| u64::try_from(v).unwrap_or(u64::MAX);
     Ok(DbState {
         listener_count: count(row.get(0)),
@@ -445,5 +458,6 @@ pub fn read_state(client: &mut Client, room: &str) -> Result<DbState, String> {
         trending_rank: row.get(6),
         present: sessions.into_iter().zip(peers).collect(),
         recap,
+        peaks,
     })
 }

@@ -113,6 +113,18 @@ pub fn compare(got: &DbState, want: &RoomState, w: &Weights) -> Vec<String> {
     diffs
 }
 
+/// The sessions' peaks against the model's, for a delivery applied one call at a time in its
+/// order (the peaks are what the room showed after each call, so concurrent calls, whose commit
+/// order is not the delivery's, have no model peaks).
+pub fn compare_peaks(got: &DbState, want: &RoomState) -> Option<String> {
+    (got.peaks != want.peaks).then(|| {
+        format!(
+            "peaks (listeners, speakers) of every session: database {:?}, model {:?}",
+            got.peaks, want.peaks
+        )
+    })
+}
+
 /// Both absent, or equal within `rel` relative error.
 pub fn close_rel(a: Option<f64>, b: Option<f64>, rel: f64) -> bool {
     match (a, b) {

@@ -36,6 +36,10 @@
 //!   close whose start, as known when it runs, is more than 12 h before `now`, at start + 12 h.
 //! - Recap of a closed envelope session: its participants are the peers seen with a final class
 //!   other than `ignored`, each present from its join to its leave or the close (the earlier).
+//! - Peaks of a session: the highest listener and speaker counts the room showed, after any
+//!   delivery, while that session was its current one (0 for a session never current). Delivered
+//!   in order, the room shows the true counts after each event, so these are the true peaks;
+//!   reordered, they are the peaks of what the room showed (design §9.1).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -186,6 +190,8 @@ pub struct RoomState {
     pub present: BTreeSet<(String, String)>,
     /// The recap of every closed envelope session: (unique participants, participant µs).
     pub recap: BTreeMap<String, (u64, Micros)>,
+    /// Every session's peaks: (listeners, speakers).
+    pub peaks: BTreeMap<String, (u64, u64)>,
 }
 
 #[derive(Default)]
@@ -415,6 +421,7 @@ pub fn expected_after(initial: Initial, deliveries: &[Delivery]) -> RoomState {
     let mut ids = HashSet::new();
     let mut room = Room::default();
     let mut last_active_at = initial.last_active_at;
+    let mut peaks = BTreeMap::new();
     for d in deliveries {
         match d {
             Delivery::Event(e) => {
@@ -445,6 +452,14 @@ pub fn expected_after(initial: Initial, deliveries: &[Delivery]) -> RoomState {
             }
             Delivery::Expire(now) => room.expire(*now),
         }
+        // What the room shows after this call, for its current session's peaks.
+        if let Some((id, listeners, speakers)) = room.shown() {
+            let peak = peaks.entry(id).or_insert((0, 0));
+            *peak = (peak.0.max(listeners), peak.1.max(speakers));
+        }
+    }
+    for id in room.sessions.keys() {
+        peaks.entry(id.clone()).or_insert((0, 0));
     }
 
     let present: BTreeSet<(String, String)> = room
@@ -454,26 +469,11 @@ pub fn expected_after(initial: Initial, deliveries: &[Delivery]) -> RoomState {
         .map(|(key, _)| key.clone())
         .collect();
 
-    // Current session: the largest (started_at with None first, session_id by bytes).
-    let current = room
-        .sessions
-        .iter()
-        .max_by(|(a_id, a), (b_id, b)| (a.started_at, a_id).cmp(&(b.started_at, b_id)));
-
-    let (mut listener_count, mut speaker_count) = (0, 0);
-    let is_live = match current {
-        None => initial.is_live,
-        Some((id, facts)) => {
-            for ((session, peer), p) in &room.peers {
-                if session == id && present.contains(&(session.clone(), peer.clone())) {
-                    match p.role.as_ref().map(|r| r.2) {
-                        Some(RoleClass::Listener) => listener_count += 1,
-                        Some(RoleClass::Speaker) => speaker_count += 1,
-                        _ => {}
-                    }
-                }
-            }
-            room.live(id, facts)
+    let (current_session, listener_count, speaker_count, is_live) = match room.shown() {
+        None => (None, 0, 0, initial.is_live),
+        Some((id, listeners, speakers)) => {
+            let live = room.live(&id, &room.sessions[&id]);
+            (Some(id), listeners, speakers, live)
         }
     };
 
@@ -482,9 +482,32 @@ pub fn expected_after(initial: Initial, deliveries: &[Delivery]) -> RoomState {
         speaker_count,
         is_live,
         last_active_at,
-        current_session: current.map(|(id, _)| id.clone()),
+        current_session,
         present,
         recap: recap(&room),
+        peaks,
+    }
+}
+
+impl Room {
+    /// The current session (the largest (started_at with None first, session_id by bytes)) and
+    /// its present peers by class, as the room shows them; `None` while the room has no session.
+    fn shown(&self) -> Option<(String, u64, u64)> {
+        let (id, _) = self
+            .sessions
+            .iter()
+            .max_by(|(a_id, a), (b_id, b)| (a.started_at, a_id).cmp(&(b.started_at, b_id)))?;
+        let (mut listeners, mut speakers) = (0, 0);
+        for ((session, peer), p) in &self.peers {
+            if session == id && self.present(session, peer, p) {
+                match p.role.as_ref().map(|r| r.2) {
+                    Some(RoleClass::Listener) => listeners += 1,
+                    Some(RoleClass::Speaker) => speakers += 1,
+                    _ => {}
+                }
+            }
+        }
+        Some((id.clone(), listeners, speakers))
     }
 }
 
