@@ -19,7 +19,8 @@ pub const DEFAULT_RECONCILE_INTERVAL_SECONDS: u64 = 60;
 pub const MAX_RECONCILE_INTERVAL_SECONDS: u64 = 86_400;
 /// Path of the RPC below `SUPABASE_URL`.
 pub const RPC_PATH: &str = "/rest/v1/rpc/hms_apply_event";
-/// Default `HMS_API_URL`: 100ms's server API (100ms-api.md).
+/// Default `HMS_API_URL`: 100ms's server API
+/// (<https://www.100ms.live/docs/server-side/v2/api-reference/>).
 pub const DEFAULT_API_URL: &str = "https://api.100ms.live";
 
 /// Every environment variable the core reads, and the only ones the shim passes in (design §3).
