@@ -1,4 +1,4 @@
-//! One reconcile pass (README "Reconcile"): close sessions past 100ms's 12-hour maximum, then
+//! One reconcile pass (docs/reconcile.md): close sessions past 100ms's 12-hour maximum, then
 //! ask 100ms about every room the database holds live and every room 100ms reports active, and
 //! apply what 100ms says as snapshot facts, one `hms_apply_facts` call per room.
 //!
