@@ -33,6 +33,9 @@ export interface ApplyArgs {
   p_joined_at: string | null;
   p_auto_create: boolean;
   p_received_at: string;
+  p_user_id: string | null;
+  p_user_name: string | null;
+  p_sent_at: string;
 }
 
 export interface BaselineConfig {
@@ -371,6 +374,8 @@ interface Parsed {
   sessionId: string;
   peerId: string | null;
   role: string | null;
+  userId: string | null;
+  userName: string | null;
   joinedUs: number | null;
   leftUs: number | null;
   changedUs: number | null;
@@ -425,6 +430,8 @@ function parsed(
     sessionId: "",
     peerId: null,
     role: null,
+    userId: null,
+    userName: null,
     joinedUs: null,
     leftUs: null,
     changedUs: null,
@@ -457,6 +464,8 @@ function parseEnvelope(obj: Json): Parsed {
     ev.role = action === "role_change"
       ? required(d, "role", "data.role")
       : text(d, "role", "data.role", true);
+    ev.userId = text(d, "user_id", "data.user_id", true);
+    ev.userName = text(d, "user_name", "data.user_name", true);
   }
   ev.startedUs = time(d, "session_started_at", "data.session_started_at");
   if (action === "peer_leave") ev.leftUs = time(d, "left_at", "data.left_at");
@@ -530,6 +539,8 @@ async function parseFlat(obj: Json, body: Bytes): Promise<Parsed> {
     ev.role = action === "role_change"
       ? required(peer, "role", "peer.role")
       : text(peer, "role", "peer.role", true);
+    ev.userId = text(peer, "user_id", "peer.user_id", true);
+    ev.userName = text(peer, "user_name", "peer.user_name", true);
   }
   return ev;
 }
@@ -597,6 +608,9 @@ function plan(
     p_joined_at: joined === null ? null : formatTime(joined),
     p_auto_create: cfg.autoCreate,
     p_received_at: formatTime(nowMs * 1000),
+    p_user_id: ev.userId,
+    p_user_name: ev.userName,
+    p_sent_at: formatTime(ev.stampUs),
   };
 }
 

@@ -650,7 +650,7 @@ fn one_case(rng: &mut Rng, seeds: &[String], setups: &[Setup]) -> Result<String,
                 serde_json::from_str(body).map_err(|e| format!("RPC body not JSON: {e}"))?;
             let action = args["p_action"].as_str().unwrap_or("");
             let known = EVENT_ACTIONS.iter().any(|(_, a)| a.as_str() == action);
-            if args.as_object().map(|o| o.len()) != Some(13) || !known {
+            if args.as_object().map(|o| o.len()) != Some(16) || !known {
                 return Err(format!("bad RPC arguments {body}"));
             }
             if body.contains(SECRET) || body.contains(API_KEY) {

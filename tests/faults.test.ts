@@ -401,7 +401,7 @@ stackTest({
           const found = Number(
             (await query(
               url,
-              "select count(*) from public.hms_events where event_id = any($1)",
+              "select count(*) from hms_private.events where event_id = any($1)",
               [acked],
             ))[0].count,
           );

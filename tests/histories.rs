@@ -22,6 +22,7 @@ use support::behaviour::{
 use support::db::{
     self, connect, describe, read_state, text, DbState, Driver, HistoryArgs, ROOM_PREFIX,
 };
+use support::existing_rooms::existing_rooms_kept;
 use support::generate::{history, Rng, Shape};
 use support::harness::{compare, Ctx, Tally};
 use support::load::{concurrent_one_room, concurrent_twenty_rooms, feed_plan, hot_room};
@@ -32,11 +33,10 @@ use support::rules::{
 };
 use support::shrink::minimize;
 use support::time::rfc3339;
-use support::upgrade::upgrade_from_first_build;
 use support::wire;
 
 const DEFAULT_SEED: u64 = 0x100D_5EED;
-const APPLY_SIGNATURE: &str = "public.hms_apply_event(text,text,text,text,text,timestamptz,text,text,text,timestamptz,timestamptz,boolean,timestamptz)";
+const APPLY_SIGNATURE: &str = "public.hms_apply_event(text,text,text,text,text,timestamptz,text,text,text,timestamptz,timestamptz,boolean,timestamptz,text,text,timestamptz)";
 
 fn main() {
     let code = match run() {
@@ -428,8 +428,8 @@ fn phase_behaviour(ctx: &mut Ctx, tally: &mut Tally) {
     let tests: &[(&str, Test)] = &[
         ("migrations applied again are a no-op", migrations_reapply),
         (
-            "a database of the first build upgrades to these rules with its data",
-            upgrade_from_first_build,
+            "an app's existing rooms table is kept and extended, never recreated",
+            existing_rooms_kept,
         ),
         (
             "invalid arguments are refused with 22023 and write nothing",

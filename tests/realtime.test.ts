@@ -1,5 +1,5 @@
 /**
- * Supabase Realtime (migration 20261201000300_hms_realtime.sql), proven on the stack's real WAL.
+ * Supabase Realtime (migration 20261206000600_hms_realtime.sql), proven on the stack's real WAL.
  *
  * Realtime cannot run here, but it only reads the database: Postgres Changes through a logical
  * replication slot decoded by wal2json with the tables of the `supabase_realtime` publication,
@@ -7,7 +7,7 @@
  * tests open a real wal2json slot and read it with Realtime's own options (tests/helpers/
  * realtime.ts), send real webhooks through the function URL, and check what Realtime would get:
  * exactly one `rooms` change per applied webhook, none for a duplicate, an ignored event or a
- * refused request, and never a row of hms_presence, hms_sessions or hms_events.
+ * refused request, and never a row of hms_private.presence, hms_private.sessions or hms_private.events.
  *
  * The Broadcast test runs the migration's trigger SQL against a stand-in `realtime.send` /
  * `realtime.messages` / `realtime.topic()` created only in the test database and removed
@@ -42,7 +42,7 @@ import {
 import { stackTest, type TestStack } from "./helpers/stack.ts";
 import { type Answer, deliver, S } from "./helpers/webhook.ts";
 
-const MIGRATION = "supabase/migrations/20261201000300_hms_realtime.sql";
+const MIGRATION = "supabase/migrations/20261206000600_hms_realtime.sql";
 /** The fields a Broadcast message carries (plus the `id` realtime.send adds). */
 const PAYLOAD_KEYS = [
   "featured",
@@ -283,7 +283,9 @@ stackTest({
         );
         // The control: the same WAL range did hold the ledger and presence writes.
         assert.ok(
-          drained.everything.some((c) => c.table === "hms_events"),
+          drained.everything.some((c) =>
+            c.schema === "hms_private" && c.table === "events"
+          ),
           `${step.name}: the slot saw no ledger insert (${
             describe(drained.everything)
           })`,
@@ -353,11 +355,11 @@ stackTest({
     const { notices } = await rolledBack(stack, async (tx) => {
       await tx.unsafe(`drop publication ${PUBLICATION}`);
       await tx.unsafe(`create publication ${PUBLICATION} for all tables`);
-      await tx`select public.hms_realtime_apply()`;
+      await tx`select hms_private.realtime_apply()`;
     });
     assert.ok(
       notices.some((n) =>
-        /^WARNING: .*publishes every table of public, including hms_presence/
+        /^WARNING: .*publishes every table of a schema, including hms_private\.presence/
           .test(n)
       ),
       `no warning in ${JSON.stringify(notices)}`,
@@ -398,8 +400,8 @@ stackTest({
     for (const role of ["anon", "authenticated"]) {
       for (
         const statement of [
-          "select public.hms_realtime_apply()",
-          "select public.hms_realtime_flush()",
+          "select hms_private.realtime_apply()",
+          "select hms_private.realtime_flush()",
           "update public.hms_settings set realtime = 'off'",
         ]
       ) {
@@ -753,7 +755,7 @@ stackTest({
         );
         await new Promise((r) => setTimeout(r, 1100));
         const [{ flushed }] = await stack
-          .sql`select public.hms_realtime_flush() as flushed`;
+          .sql`select hms_private.realtime_flush() as flushed`;
         const [last] = await stack.sql`select payload from realtime.messages
           where topic = ${`hms:room:${hot.roomId}`} order by inserted_at desc limit 1`;
         const final = await roomRow(stack.sql, hot.roomId);

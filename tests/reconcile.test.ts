@@ -523,7 +523,7 @@ worldTest(
     );
     const ids = replayable.map((d) => JSON.parse(d.body).id);
     const [{ n }] = await w.stack.sql`
-      select count(*)::int as n from public.hms_events where event_id = any(${ids})`;
+      select count(*)::int as n from hms_private.events where event_id = any(${ids})`;
     assert.equal(n, ids.length, "every replayed delivery was applied");
 
     // Everything again (status all): duplicates, nothing changes.

@@ -1,5 +1,5 @@
 /**
- * The reconcile scheduling SQL (supabase/migrations/20261201000200_hms_reconcile.sql) on the
+ * The reconcile scheduling SQL (supabase/migrations/20261206000500_hms_reconcile.sql) on the
  * stack's database, which has the real pg_cron and the stand-ins for pg_net and Supabase Vault
  * (scripts/stack/supabase_extensions.sql: their documented signatures, a queue instead of HTTP,
  * the secret unencrypted). Without the extensions (dropped inside a transaction that is rolled
@@ -186,13 +186,13 @@ stackTest({
       const url = `${fn.url}/hms-webhook`;
       const sent = await stack.sql.begin(
         async (tx: postgres.TransactionSql) => {
-          await tx.unsafe(STUBS);
           await tx`create extension if not exists pgcrypto`;
           await tx`select public.hms_schedule_reconcile(${url}, ${stack.secret})`;
           await tx`select public.hms_reconcile_now()`;
           // pg_net sends the jsonb body as its text.
-          const [call] =
-            await tx`select url, body::text as body, headers from net.calls`;
+          const [call] = await tx`select url,
+            convert_from(body, 'UTF8') as body, headers
+            from net.http_request_queue order by id desc limit 1`;
           throw new Rollback(JSON.stringify(call));
         },
       ).catch((e) => {

@@ -1011,7 +1011,7 @@ stackTest({
     assert.equal(row?.listeners, 20, "exactly the 20 valid joins count");
     assert.equal(row?.speakers, 0);
     const ledger = await stack.sql<{ event_id: string }[]>`
-      select e.event_id from public.hms_events e join public.rooms r on r.id = e.room_id
+      select e.event_id from hms_private.events e join public.rooms r on r.id = e.room_id
       where r.hms_room_id = ${roomId}`;
     assert.deepEqual(
       ledger.map((r) => r.event_id).sort(),
@@ -1020,18 +1020,18 @@ stackTest({
     );
     const after = await snapshot(stack.sql);
     assert.equal(
-      after.hms_events.rows,
-      before.hms_events.rows + 20,
+      after["hms_private.events"].rows,
+      before["hms_private.events"].rows + 20,
       "ledger rows",
     );
     assert.equal(
-      after.hms_presence.rows,
-      before.hms_presence.rows + 20,
+      after["hms_private.presence"].rows,
+      before["hms_private.presence"].rows + 20,
       "presence rows",
     );
     assert.equal(
-      after.hms_sessions.rows,
-      before.hms_sessions.rows + 1,
+      after["hms_private.sessions"].rows,
+      before["hms_private.sessions"].rows + 1,
       "session rows",
     );
     assert.equal(after.rooms.rows, before.rooms.rows, "no room created");

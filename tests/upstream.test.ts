@@ -123,7 +123,7 @@ stackTest({
           assertOutcome(again, "duplicate");
           assert.equal((await roomRow(stack.sql, roomId))?.listeners, 1);
           const ledger = await stack
-            .sql`select count(*)::int as n from public.hms_events where event_id = ${event.id}`;
+            .sql`select count(*)::int as n from hms_private.events where event_id = ${event.id}`;
           assert.equal(ledger[0].n, 1, "one ledger row");
         },
       );

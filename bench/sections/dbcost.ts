@@ -10,6 +10,15 @@
  * else writes WAL there: autovacuum is off and checkpoints happen only where this section asks.
  * The apply function is called with named arguments only, so a new argument with a default (e.g.
  * `p_received_at`) does not break it.
+ *
+ * The floor is the spec's one `update rooms set listener_count = listener_count + 1,
+ * last_active_at = now()` in a plpgsql function, on a copy of `rooms` with the same columns and
+ * indexes but none of the project's triggers, so the reference does not move with the design
+ * under test. Time inside the entry function (hms_apply_event, or the floor's) comes from
+ * pg_stat_user_functions with track_functions = all.
+ *
+ * HMS_DBCOST_ROOT=<checkout> measures the migrations of another checkout (e.g. an older commit,
+ * for a before/after table) with this same code: the ledger and prune are found by name.
  */
 
 import postgres from "postgres";
@@ -46,6 +55,8 @@ export interface Window {
   rooms_hot_share: number | null;
   /** On-CPU time of the one backend that ran the window (/proc/<pid>/schedstat), µs/event. */
   backend_cpu_us_per_event: number;
+  /** Time inside the entry function (pg_stat_user_functions total_time), µs/event. */
+  entry_us_per_event: number | null;
 }
 
 export interface DbCostResult {
@@ -56,6 +67,10 @@ export interface DbCostResult {
   windows: Window[];
   /** apply / floor WAL bytes per event, per kind and fpw setting. */
   wal_over_floor: Record<string, number>;
+  /** apply / floor time inside the entry function, per kind and fpw setting. */
+  time_over_floor: Record<string, number>;
+  /** p50 of `select * from trending_rooms(20)` (server side, ms) among 100,000 rooms. */
+  feed: { rooms: number; live: number; p50_ms: number; p99_ms: number }[];
   ledger: {
     rows: number;
     heap_bytes: number;
@@ -78,6 +93,8 @@ interface Snapshot {
   wal_records: number;
   wal_fpi: number;
   tables: Map<string, { ins: number; upd: number; hot: number; del: number }>;
+  /** Entry functions' total_time (ms) by name. */
+  functions: Map<string, number>;
 }
 
 /** On-CPU ns of a process: /proc/<pid>/schedstat (ns), else /proc/<pid>/stat ticks. */
@@ -98,9 +115,13 @@ async function snapshot(c: Sql): Promise<Snapshot> {
   await c`select pg_stat_force_next_flush()`;
   const [w] = await c`select pg_current_wal_insert_lsn()::text as lsn,
     wal_records::float8 as records, wal_fpi::float8 as fpi from pg_stat_wal`;
-  const rows = await c`select relname::text as name, n_tup_ins::float8 as ins,
+  const rows = await c`select case when schemaname = 'public' then relname::text
+      else schemaname || '.' || relname end as name, n_tup_ins::float8 as ins,
     n_tup_upd::float8 as upd, n_tup_hot_upd::float8 as hot, n_tup_del::float8 as del
-    from pg_stat_user_tables where schemaname = 'public'`;
+    from pg_stat_user_tables where schemaname in ('public', 'hms_private')`;
+  const fns = await c`select funcname::text as name, total_time::float8 as ms
+    from pg_stat_user_functions where schemaname = 'public'
+      and funcname in ('hms_apply_event', 'hms_floor')`;
   return {
     lsn: w.lsn,
     wal_records: w.records,
@@ -113,6 +134,7 @@ async function snapshot(c: Sql): Promise<Snapshot> {
         del: r.del,
       }]),
     ),
+    functions: new Map(fns.map((f) => [f.name, f.ms])),
   };
 }
 
@@ -167,9 +189,7 @@ function apply(a: ApplyArgs): Call {
 }
 
 function floor(room: string): Call {
-  return (c) =>
-    c`update public.rooms set listener_count = listener_count + 1
-      where hms_room_id = ${room}`;
+  return (c) => c`select public.hms_floor(${room})`;
 }
 
 /** "join, fpw on" / "join, fpw on + lz4": how wal_over_floor names a window. */
@@ -188,17 +208,22 @@ export async function runDbCost(ctx: BenchContext): Promise<DbCostResult> {
   const PREFILL = quick ? 20_000 : 1_000_000;
   const CLOSE_PEERS = 4;
   ctx.log("database cost: starting PostgreSQL with the migrations");
+  const root = Deno.env.get("HMS_DBCOST_ROOT") ?? ctx.root;
+  const CHECKPOINT_EVERY = 1_000;
   const pg = await startPostgres({ root: ctx.root, maxConnections: 20 });
   const admin = postgres(pg.url, { max: 1, onnotice: () => {} });
   const c = postgres(pg.url, { max: 1, onnotice: () => {} });
   try {
-    await migrate(pg.url, ctx.root);
+    await migrate(pg.url, root);
     // Only this section's statements write WAL; checkpoints only where it asks for them.
     for (
       const s of [
+        "alter system set track_functions = 'all'",
         "alter system set autovacuum = off",
         "alter system set checkpoint_timeout = '1d'",
         "alter system set max_wal_size = '20GB'",
+        // pg_walinspect reads each window's WAL after the window's checkpoints.
+        "alter system set wal_keep_size = '4GB'",
       ]
     ) await admin.unsafe(s);
     await admin`select pg_reload_conf()`;
@@ -209,19 +234,45 @@ export async function runDbCost(ctx: BenchContext): Promise<DbCostResult> {
       walinspect = false;
     }
     const [{ version }] = await admin`select version() as version`;
+    // The layout: this baseline's private ledger, or the public one of older checkouts.
+    const [{ ledger, keyed }] = await admin`select
+      coalesce(to_regclass('hms_private.events'), to_regclass('public.hms_events'))::text
+        as ledger,
+      exists (select 1 from pg_attribute where attname = 'sent_at' and not attisdropped
+        and attrelid = coalesce(to_regclass('hms_private.events'),
+          to_regclass('public.hms_events'))) as keyed`;
+    const prune = ledger === "hms_private.events"
+      ? "hms_private.prune_events"
+      : "public.hms_prune_events";
+    // The floor: the same columns and indexes as rooms, none of the triggers.
+    await admin.unsafe(
+      `create table public.hms_floor_rooms (like public.rooms including all);
+      create function public.hms_floor(p_room text) returns void language plpgsql as $f$
+      begin
+        update public.hms_floor_rooms set listener_count = listener_count + 1,
+          last_active_at = now()
+        where hms_room_id = p_room;
+      end
+      $f$;`,
+    );
     const [{ pid }] = await c`select pg_backend_pid() as pid`;
 
     // The ledger as it stands in production: days of events, so its indexes are deep.
     ctx.log(`database cost: ledger prefill, ${PREFILL} rows over 8 days`);
     await admin`insert into public.rooms (hms_room_id) values ('cost-ledger-fill')`;
-    await admin`insert into public.hms_events
-        (event_id, event_type, action, room_id, session_id, peer_id, event_at, received_at)
-      select gen_random_uuid()::text, 'peer.join.success', 'peer_join', r.id, 'fill',
-        'fill-peer-' || i, t, t
+    await admin.unsafe(`insert into ${ledger}
+        (${
+      keyed ? "sent_at, " : ""
+    }event_id, event_type, action, room_id, session_id, peer_id,
+         event_at, received_at)
+      select ${
+      keyed ? "t, " : ""
+    }gen_random_uuid()::text, 'peer.join.success', 'peer_join',
+        r.id, 'fill', 'fill-peer-' || i, t, t
       from (select id from public.rooms where hms_room_id = 'cost-ledger-fill') r,
         lateral (select i, now() - interval '8 days' * (1 - i::float8 / ${PREFILL}) as t
-                 from generate_series(1, ${PREFILL}) i) g`;
-    await admin`vacuum analyze public.hms_events`;
+                 from generate_series(1, ${PREFILL}) i) g`);
+    await admin.unsafe(`vacuum analyze ${ledger}`);
 
     const windows: Window[] = [];
     let currentCompression = "off";
@@ -232,7 +283,7 @@ export async function runDbCost(ctx: BenchContext): Promise<DbCostResult> {
     ) => {
       const compression = currentCompression;
       await admin`checkpoint`;
-      let events = 0, walBytes = 0, records = 0, fpi = 0, cpu = 0;
+      let events = 0, walBytes = 0, records = 0, fpi = 0, cpu = 0, entryMs = 0;
       let fpiBytes = 0;
       const rmgr: Record<string, { n: number; bytes: number }> = {};
       const tables: Window["by_table"] = {};
@@ -240,7 +291,13 @@ export async function runDbCost(ctx: BenchContext): Promise<DbCostResult> {
         for (const call of seg.setup) await call(c);
         const before = await snapshot(c);
         const cpu0 = cpuNs(pid);
-        for (const call of seg.timed) await call(c);
+        for (const [i, call] of seg.timed.entries()) {
+          await call(c);
+          // A checkpoint every 1,000 events: each page pays its full-page image again.
+          if ((events + i + 1) % CHECKPOINT_EVERY === 0) {
+            await admin`checkpoint`;
+          }
+        }
         const cpu1 = cpuNs(pid);
         const after = await snapshot(c);
         cpu += cpu1 - cpu0;
@@ -249,6 +306,9 @@ export async function runDbCost(ctx: BenchContext): Promise<DbCostResult> {
           ${before.lsn}::pg_lsn)::float8 as d`;
         walBytes += d;
         records += after.wal_records - before.wal_records;
+        const entry = kind === "floor" ? "hms_floor" : "hms_apply_event";
+        entryMs += (after.functions.get(entry) ?? 0) -
+          (before.functions.get(entry) ?? 0);
         fpi += after.wal_fpi - before.wal_fpi;
         if (walinspect) {
           // pg_walinspect reads only flushed WAL. A record no commit follows can stay unflushed
@@ -326,6 +386,7 @@ export async function runDbCost(ctx: BenchContext): Promise<DbCostResult> {
           ? r3(rooms.hot / rooms.upd)
           : null,
         backend_cpu_us_per_event: r1(cpu / events / 1000),
+        entry_us_per_event: r1(entryMs * 1000 / events),
       });
     };
 
@@ -360,6 +421,7 @@ export async function runDbCost(ctx: BenchContext): Promise<DbCostResult> {
         (_, i) => `cost-${tag}-${String(i).padStart(3, "0")}`,
       );
       await admin`insert into public.rooms (hms_room_id) select unnest(${rooms}::text[])`;
+      await admin`insert into public.hms_floor_rooms (hms_room_id) select unnest(${rooms}::text[])`;
       const t = (k: number) => iso(base + k);
       const open = (room: string, sid: string, at: number) =>
         apply({
@@ -490,25 +552,69 @@ export async function runDbCost(ctx: BenchContext): Promise<DbCostResult> {
       }
     }
 
+    // The feed's read cost among 100,000 rooms, 1,000 and then 10,000 of them live with spread
+    // counts and activity: p50/p99 of trending_rooms(20), timed inside the server.
+    ctx.log("database cost: the feed among 100,000 rooms");
+    const FEED_ROOMS = quick ? 10_000 : 100_000;
+    // Rooms are inserted with their counts (the insert trigger ranks them), as many live as the
+    // level says: the apply owns counts, so they are not updated in place.
+    const feedRooms = (live: number) =>
+      admin`insert into public.rooms (hms_room_id, is_live, listener_count, speaker_count,
+          last_active_at)
+        select 'feed-' || g, g <= ${live},
+          case when g <= ${live} then 1 + (g * 7919) % 300 else 0 end,
+          case when g <= ${live} then g % 6 else 0 end,
+          now() - (case when g <= ${live} then g % 600 else g % 2000 end) * interval '1 minute'
+        from generate_series(1, ${FEED_ROOMS - ROOMS * 3 - 1}) g`;
+    await admin.unsafe(`create function pg_temp.feed_ms(n integer)
+      returns table (p50 float8, p99 float8) language plpgsql as $f$
+      declare t0 timestamptz; ms float8[] := '{}';
+      begin
+        for i in 1..n loop
+          t0 := clock_timestamp();
+          perform * from public.trending_rooms(20);
+          ms := ms || (extract(epoch from clock_timestamp() - t0) * 1000)::float8;
+        end loop;
+        return query select percentile_disc(0.5) within group (order by x),
+          percentile_disc(0.99) within group (order by x) from unnest(ms) x;
+      end
+      $f$`);
+    const feed: DbCostResult["feed"] = [];
+    for (const live of quick ? [100, 1_000] : [1_000, 10_000]) {
+      await admin`delete from public.rooms where hms_room_id like 'feed-%'`;
+      await feedRooms(live);
+      await admin`vacuum analyze public.rooms`;
+      const [r] = await admin`select p50, p99 from pg_temp.feed_ms(${
+        quick ? 50 : 500
+      })`;
+      feed.push({
+        rooms: FEED_ROOMS,
+        live,
+        p50_ms: r3(r.p50),
+        p99_ms: r3(r.p99),
+      });
+    }
+
     // The ledger: size per million events, and one day's prune with full-page writes on.
-    await admin`vacuum analyze public.hms_events`;
-    const [size] = await admin`select count(*)::float8 as rows,
-      pg_relation_size('public.hms_events')::float8 as heap,
-      pg_total_relation_size('public.hms_events')::float8 as total
-      from public.hms_events`;
-    const idx = await admin`select indexrelid::regclass::text as name,
+    await admin.unsafe(`vacuum analyze ${ledger}`);
+    const [size] = await admin.unsafe(`select count(*)::float8 as rows,
+      pg_relation_size('${ledger}')::float8 as heap,
+      pg_total_relation_size('${ledger}')::float8 as total
+      from ${ledger}`);
+    const idx = await admin.unsafe(`select indexrelid::regclass::text as name,
       pg_relation_size(indexrelid)::float8 as bytes
-      from pg_index where indrelid = 'public.hms_events'::regclass`;
+      from pg_index where indrelid = '${ledger}'::regclass`);
     await admin`checkpoint`;
     const [{ lsn: l0 }] =
       await admin`select pg_current_wal_insert_lsn()::text as lsn`;
     const p0 = performance.now();
-    const [{ n }] = await admin`select public.hms_prune_events()::float8 as n`;
+    const [{ n }] = await admin.unsafe(`select ${prune}()::float8 as n`);
     const pruneMs = performance.now() - p0;
     const [{ d: pruneWal }] = await admin`select pg_wal_lsn_diff(
       pg_current_wal_insert_lsn(), ${l0}::pg_lsn)::float8 as d`;
 
     const wal_over_floor: Record<string, number> = {};
+    const time_over_floor: Record<string, number> = {};
     for (const w of windows) {
       if (w.kind === "floor") continue;
       const f = windows.find((x) =>
@@ -519,15 +625,24 @@ export async function runDbCost(ctx: BenchContext): Promise<DbCostResult> {
         wal_over_floor[modeKey(w)] = r3(
           w.wal_bytes_per_event / f.wal_bytes_per_event,
         );
+        if (w.entry_us_per_event !== null && f.entry_us_per_event) {
+          time_over_floor[modeKey(w)] = r3(
+            w.entry_us_per_event / f.entry_us_per_event,
+          );
+        }
       }
     }
     return {
       postgres: version.split(" on ")[0],
       method: {
         calls:
-          "one backend, one event per transaction (autocommit select public.hms_apply_event(...) with named arguments; floor: update rooms set listener_count = listener_count + 1 where hms_room_id = $1, same trigger)",
+          "one backend, one event per transaction (autocommit select public.hms_apply_event(...) with named arguments; floor: select hms_floor($1), a plpgsql update hms_floor_rooms set listener_count = listener_count + 1, last_active_at = now() on a trigger-free copy of rooms with its columns and indexes)",
         checkpoints:
-          "CHECKPOINT right before each window (autovacuum off, checkpoint_timeout 1d): with full_page_writes on, every page a window touches pays one full-page image, as with one checkpoint per window of events; close windows are split by untimed setup between rounds",
+          "CHECKPOINT right before each window and after every 1,000 events (autovacuum off, checkpoint_timeout 1d): with full_page_writes on, every page touched pays a full-page image again after each; close windows are split by untimed setup between rounds",
+        time:
+          "pg_stat_user_functions total_time of the entry function (hms_apply_event, or hms_floor) with track_functions = all, per event",
+        feed:
+          "trending_rooms(20) run n times inside one plpgsql function, each timed with clock_timestamp(); 100,000 rooms, 1,000 then 10,000 live with spread counts and activity",
         wal:
           "pg_current_wal_insert_lsn() difference over the timed calls (cluster-wide, nothing else writes); records and FPIs from pg_stat_wal; by resource manager from pg_walinspect; wal_compression off",
         cpu:
@@ -539,6 +654,8 @@ export async function runDbCost(ctx: BenchContext): Promise<DbCostResult> {
       ledger_prefill_rows: PREFILL,
       windows,
       wal_over_floor,
+      time_over_floor,
+      feed,
       ledger: {
         rows: size.rows,
         heap_bytes: size.heap,

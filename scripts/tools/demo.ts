@@ -480,6 +480,40 @@ export async function runStory(ctx: DemoContext): Promise<string[]> {
     );
   }
 
+  // The recap of tech's session (room_sessions): Sam 8..170 s, Zoe 40..150 s, Noor 70..170 s.
+  const { data: recaps, error: recapError } = await ctx.db.from("room_sessions")
+    .select(
+      "session_id,started_at,ended_at,peak_listeners,peak_speakers,unique_participants,participant_seconds",
+    )
+    .eq("hms_room_id", ids.tech);
+  const recap = recaps?.[0];
+  if (recapError || recaps?.length !== 1 || recap === undefined) {
+    story.failures.push(
+      `tech's recap: ${recapError?.message ?? `${recaps?.length} sessions`}`,
+    );
+  } else {
+    out("\nSession recap (room_sessions), tech");
+    out(
+      `  ${recap.session_id}: ${
+        recap.ended_at ? "ended" : "live"
+      }, peak ${recap.peak_listeners} listeners / ${recap.peak_speakers} speakers, ${recap.unique_participants} participants, ${
+        Number(recap.participant_seconds)
+      } participant-seconds`,
+    );
+    const got = [
+      recap.ended_at !== null,
+      recap.peak_listeners,
+      recap.peak_speakers,
+      recap.unique_participants,
+      Number(recap.participant_seconds),
+    ].join(",");
+    if (got !== "true,2,1,3,372") {
+      story.failures.push(
+        `tech's recap: expected ended, peaks 2/1, 3 participants, 372 s; got ${got}`,
+      );
+    }
+  }
+
   out("\nSummary");
   out(
     "  jazz    live; Maya and Ravi speaking, Aiko and Lena listening (Omar's late join did not",

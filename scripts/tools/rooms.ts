@@ -1,7 +1,8 @@
 /**
  * `npm run rooms`: prints the trending feed (`trending_rooms`) as an aligned terminal table:
- * rank, room, live, listeners, speakers, featured, score now, last active. Reads through the REST
- * API with supabase-js (default: the local stack) or straight from Postgres with `--url`.
+ * rank, room, live, listeners, speakers, featured, score now, last active; with `--stage`, then
+ * who is on stage in each live room (`room_participants`). Reads through the REST API with supabase-js (default: the
+ * local stack) or straight from Postgres with `--url`.
  */
 
 import { createClient } from "@supabase/supabase-js";
@@ -100,6 +101,75 @@ export async function fetchFeed(
   return data.map((r) => toFeedRow(r as Record<string, unknown>));
 }
 
+/** One speaker of a room's stage, as `room_participants` shows it. */
+export interface StageRow {
+  hms_room_id: string;
+  user_name: string | null;
+  peer_id: string;
+  role: string | null;
+}
+
+/** The speakers of `rooms`, by room, in join order. */
+export async function fetchStage(
+  source: FeedSource,
+  rooms: string[],
+): Promise<Map<string, StageRow[]>> {
+  const stage = new Map<string, StageRow[]>();
+  if (rooms.length === 0) return stage;
+  let rows: StageRow[];
+  if (source.kind === "postgres") {
+    const sql = postgres(source.url, {
+      max: 1,
+      onnotice: () => {},
+      connect_timeout: 10,
+    });
+    try {
+      rows = await sql<StageRow[]>`
+        select hms_room_id, user_name, peer_id, role from public.room_participants
+        where role_class = 'speaker' and hms_room_id = any(${rooms}::text[])
+        order by joined_at, peer_id`;
+    } finally {
+      await sql.end({ timeout: 5 });
+    }
+  } else {
+    const client = createClient(source.url, source.key, {
+      auth: { persistSession: false, autoRefreshToken: false },
+    });
+    const { data, error } = await client.from("room_participants")
+      .select("hms_room_id,user_name,peer_id,role")
+      .eq("role_class", "speaker")
+      .in("hms_room_id", rooms)
+      .order("joined_at")
+      .order("peer_id");
+    if (error) {
+      throw new Error(`room_participants via ${source.url}: ${error.message}`);
+    }
+    rows = (data ?? []) as StageRow[];
+  }
+  for (const r of rows) {
+    const list = stage.get(r.hms_room_id) ?? [];
+    list.push(r);
+    stage.set(r.hms_room_id, list);
+  }
+  return stage;
+}
+
+/** "On stage" lines for the live rooms of the feed that have speakers. */
+export function renderStage(
+  rows: FeedRow[],
+  stage: Map<string, StageRow[]>,
+): string {
+  const lines = rows.filter((r) => r.is_live && stage.has(r.hms_room_id)).map(
+    (r) =>
+      `  ${r.hms_room_id}  ${
+        stage.get(r.hms_room_id)!.map((s) =>
+          `${s.user_name ?? s.peer_id}${s.role ? ` (${s.role})` : ""}`
+        ).join(", ")
+      }`,
+  );
+  return lines.length === 0 ? "" : `\non stage:\n${lines.join("\n")}`;
+}
+
 /** "just now", "42s ago", "3m ago", "2h ago", "5d ago" (or "in 3s" for a clock ahead of ours). */
 export function relativeTime(
   iso: string | null,
@@ -188,13 +258,15 @@ export function renderFeed(
 export const USAGE = `Usage: npm run rooms [-- options]
 
 Prints the rooms ordered by trending (the trending_rooms feed): rank, room id, live,
-listeners, speakers, featured, the decayed score now, and the last activity.
+listeners, speakers, featured, the decayed score now, and the last activity; with --stage,
+then who is on stage (the speakers) in each live room.
 
 Options:
   --url URL       read directly from Postgres (postgresql://…)
   --rest URL      read through the REST API at this SUPABASE_URL (needs --key)
   --key K         API key for --rest (anon or service role)
   --live          only live rooms
+  --stage         also list who is on stage (the speakers) in each live room
   --limit N       at most N rooms (1-1000)                  [20]
   --json          print the rows as JSON instead of a table
   -h, --help      this text
@@ -204,6 +276,7 @@ Default: the local stack from \`npm start\` (.stack/stack.json), through its RES
 Examples:
   npm run rooms
   npm run rooms -- --live --limit 5
+  npm run rooms -- --live --stage
   npm run rooms -- --url postgresql://postgres@127.0.0.1:54322/postgres
   npm run rooms -- --rest https://<ref>.supabase.co --key "$SUPABASE_ANON_KEY"
 `;
@@ -213,6 +286,7 @@ const ROOMS_FLAGS = {
   rest: "string",
   key: "string",
   live: "boolean",
+  stage: "boolean",
   limit: "string",
   json: "boolean",
   help: "boolean",
@@ -258,9 +332,9 @@ export function main(argv: string[]): Promise<number> {
       } else if (strings.key !== undefined) {
         throw new UsageError("--key goes with --rest");
       }
-      return { source, query, json };
+      return { source, query, json, stage: booleans.has("stage") };
     },
-    run: async ({ source, query, json }) => {
+    run: async ({ source, query, json, stage }) => {
       if (source === undefined) {
         const stack = await requireStack();
         source = {
@@ -270,8 +344,18 @@ export function main(argv: string[]): Promise<number> {
         };
       }
       const rows = await fetchFeed(source, query);
-      if (json) console.log(JSON.stringify(rows));
-      else console.log(renderFeed(rows));
+      if (json) {
+        console.log(JSON.stringify(rows));
+        return 0;
+      }
+      if (!stage) {
+        console.log(renderFeed(rows));
+        return 0;
+      }
+      const live = rows.filter((r) => r.is_live).map((r) => r.hms_room_id);
+      console.log(
+        renderFeed(rows) + renderStage(rows, await fetchStage(source, live)),
+      );
       return 0;
     },
   }, argv);

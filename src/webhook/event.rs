@@ -178,6 +178,10 @@ pub struct Peer<'a> {
     pub id: Cow<'a, str>,
     /// Role as received; always present for role changes.
     pub role: Option<Cow<'a, str>>,
+    /// `user_id` as received (the app's own id for the user), when sent.
+    pub user_id: Option<Cow<'a, str>>,
+    /// `user_name` as received (a hash in HIPAA workspaces), when sent.
+    pub user_name: Option<Cow<'a, str>>,
 }
 
 /// A validated event of a type the function acts on.
@@ -214,6 +218,8 @@ pub struct Ignored<'a> {
 }
 
 /// A parsed body: an event to apply, or one to acknowledge and ignore.
+// One short-lived value per request: boxing `Event` would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Parsed<'a> {
     /// A type the function acts on.
@@ -278,6 +284,10 @@ struct Data<'a> {
     #[serde(borrow)]
     role: Option<Field<'a>>,
     #[serde(borrow)]
+    user_id: Option<Field<'a>>,
+    #[serde(borrow)]
+    user_name: Option<Field<'a>>,
+    #[serde(borrow)]
     joined_at: Option<Field<'a>>,
     #[serde(borrow)]
     left_at: Option<Field<'a>>,
@@ -296,6 +306,10 @@ struct FlatPeer<'a> {
     id: Option<Field<'a>>,
     #[serde(borrow)]
     role: Option<Field<'a>>,
+    #[serde(borrow)]
+    user_id: Option<Field<'a>>,
+    #[serde(borrow)]
+    user_name: Option<Field<'a>>,
 }
 
 /// A member that must be an object when present.
@@ -427,27 +441,42 @@ fn ignore<'a>(
 struct PeerFields {
     id_field: &'static str,
     role_field: &'static str,
+    user_id_field: &'static str,
+    user_name_field: &'static str,
 }
 
 /// The envelope's peer is in `data`.
 const ENVELOPE_PEER: PeerFields = PeerFields {
     id_field: "data.peer_id",
     role_field: "data.role",
+    user_id_field: "data.user_id",
+    user_name_field: "data.user_name",
 };
 
 /// The flat format's peer is the `peer` object.
 const FLAT_PEER: PeerFields = PeerFields {
     id_field: "peer.id",
     role_field: "peer.role",
+    user_id_field: "peer.user_id",
+    user_name_field: "peer.user_name",
 };
 
-/// The peer of a peer event, read alike in both formats from its id and role.
-fn peer<'a>(
+/// A peer's members as a format sends them (each where [`PeerFields`] says).
+struct PeerIn<'a> {
     id: Option<Field<'a>>,
     role: Option<Field<'a>>,
-    action: Action,
-    fields: &PeerFields,
-) -> Result<Peer<'a>, Error> {
+    user_id: Option<Field<'a>>,
+    user_name: Option<Field<'a>>,
+}
+
+/// The peer of a peer event, read alike in both formats.
+fn peer<'a>(input: PeerIn<'a>, action: Action, fields: &PeerFields) -> Result<Peer<'a>, Error> {
+    let PeerIn {
+        id,
+        role,
+        user_id,
+        user_name,
+    } = input;
     let id = required(id, fields.id_field)?;
     let role = if action == Action::RoleChange {
         // The new role is the whole point of a role change.
@@ -455,7 +484,14 @@ fn peer<'a>(
     } else {
         string(role, fields.role_field, true)?
     };
-    Ok(Peer { id, role })
+    let user_id = string(user_id, fields.user_id_field, true)?;
+    let user_name = string(user_name, fields.user_name_field, true)?;
+    Ok(Peer {
+        id,
+        role,
+        user_id,
+        user_name,
+    })
 }
 
 /// Refuses a time inside `data` too far from the envelope `timestamp`: no single event may pin a
@@ -519,7 +555,16 @@ fn envelope(top: Body<'_>) -> Result<Parsed<'_>, Error> {
     // "" is the flat format's: without it an event could take over the room's current session.
     let session_id = path_id(data.session_id, "data.session_id")?;
     let peer = if action.is_peer_event() {
-        Some(peer(data.peer_id, data.role, action, &ENVELOPE_PEER)?)
+        Some(peer(
+            PeerIn {
+                id: data.peer_id,
+                role: data.role,
+                user_id: data.user_id,
+                user_name: data.user_name,
+            },
+            action,
+            &ENVELOPE_PEER,
+        )?)
     } else {
         None
     };
@@ -598,7 +643,16 @@ fn flat<'a>(event_type: Field<'a>, top: Body<'a>, body: &[u8]) -> Result<Parsed<
     let room_id = path_id(top.room_id, "room_id")?;
     let peer = if action.is_peer_event() {
         let object = object(top.peer, "peer")?.ok_or(Error::MissingField("peer"))?;
-        Some(peer(object.id, object.role, action, &FLAT_PEER)?)
+        Some(peer(
+            PeerIn {
+                id: object.id,
+                role: object.role,
+                user_id: object.user_id,
+                user_name: object.user_name,
+            },
+            action,
+            &FLAT_PEER,
+        )?)
     } else {
         None
     };

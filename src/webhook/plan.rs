@@ -34,6 +34,13 @@ pub struct ApplyArgs<'a> {
     pub p_auto_create: bool,
     /// When the request arrived (the boundary's clock): `last_active_at` never passes it + 120 s.
     pub p_received_at: String,
+    /// The peer's `user_id` (peer events only, when sent).
+    pub p_user_id: Option<&'a str>,
+    /// The peer's `user_name` (peer events only, when sent).
+    pub p_user_name: Option<&'a str>,
+    /// The envelope `timestamp` as received (flat format: its `timestamp`): with the id, the
+    /// ledger's duplicate key.
+    pub p_sent_at: String,
 }
 
 /// What to do with an event.
@@ -83,6 +90,8 @@ pub fn plan<'a>(
         }
         None => (None, None, None),
     };
+    let user_id = event.peer.as_ref().and_then(|p| p.user_id.as_deref());
+    let user_name = event.peer.as_ref().and_then(|p| p.user_name.as_deref());
     let joined_at = match event.action {
         Action::PeerLeave | Action::RoleChange => event.times.joined_at,
         _ => None,
@@ -102,6 +111,9 @@ pub fn plan<'a>(
             p_joined_at: joined_at.map(Timestamp::to_rfc3339),
             p_auto_create: auto_create,
             p_received_at: received_at.to_rfc3339(),
+            p_user_id: user_id,
+            p_user_name: user_name,
+            p_sent_at: event.head.timestamp.to_rfc3339(),
         },
         role_class,
     )
@@ -135,6 +147,7 @@ mod tests {
             "peer.join.success",
             "2024-10-04T18:03:10Z",
             json!({"room_id":"r","session_id":"s","peer_id":"p","role":"Host",
+                   "user_id":"u-7","user_name":"Ada",
                    "joined_at":"2024-10-04T18:03:10.55810264Z",
                    "session_started_at":"2024-10-04T18:00:02.183742915Z"}),
         );
@@ -146,7 +159,8 @@ mod tests {
                 "p_session_started_at":"2024-10-04T18:00:02.183742Z",
                 "p_peer_id":"p","p_role":"Host","p_role_class":"speaker",
                 "p_event_at":"2024-10-04T18:03:10.558102Z","p_joined_at":null,
-                "p_auto_create":false,"p_received_at":"2024-10-04T18:03:11.000000Z"
+                "p_auto_create":false,"p_received_at":"2024-10-04T18:03:11.000000Z",
+                "p_user_id":"u-7","p_user_name":"Ada","p_sent_at":"2024-10-04T18:03:10.000000Z"
             })
         );
     }

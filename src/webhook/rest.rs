@@ -201,8 +201,8 @@ mod tests {
         assert_eq!(body["p_received_at"], "1970-01-01T00:00:00.000000Z");
         assert_eq!(
             body.as_object().unwrap().len(),
-            13,
-            "all thirteen named arguments"
+            16,
+            "all sixteen named arguments"
         );
     }
 

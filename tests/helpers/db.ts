@@ -20,18 +20,24 @@ export function micros(text: unknown): bigint | null {
 /** Per table: row count and an md5 over its rows' text, in a stable order. */
 export type Snapshot = Record<string, { rows: number; hash: string }>;
 
-/** Counts and hashes every table of schema `public` in one statement. */
+/** Counts and hashes every table of schemas `public` and `hms_private` in one statement
+ * (a table of hms_private is named with its schema). */
 export async function snapshot(sql: postgres.Sql): Promise<Snapshot> {
   const tables = await sql<{ name: string }[]>`
-    select tablename as name from pg_tables where schemaname = 'public' order by tablename`;
+    select case when schemaname = 'public' then tablename else schemaname || '.' || tablename end
+      as name
+    from pg_tables where schemaname in ('public', 'hms_private') order by 1`;
   if (tables.length === 0) throw new Error("no tables in schema public");
   const parts = tables.map(({ name }) => {
-    const quoted = `"${name.replaceAll('"', '""')}"`;
+    const quoted = name.split(".").map((part) =>
+      `"${part.replaceAll('"', '""')}"`
+    )
+      .join(".");
     return `select '${
       name.replaceAll("'", "''")
     }' as name, count(*)::int as rows, ` +
       `md5(coalesce(string_agg(t::text, '|' order by t::text), '')) as hash ` +
-      `from public.${quoted} t`;
+      `from ${name.includes(".") ? "" : "public."}${quoted} t`;
   });
   const result = await sql.unsafe(parts.join(" union all "));
   return Object.fromEntries(
@@ -40,8 +46,8 @@ export async function snapshot(sql: postgres.Sql): Promise<Snapshot> {
 }
 
 /**
- * Runs `action` and asserts it wrote nothing: every table of schema public (rooms, hms_presence,
- * hms_sessions, hms_events, hms_settings, …) keeps its row count and content hash, and each
+ * Runs `action` and asserts it wrote nothing: every table of schemas public and hms_private (rooms,
+ * hms_settings, hms_private.presence, hms_private.sessions, hms_private.events, …) keeps its row count and content hash, and each
  * room in `roomIds` keeps its row.
  */
 export async function assertNothingWritten<T>(

@@ -88,7 +88,7 @@ export class RealtimeSlot {
   /**
    * Consumes everything up to now and returns it twice: `realtime`, what Realtime's options
    * decode (empty when the publication has no table: Realtime ignores the slot then), and
-   * `everything`, every change of every table of `public` in the same range (the control that
+   * `everything`, every change of every table of `public` and `hms_private` in the same range (the control that
    * shows the slot does see the hms_* writes the filter keeps out).
    */
   async drain(): Promise<{ realtime: W2jChange[]; everything: W2jChange[] }> {
@@ -113,7 +113,7 @@ export class RealtimeSlot {
     const everything = await this.conn<{ data: string }[]>`
       select data from pg_logical_slot_peek_changes(${this.name}, ${upto}::pg_lsn, null,
         'include-pk', 'true', 'include-transaction', 'false', 'format-version', '2',
-        'add-tables', 'public.*')`;
+        'add-tables', 'public.*,hms_private.*')`;
     const pub = await this.publication();
     const realtime = await this.conn<{ data: string }[]>`
       select data from pg_logical_slot_get_changes(${this.name}, ${upto}::pg_lsn, null,

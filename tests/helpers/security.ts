@@ -144,9 +144,9 @@ export function assertRefused(
 
 /** The tables the "nothing written" guard must cover (design §6-§8). */
 export const TABLES = [
-  "hms_events",
-  "hms_presence",
-  "hms_sessions",
+  "hms_private.events",
+  "hms_private.presence",
+  "hms_private.sessions",
   "hms_settings",
   "rooms",
 ] as const;

@@ -24,30 +24,30 @@ pub fn fingerprint(client: &mut Client) -> Result<String, String> {
                   from pg_attribute a join pg_class c on c.oid = a.attrelid
                   left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
                   left join pg_collation co on co.oid = a.attcollation
-                 where c.relnamespace = 'public'::regnamespace and a.attnum > 0 and not a.attisdropped
+                 where c.relnamespace in ('public'::regnamespace, 'hms_private'::regnamespace) and a.attnum > 0 and not a.attisdropped
                 union all
                 select 'rel ' || c.relname || ' kind=' || c.relkind::text || ' rls=' || c.relrowsecurity
                        || ' acl=' || coalesce(c.relacl::text, '')
-                  from pg_class c where c.relnamespace = 'public'::regnamespace
+                  from pg_class c where c.relnamespace in ('public'::regnamespace, 'hms_private'::regnamespace)
                 union all
                 select 'idx ' || pg_get_indexdef(i.indexrelid) from pg_index i join pg_class c on c.oid = i.indrelid
-                 where c.relnamespace = 'public'::regnamespace
+                 where c.relnamespace in ('public'::regnamespace, 'hms_private'::regnamespace)
                 union all
                 select 'con ' || conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid)
                        || ' valid=' || convalidated
-                  from pg_constraint where connamespace = 'public'::regnamespace
+                  from pg_constraint where connamespace in ('public'::regnamespace, 'hms_private'::regnamespace)
                 union all
                 select 'fn ' || p.oid::regprocedure::text || ' ' || md5(pg_get_functiondef(p.oid))
                        || ' acl=' || coalesce(p.proacl::text, '') || ' owner=' || p.proowner::regrole::text
-                  from pg_proc p where p.pronamespace = 'public'::regnamespace and p.prokind = 'f'
+                  from pg_proc p where p.pronamespace in ('public'::regnamespace, 'hms_private'::regnamespace) and p.prokind = 'f'
                 union all
                 select 'trg ' || pg_get_triggerdef(t.oid) || ' enabled=' || t.tgenabled::text
                   from pg_trigger t join pg_class c on c.oid = t.tgrelid
-                 where c.relnamespace = 'public'::regnamespace and not t.tgisinternal
+                 where c.relnamespace in ('public'::regnamespace, 'hms_private'::regnamespace) and not t.tgisinternal
                 union all
                 select 'pol ' || tablename || ' ' || policyname || ' ' || permissive || ' ' || roles::text || ' '
                        || cmd || ' ' || coalesce(qual, '') || ' ' || coalesce(with_check, '')
-                  from pg_policies where schemaname = 'public'
+                  from pg_policies where schemaname in ('public', 'hms_private')
                 union all
                 select 'settings ' || s::text from public.hms_settings s
                 union all
@@ -55,7 +55,7 @@ pub fn fingerprint(client: &mut Client) -> Result<String, String> {
                   from public.rooms r
                 union all
                 select 'ledger ' || count(*) || ' ' || md5(coalesce(string_agg(e::text, ',' order by e.event_id), ''))
-                  from public.hms_events e
+                  from hms_private.events e
               ) as parts(x)",
             &[],
         )
@@ -141,7 +141,7 @@ pub fn expect_sqlstate(
 pub fn ledger_has(client: &mut Client, id: &str) -> Result<bool, String> {
     query_value(
         client,
-        "select exists (select 1 from public.hms_events where event_id = $1)",
+        "select exists (select 1 from hms_private.events where event_id = $1)",
         &[&id],
     )
 }
@@ -192,8 +192,8 @@ pub fn invalid_arguments(ctx: &mut Ctx) -> Result<String, String> {
 pub fn table_counts(client: &mut Client) -> Result<Vec<i64>, String> {
     let row = client
         .query_one(
-            "select (select count(*) from public.rooms), (select count(*) from public.hms_sessions), \
-                    (select count(*) from public.hms_presence), (select count(*) from public.hms_events)",
+            "select (select count(*) from public.rooms), (select count(*) from hms_private.sessions), \
+                    (select count(*) from hms_private.presence), (select count(*) from hms_private.events)",
             &[],
         )
         .map_err(q)?;
@@ -311,9 +311,9 @@ pub fn snapshot(client: &mut Client, room: &str) -> Result<String, String> {
     let row = client
         .query_one(
             "select r.xmin::text || row_to_json(r)::text \
-                    || (select coalesce(string_agg(s::text, ',' order by s.session_id), '') from public.hms_sessions s where s.room_id = r.id) \
-                    || (select coalesce(string_agg(p::text, ',' order by p.session_id, p.peer_id), '') from public.hms_presence p where p.room_id = r.id) \
-                    || (select count(*) from public.hms_events e where e.room_id = r.id)::text \
+                    || (select coalesce(string_agg(s::text, ',' order by s.session_id), '') from hms_private.sessions s where s.room_id = r.id) \
+                    || (select coalesce(string_agg(p::text, ',' order by p.session_id, p.peer_id), '') from hms_private.presence p where p.room_id = r.id) \
+                    || (select count(*) from hms_private.events e where e.room_id = r.id)::text \
              from public.rooms r where r.hms_room_id = $1",
             &[&room],
         )
@@ -321,7 +321,8 @@ pub fn snapshot(client: &mut Client, room: &str) -> Result<String, String> {
     Ok(row.get(0))
 }
 
-/// A repeated event id (even with another payload) is `duplicate` and rewrites nothing.
+/// A repeated event (same id and envelope time, even with another payload) is `duplicate` and
+/// rewrites nothing.
 pub fn duplicate(ctx: &mut Ctx) -> Result<String, String> {
     let t = 1_728_064_800_000_000;
     let room = new_room(ctx, "dup", t)?;
@@ -331,10 +332,10 @@ pub fn duplicate(ctx: &mut Ctx) -> Result<String, String> {
     ];
     apply_all(&mut ctx.svc, &room, &first, false)?;
     let before = snapshot(&mut ctx.svc, &room)?;
-    // Same id, and even a different payload (a leave): the ledger answers duplicate, nothing moves.
+    // Same id and time, and even a different payload (a leave): the ledger answers duplicate,
+    // nothing moves.
     let mut again = first[1].clone();
     again.action = Action::PeerLeave;
-    again.event_at += 1_000_000;
     let answers = apply_all(&mut ctx.svc, &room, &[first[1].clone(), again], false)?;
     if answers
         .iter()
@@ -444,7 +445,7 @@ pub fn refresh(ctx: &mut Ctx) -> Result<String, String> {
         )
     };
     let quiet_before = xmin(&mut ctx.admin, &quiet)?;
-    let changed: i64 = query_value(&mut ctx.svc, "select public.hms_refresh_trending()", &[])?;
+    let changed: i64 = query_value(&mut ctx.svc, "select hms_private.refresh_trending()", &[])?;
     let row = ctx
         .admin
         .query_one(
@@ -483,12 +484,12 @@ pub fn prune(ctx: &mut Ctx) -> Result<String, String> {
     apply_all(&mut ctx.svc, &room, &events, false)?;
     ctx.admin
         .batch_execute(
-            "update public.hms_events set received_at = now() - interval '8 days' where event_id = 'prune-8d';
-             update public.hms_events set received_at = now() - interval '6 days' where event_id = 'prune-6d';
-             update public.hms_events set received_at = now() - interval '2 hours' where event_id = 'prune-2h';",
+            "update hms_private.events set received_at = now() - interval '8 days' where event_id = 'prune-8d';
+             update hms_private.events set received_at = now() - interval '6 days' where event_id = 'prune-6d';
+             update hms_private.events set received_at = now() - interval '2 hours' where event_id = 'prune-2h';",
         )
         .map_err(q)?;
-    let default_run: i64 = query_value(&mut ctx.svc, "select public.hms_prune_events()", &[])?;
+    let default_run: i64 = query_value(&mut ctx.svc, "select hms_private.prune_events()", &[])?;
     let left = |c: &mut Client| -> Result<Vec<bool>, String> {
         ids.iter().map(|id| ledger_has(c, id)).collect()
     };
@@ -500,7 +501,7 @@ pub fn prune(ctx: &mut Ctx) -> Result<String, String> {
     }
     let hour_run: i64 = query_value(
         &mut ctx.svc,
-        "select public.hms_prune_events(interval '1 hour')",
+        "select hms_private.prune_events(interval '1 hour')",
         &[],
     )?;
     if hour_run < 2 || left(&mut ctx.svc)? != [false, false, false, true] {
@@ -511,7 +512,7 @@ pub fn prune(ctx: &mut Ctx) -> Result<String, String> {
     }
     expect_sqlstate(
         ctx.svc
-            .simple_query("select public.hms_prune_events(interval '-1 day')"),
+            .simple_query("select hms_private.prune_events(interval '-1 day')"),
         "22023",
         "negative retention",
     )?;
@@ -531,21 +532,24 @@ pub fn permissions(ctx: &mut Ctx) -> Result<String, String> {
             ("execute hms_apply_event", apply.as_str()),
             (
                 "read hms_presence",
-                "select * from public.hms_presence limit 1",
+                "select * from hms_private.presence limit 1",
             ),
-            ("read hms_events", "select * from public.hms_events limit 1"),
+            (
+                "read hms_events",
+                "select * from hms_private.events limit 1",
+            ),
             (
                 "read hms_sessions",
-                "select * from public.hms_sessions limit 1",
+                "select * from hms_private.sessions limit 1",
             ),
             ("read hms_settings", "select * from public.hms_settings"),
             (
                 "execute hms_refresh_trending",
-                "select public.hms_refresh_trending()",
+                "select hms_private.refresh_trending()",
             ),
             (
                 "execute hms_prune_events",
-                "select public.hms_prune_events()",
+                "select hms_private.prune_events()",
             ),
         ] {
             expect_sqlstate(c.simple_query(sql), "42501", &format!("{role} {what}"))?;
@@ -599,10 +603,10 @@ pub fn trending_defaults(ctx: &mut Ctx) -> Result<String, String> {
     ];
     let row = tx
         .query_one(
-            "select public.hms_trending_score(3, 1, true, 2.5)::text, \
-                    public.hms_trending_score(3, 1, true, 2.5, $1, $2, $3, $4)::text, \
-                    public.hms_trending_rank(3, 1, true, 1.7e9), \
-                    public.hms_trending_rank(3, 1, true, 1.7e9, $1, $2, $3, $4)",
+            "select hms_private.trending_score(3, 1, true, 2.5)::text, \
+                    hms_private.trending_score(3, 1, true, 2.5, $1, $2, $3, $4)::text, \
+                    hms_private.trending_rank(3, 1, true, 1.7e9), \
+                    hms_private.trending_rank(3, 1, true, 1.7e9, $1, $2, $3, $4)",
             &args,
         )
         .map_err(q)?;
@@ -623,7 +627,7 @@ pub fn trending_defaults(ctx: &mut Ctx) -> Result<String, String> {
     ))
     .map_err(q)?;
     let half_life: f64 = query_value(&mut tx, "select public.hms_half_life_hours()", &[])?;
-    tx.execute("select public.hms_refresh_trending()", &[])
+    tx.execute("select hms_private.refresh_trending()", &[])
         .map_err(q)?;
     let row = tx
         .query_one(

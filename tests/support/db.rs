@@ -1,7 +1,7 @@
 //! The tests' side of PostgreSQL: connecting, calling `hms_apply_event` (as SQL text, or a whole
 //! history per round trip through a session-local driver), creating rooms, reading them back.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use postgres::{Client, NoTls, SimpleQueryMessage};
 
@@ -62,7 +62,7 @@ fn opt_ts(t: Option<Micros>) -> String {
     t.map_or_else(|| "null".to_string(), ts)
 }
 
-/// The names of the arguments the first build's `hms_apply_event` and today's share, in order.
+/// The names of the `hms_apply_event` arguments the tests pass positionally, in order.
 const EVENT_ARGS: [&str; 11] = [
     "p_event_id",
     "p_event_type",
@@ -391,6 +391,8 @@ pub struct DbState {
     pub featured: bool,
     pub trending_rank: Option<f64>,
     pub present: BTreeSet<(String, String)>,
+    /// `room_sessions` of the closed envelope sessions: (unique participants, participant µs).
+    pub recap: BTreeMap<String, (u64, Micros)>,
 }
 
 /// Reads the room row and the present peers of all its sessions (one round trip).
@@ -400,10 +402,15 @@ pub fn read_state(client: &mut Client, room: &str) -> Result<DbState, String> {
             "select r.listener_count::bigint, r.speaker_count::bigint, coalesce(r.is_live, false), \
                     (extract(epoch from r.last_active_at) * 1000000)::bigint, r.current_session_id, \
                     coalesce(r.featured, false), r.trending_rank, \
-                    array(select p.session_id::text from public.hms_presence as p \
+                    array(select p.session_id::text from hms_private.presence as p \
                           where p.room_id = r.id and p.present order by 1, p.peer_id), \
-                    array(select p.peer_id::text from public.hms_presence as p \
-                          where p.room_id = r.id and p.present order by p.session_id, 1) \
+                    array(select p.peer_id::text from hms_private.presence as p \
+                          where p.room_id = r.id and p.present order by p.session_id, 1), \
+                    array(select s.session_id || ' ' || s.unique_participants || ' ' \
+                                 || round(s.participant_seconds * 1000000) \
+                          from public.room_sessions as s \
+                          where s.room_id = r.id and s.ended_at is not null and s.session_id <> '' \
+                          order by s.session_id) \
              from public.rooms as r where r.hms_room_id = $1",
             &[&room],
         )
@@ -411,6 +418,22 @@ pub fn read_state(client: &mut Client, room: &str) -> Result<DbState, String> {
         .ok_or_else(|| format!("room {room} does not exist"))?;
     let sessions: Vec<String> = row.get(7);
     let peers: Vec<String> = row.get(8);
+    let mut recap = BTreeMap::new();
+    for line in row.get::<_, Vec<String>>(9) {
+        // The session id may hold spaces; the two numbers do not.
+        let parts: Vec<&str> = line.rsplitn(3, ' ').collect();
+        let [micros, unique, session] = parts[..] else {
+            return Err(format!("room_sessions row {line:?}"));
+        };
+        let number = |s: &str| s.parse::<i64>().map_err(|e| format!("{line:?}: {e}"));
+        recap.insert(
+            session.to_string(),
+            (
+                u64::try_from(number(unique)?).unwrap_or(u64::MAX),
+                number(micros)?,
+            ),
+        );
+    }
     let count = |v: i64| u64::try_from(v).unwrap_or(u64::MAX);
     Ok(DbState {
         listener_count: count(row.get(0)),
@@ -421,5 +444,6 @@ pub fn read_state(client: &mut Client, room: &str) -> Result<DbState, String> {
         featured: row.get(5),
         trending_rank: row.get(6),
         present: sessions.into_iter().zip(peers).collect(),
+        recap,
     })
 }

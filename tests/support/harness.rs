@@ -85,6 +85,12 @@ pub fn compare(got: &DbState, want: &RoomState, w: &Weights) -> Vec<String> {
         format!("{:?}", got.current_session),
         format!("{:?}", want.current_session),
     );
+    if got.recap != want.recap {
+        diffs.push(format!(
+            "recap (unique participants, participant µs) of closed sessions: database {:?}, model {:?}",
+            got.recap, want.recap
+        ));
+    }
     if got.present != want.present {
         diffs.push(format!(
             "present peers: database {:?}, model {:?}",

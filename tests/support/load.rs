@@ -33,14 +33,11 @@ pub fn feed_plan(ctx: &mut Ctx) -> Result<String, String> {
         .map_err(q)?;
     let mut anon = connect(&ctx.url, Some("anon"))?;
     let mut notes = Vec::new();
-    // The rank key lives in hms_room_rank (migration 20261201000400_hms_cost.sql), one ordered
-    // index per partition: the feed merges both, the live-only feed reads the live one.
+    // The feed's index holds the rank's band (floor of the rank key, design §8): both feeds read
+    // it in order.
     for (args, indexes) in [
-        (
-            "20",
-            &["hms_room_rank_live_feed_idx", "hms_room_rank_idle_feed_idx"][..],
-        ),
-        ("20, 0, true", &["hms_room_rank_live_feed_idx"][..]),
+        ("20", &["rooms_trending_band_idx"][..]),
+        ("20, 0, true", &["rooms_trending_band_idx"][..]),
     ] {
         let call = format!("trending_rooms({args})");
         // simple_query: the plan comes back as text whatever its column type (json).

@@ -6,6 +6,8 @@
 pub mod behaviour;
 #[cfg(feature = "db-tests")]
 pub mod db;
+#[cfg(feature = "db-tests")]
+pub mod existing_rooms;
 pub mod generate;
 #[cfg(feature = "db-tests")]
 pub mod harness;
@@ -19,6 +21,4 @@ pub mod rules;
 pub mod shrink;
 pub mod time;
 pub mod trending;
-#[cfg(feature = "db-tests")]
-pub mod upgrade;
 pub mod wire;

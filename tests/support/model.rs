@@ -34,6 +34,8 @@
 //!   them), so they are not modelled here.
 //! - The 12-hour rule (`hms_close_expired_sessions(now)`) closes every envelope session without a
 //!   close whose start, as known when it runs, is more than 12 h before `now`, at start + 12 h.
+//! - Recap of a closed envelope session: its participants are the peers seen with a final class
+//!   other than `ignored`, each present from its join to its leave or the close (the earlier).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -182,6 +184,8 @@ pub struct RoomState {
     pub current_session: Option<String>,
     /// Every present peer of every session, as (session_id, peer_id).
     pub present: BTreeSet<(String, String)>,
+    /// The recap of every closed envelope session: (unique participants, participant µs).
+    pub recap: BTreeMap<String, (u64, Micros)>,
 }
 
 #[derive(Default)]
@@ -480,5 +484,36 @@ pub fn expected_after(initial: Initial, deliveries: &[Delivery]) -> RoomState {
         last_active_at,
         current_session: current.map(|(id, _)| id.clone()),
         present,
+        recap: recap(&room),
     }
+}
+
+/// The recap of each closed envelope session: its participants are the peers seen with a final
+/// class other than `ignored`; each is present from its join to its leave or the close, the
+/// earlier (design §7).
+fn recap(room: &Room) -> BTreeMap<String, (u64, Micros)> {
+    let mut out = BTreeMap::new();
+    for (id, s) in &room.sessions {
+        let (false, Some(closed)) = (id.is_empty(), s.closed_at) else {
+            continue;
+        };
+        let (mut unique, mut micros) = (0, 0);
+        for ((session, _), p) in &room.peers {
+            let counted = matches!(
+                p.role.as_ref().map(|r| r.2),
+                Some(RoleClass::Listener | RoleClass::Speaker)
+            );
+            if session != id || !p.seen || !counted {
+                continue;
+            }
+            let Some(joined) = p.joined_at() else {
+                continue;
+            };
+            let end = p.left_at.map_or(closed, |left| left.min(closed));
+            unique += 1;
+            micros += (end - joined).max(0);
+        }
+        out.insert(id.clone(), (unique, micros));
+    }
+    out
 }

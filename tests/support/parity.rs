@@ -110,8 +110,8 @@ pub fn parity_batch(
 ) -> Result<Vec<String>, String> {
     let rows = client
         .query(
-            "select public.hms_trending_score(l, s, f, h, $6, $7, $8, $9)::text, \
-                    public.hms_trending_rank(l, s, f, e, $6, $7, $8, $9) \
+            "select hms_private.trending_score(l, s, f, h, $6, $7, $8, $9)::text, \
+                    hms_private.trending_rank(l, s, f, e, $6, $7, $8, $9) \
              from unnest($1::bigint[], $2::bigint[], $3::boolean[], $4::float8[], $5::float8[]) \
                   with ordinality as t(l, s, f, h, e, n) order by n",
             &[

@@ -216,7 +216,7 @@ pub fn twelve_hour_rule(ctx: &mut Ctx) -> Result<String, String> {
     let closed_at: String = query_value(
         &mut ctx.admin,
         "select to_char(s.closed_at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') \
-             from public.hms_sessions s join public.rooms r on r.id = s.room_id \
+             from hms_private.sessions s join public.rooms r on r.id = s.room_id \
              where r.hms_room_id = $1 and s.session_id = 'old'",
         &[&room],
     )?;
@@ -306,7 +306,7 @@ pub fn received_bound(ctx: &mut Ctx) -> Result<String, String> {
     let first = apply_all(&mut ctx.svc, &room, &[activity], false)?;
     let sessions: i64 = query_value(
         &mut ctx.admin,
-        "select count(*) from public.hms_sessions s join public.rooms r on r.id = s.room_id \
+        "select count(*) from hms_private.sessions s join public.rooms r on r.id = s.room_id \
              where r.hms_room_id = $1",
         &[&room],
     )?;
@@ -340,8 +340,8 @@ pub fn rules_permissions(ctx: &mut Ctx) -> Result<String, String> {
     let calls = [
         "select public.hms_apply_facts('r', now(), now(), '[]')",
         "select public.hms_close_expired_sessions(now())",
-        "select public.hms_current_session(gen_random_uuid())",
-        "select public.hms_lock_room('r', true, now())",
+        "select hms_private.note_session(gen_random_uuid(), 's', null, null, null, null)",
+        "select hms_private.update_room(null, null, null, null, null)",
     ];
     for role in ["anon", "authenticated"] {
         let mut c = connect(&ctx.url, Some(role))?;

@@ -24,6 +24,12 @@ fn whole_second(t: Micros) -> String {
     format!("{}Z", &text[..19])
 }
 
+/// The `user_id` and `user_name` a sender sends with peer `peer` (the model has no users: they
+/// follow from the peer id).
+fn user_of(peer: &str) -> (String, String) {
+    (format!("user-{peer}"), format!("Name {peer}"))
+}
+
 /// The body a sender posts for `e` to `room`.
 pub fn body(room: &str, e: &Event) -> Value {
     let peer = || {
@@ -31,6 +37,10 @@ pub fn body(room: &str, e: &Event) -> Value {
         p.insert("id".into(), json!(e.peer_id));
         if let Some(role) = &e.role {
             p.insert("role".into(), json!(role));
+        }
+        if let Some((id, name)) = e.peer_id.as_deref().map(user_of) {
+            p.insert("user_id".into(), json!(id));
+            p.insert("user_name".into(), json!(name));
         }
         Value::Object(p)
     };
@@ -65,6 +75,9 @@ pub fn body(room: &str, e: &Event) -> Value {
         if let Some(role) = &e.role {
             data["role"] = json!(role);
         }
+        let (id, name) = user_of(p);
+        data["user_id"] = json!(id);
+        data["user_name"] = json!(name);
     }
     if let Some(s) = e.session_started_at {
         data["session_started_at"] = json!(rfc3339(s));
@@ -112,7 +125,14 @@ pub fn plan_args(body: &[u8], received_at: Micros) -> Result<Value, (String, Str
 
 /// Checks that the function turns `e`'s body into exactly `e`'s arguments.
 pub fn check(room: &str, e: &Event) -> Result<(), String> {
-    let body = body(room, e).to_string();
+    let sent = body(room, e);
+    // The envelope timestamp as sent, to the microsecond (flat format: milliseconds).
+    let sent_at = match sent["timestamp"].as_str() {
+        None => rfc3339(e.event_at / 1000 * 1000),
+        Some(whole) if whole.len() == 20 => format!("{}.000000Z", &whole[..19]),
+        Some(exact) => exact.to_string(),
+    };
+    let body = sent.to_string();
     let received = e.received_at.unwrap_or(e.event_at);
     let args = plan_args(body.as_bytes(), received)
         .map_err(|(code, m)| format!("the function refused {body}: {code} {m}"))?;
@@ -128,7 +148,18 @@ pub fn check(room: &str, e: &Event) -> Result<(), String> {
         ("p_event_at", json!(rfc3339(e.event_at))),
         ("p_joined_at", opt(e.joined_at)),
         ("p_received_at", json!(rfc3339(received))),
+        ("p_sent_at", json!(sent_at)),
     ];
+    match e.peer_id.as_deref().map(user_of) {
+        Some((id, name)) => {
+            want.push(("p_user_id", json!(id)));
+            want.push(("p_user_name", json!(name)));
+        }
+        None => {
+            want.push(("p_user_id", Value::Null));
+            want.push(("p_user_name", Value::Null));
+        }
+    }
     if !e.session_id.is_empty() {
         want.push(("p_event_id", json!(e.event_id)));
     }

@@ -1,6 +1,6 @@
 -- hms-webhook realtime (docs/design.md §10, README "Live updates"): how an app receives every
 -- committed change of a room's is_live, counts, last_active_at and trending fields through
--- Supabase Realtime, without anything of hms_presence / hms_sessions / hms_events leaving the
+-- Supabase Realtime, without anything of hms_private leaving the
 -- database. One setting, hms_settings.realtime, chooses the path:
 --   'postgres_changes' (default) public.rooms, and only it, is in the supabase_realtime
 --                      publication. Costs no write and no WAL byte per webhook: Realtime decodes
@@ -17,38 +17,10 @@
 -- schema: 'broadcast' is refused with a clear error). Idempotent, and re-running it keeps the
 -- mode the app chose.
 
--- ---------------------------------------------------------------------------------------------
--- The setting. Changing it (update hms_settings set realtime = 'off') takes effect at once
--- through the hms_settings_realtime trigger below.
--- ---------------------------------------------------------------------------------------------
-alter table public.hms_settings add column if not exists realtime text not null
-  default 'postgres_changes';
-alter table public.hms_settings add column if not exists realtime_interval_ms integer not null
-  default 1000;
-do $$
-begin
-  if not exists (select 1 from pg_constraint where conrelid = 'public.hms_settings'::regclass
-      and conname = 'hms_settings_realtime_mode') then
-    alter table public.hms_settings add constraint hms_settings_realtime_mode
-      check (realtime in ('postgres_changes', 'broadcast', 'off'));
-  end if;
-  -- 0 sends every change; at most an hour, so a forgotten value cannot silence a room for long.
-  if not exists (select 1 from pg_constraint where conrelid = 'public.hms_settings'::regclass
-      and conname = 'hms_settings_realtime_interval') then
-    alter table public.hms_settings add constraint hms_settings_realtime_interval
-      check (realtime_interval_ms between 0 and 3600000);
-  end if;
-end
-$$;
-comment on column public.hms_settings.realtime is
-  'postgres_changes (rooms in the supabase_realtime publication), broadcast (realtime.send per room topic, coalesced) or off';
-comment on column public.hms_settings.realtime_interval_ms is
-  'broadcast only: at most one message per topic per this many ms; the flush sends the last state';
-
--- Broadcast coalescing state, kept in the row the webhook writes anyway (no extra row write).
--- Not indexed, so they never stop a rooms update from being HOT.
-alter table public.rooms add column if not exists realtime_sent_at timestamptz;
-alter table public.rooms add column if not exists realtime_pending boolean not null default false;
+-- The setting (hms_settings.realtime and realtime_interval_ms) and the coalescing state in rooms
+-- (realtime_sent_at, realtime_pending: kept in the row the webhook writes anyway, not indexed) are
+-- in the schema migration. Changing the setting takes effect at once through the
+-- hms_settings_realtime trigger below.
 
 -- ---------------------------------------------------------------------------------------------
 -- Broadcast: the message a subscriber receives, the trigger that sends it, and the flush.
@@ -65,7 +37,7 @@ alter table public.rooms add column if not exists realtime_pending boolean not n
 -- realtime.send is called only here, inside the writer's transaction: a rolled-back webhook
 -- sends nothing. Supabase's realtime.send turns its own failures into a warning, so a Realtime
 -- problem never fails a webhook.
-create or replace function public.hms_rooms_realtime()
+create or replace function hms_private.rooms_realtime()
 returns trigger
 language plpgsql
 security definer
@@ -119,7 +91,7 @@ $$;
 -- The trailing edge of a burst: sends the latest state of every room whose last change was
 -- coalesced and whose interval has passed. Rooms a webhook holds right now are skipped (their
 -- next event or the next flush sends them). Returns how many rooms were flushed.
-create or replace function public.hms_realtime_flush()
+create or replace function hms_private.realtime_flush()
 returns bigint
 language plpgsql
 security invoker
@@ -188,7 +160,7 @@ $$;
 -- hms_realtime_apply: makes the database match hms_settings.realtime. Called by this migration
 -- and whenever the setting changes. Returns what it did.
 -- ---------------------------------------------------------------------------------------------
-create or replace function public.hms_realtime_apply()
+create or replace function hms_private.realtime_apply()
 returns text
 language plpgsql
 security definer
@@ -232,10 +204,10 @@ begin
       where t.pubname = c_pub and t.schemaname = 'public' and t.tablename = 'rooms');
     if v_pub.puballtables or exists (select 1 from pg_catalog.pg_publication_namespace n
         join pg_catalog.pg_publication p on p.oid = n.pnpubid
-        where p.pubname = c_pub and n.pnnspid = 'public'::regnamespace) then
+        where p.pubname = c_pub and n.pnnspid in ('public'::regnamespace, 'hms_private'::regnamespace)) then
       -- Cannot be narrowed from here (PostgreSQL 15 has no EXCEPT): say it loudly.
-      raise warning 'hms_realtime: publication % publishes every table of public, including hms_presence, hms_sessions and hms_events', c_pub
-        using hint = 'recreate it with explicit tables: drop publication supabase_realtime; create publication supabase_realtime; then select public.hms_realtime_apply()';
+      raise warning 'hms_realtime: publication % publishes every table of a schema, including hms_private.presence, hms_private.sessions and hms_private.events or hms_settings', c_pub
+        using hint = 'recreate it with explicit tables: drop publication supabase_realtime; create publication supabase_realtime; then select hms_private.realtime_apply()';
     elsif v_mode = 'postgres_changes' and not v_published and not exists (
         select 1 from pg_catalog.pg_class c where c.oid = 'public.rooms'::regclass
           and (c.relreplident = 'f'
@@ -247,7 +219,7 @@ begin
       -- that would stop the webhook, so such a rooms table (an app's, without a primary key)
       -- is left unpublished.
       raise warning 'hms_realtime: public.rooms has no replica identity (no primary key): not published'
-        using hint = 'add a primary key to rooms (or alter table rooms replica identity full), then select public.hms_realtime_apply()';
+        using hint = 'add a primary key to rooms (or alter table rooms replica identity full), then select hms_private.realtime_apply()';
     elsif v_mode = 'postgres_changes' and not v_published then
       begin
         execute format('alter publication %I add table public.rooms', c_pub);
@@ -272,7 +244,7 @@ begin
         where tgrelid = 'public.rooms'::regclass and tgname = 'hms_rooms_zz_realtime') then
       create trigger hms_rooms_zz_realtime
         before insert or update on public.rooms
-        for each row execute function public.hms_rooms_realtime();
+        for each row execute function hms_private.rooms_realtime();
       v_done := array_append(v_done, 'created trigger hms_rooms_zz_realtime');
     end if;
     if v_has_messages then
@@ -308,17 +280,17 @@ begin
       -- every minute, its finest schedule.
       begin
         begin
-          perform cron.schedule('hms-realtime-flush', '1 seconds', 'select public.hms_realtime_flush()');
+          perform cron.schedule('hms-realtime-flush', '1 seconds', 'select hms_private.realtime_flush()');
         exception when invalid_parameter_value then
-          perform cron.schedule('hms-realtime-flush', '* * * * *', 'select public.hms_realtime_flush()');
+          perform cron.schedule('hms-realtime-flush', '* * * * *', 'select hms_private.realtime_flush()');
         end;
         perform cron.schedule('hms-realtime-flush-history', '0 * * * *', c_history);
         v_done := array_append(v_done, 'scheduled hms-realtime-flush and hms-realtime-flush-history');
       exception when others then
-        raise warning 'hms_realtime: could not schedule hms-realtime-flush every second (%): call select public.hms_realtime_flush() from a scheduler', sqlerrm;
+        raise warning 'hms_realtime: could not schedule hms-realtime-flush every second (%): call select hms_private.realtime_flush() from a scheduler', sqlerrm;
       end;
     else
-      raise notice 'hms_realtime: pg_cron is not installed: the last change of a burst is sent with the room''s next change, or call select public.hms_realtime_flush() every second';
+      raise notice 'hms_realtime: pg_cron is not installed: the last change of a burst is sent with the room''s next change, or call select hms_private.realtime_flush() every second';
     end if;
   else
     if exists (select 1 from pg_catalog.pg_trigger
@@ -357,14 +329,14 @@ end
 $$;
 
 -- A changed mode takes effect in the same transaction as the update.
-create or replace function public.hms_settings_realtime_changed()
+create or replace function hms_private.settings_realtime_changed()
 returns trigger
 language plpgsql
 security definer
 set search_path = ''
 as $$
 begin
-  perform public.hms_realtime_apply();
+  perform hms_private.realtime_apply();
   return null;
 end
 $$;
@@ -373,17 +345,16 @@ create or replace trigger hms_settings_realtime
   after update on public.hms_settings
   for each row
   when (old.realtime is distinct from new.realtime)
-  execute function public.hms_settings_realtime_changed();
+  execute function hms_private.settings_realtime_changed();
 
 -- Supabase grants new functions in public to the API roles by default: only the policy helpers are
 -- for them (Realtime evaluates it as the joining role); the rest is for the service role.
-revoke all on function public.hms_rooms_realtime() from public, anon, authenticated;
-revoke all on function public.hms_realtime_flush() from public, anon, authenticated;
-revoke all on function public.hms_realtime_apply() from public, anon, authenticated;
-revoke all on function public.hms_settings_realtime_changed() from public, anon, authenticated;
+revoke all on function hms_private.rooms_realtime() from public, anon, authenticated;
+revoke all on function hms_private.realtime_flush() from public, anon, authenticated;
+revoke all on function hms_private.realtime_apply() from public, anon, authenticated;
+revoke all on function hms_private.settings_realtime_changed() from public, anon, authenticated;
 grant execute on function public.hms_realtime_may_read_payload() to anon, authenticated;
 grant execute on function public.hms_realtime_may_read_all_rooms() to anon, authenticated;
-grant execute on function public.hms_realtime_flush() to service_role;
-grant execute on function public.hms_realtime_apply() to service_role;
+grant execute on all functions in schema hms_private to service_role;
 
-select public.hms_realtime_apply();
+select hms_private.realtime_apply();
