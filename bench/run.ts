@@ -13,6 +13,7 @@ import { runDbCost } from "./sections/dbcost.ts";
 import { runE2e } from "./sections/e2e.ts";
 import { runMemory } from "./sections/memory.ts";
 import { runSize } from "./sections/size.ts";
+import { fromFileUrl } from "../scripts/lib/file_url.ts";
 
 const SECTIONS = [
   "core",
@@ -38,7 +39,7 @@ interface Options {
   out: string;
 }
 
-const ROOT = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
+const ROOT = fromFileUrl(new URL("../", import.meta.url)).replace(/\/$/, "");
 
 function parseOptions(args: string[]): Options | string {
   const opts: Options = {

@@ -46,6 +46,11 @@ esac
 node_modules/.bin/wasm-opt --version >/dev/null 2>&1 ||
   die "node_modules/.bin/wasm-opt (binaryen) does not run; try 'rm -rf node_modules && npm ci'"
 step "wasm-opt" "$(node_modules/.bin/wasm-opt --version)"
+# The stack applies the migrations with `supabase db push`; `npm test` runs `supabase db lint`.
+supabase_version="$(node_modules/.bin/supabase --version 2>/dev/null | head -n1)" ||
+  die "node_modules/.bin/supabase (the Supabase CLI, which the stack runs 'supabase db push' with) does not run; try 'rm -rf node_modules && npm ci'"
+[ -n "$supabase_version" ] || die "node_modules/.bin/supabase printed no version"
+step "supabase CLI" "$supabase_version"
 
 # --- Rust -----------------------------------------------------------------------------------
 if [ -d "$HOME/.cargo/bin" ] && [[ ":$PATH:" != *":$HOME/.cargo/bin:"* ]]; then

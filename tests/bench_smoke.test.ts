@@ -20,8 +20,9 @@ import {
   readDecision,
 } from "../bench/lib/pkg.ts";
 import assert from "./helpers/assert.ts";
+import { fromFileUrl } from "../scripts/lib/file_url.ts";
 
-const ROOT = new URL("../", import.meta.url).pathname;
+const ROOT = fromFileUrl(new URL("../", import.meta.url));
 const SECRET = "smoke-secret-2b7f";
 const ENV = {
   HMS_WEBHOOK_SECRET: SECRET,

@@ -23,11 +23,11 @@ stackTest({
       select jobid, jobname, schedule, command from cron.job
       where jobname in ('hms-refresh-trending', 'hms-prune-events') order by jobname`;
     assert.deepEqual(jobs.map((j) => [j.jobname, j.schedule, j.command]), [
-      ["hms-prune-events", "17 3 * * *", "select public.hms_prune_events()"],
+      ["hms-prune-events", "17 3 * * *", "select hms_private.prune_events()"],
       [
         "hms-refresh-trending",
         "*/5 * * * *",
-        "select public.hms_refresh_trending()",
+        "select hms_private.refresh_trending()",
       ],
     ]);
     const refresh = jobs[1].jobid;

@@ -13,6 +13,7 @@ import {
 } from "../scripts/stack/function.ts";
 import { DEMO_ROOM_ID, type StackFile } from "../scripts/stack/main.ts";
 import { processAlive, stopDataDirSync } from "../scripts/stack/postgres.ts";
+import { fromFileUrl, toFileUrl } from "../scripts/lib/file_url.ts";
 import { assert } from "./helpers/assert.ts";
 import { npmStart } from "./helpers/npm_start.ts";
 import { stackTest } from "./helpers/stack.ts";
@@ -301,19 +302,60 @@ stackTest({
   },
 });
 
+/** One raw HTTP/1.1 exchange (`connection: close`): the answer's head and its bytes as sent. */
+async function rawExchange(
+  url: string,
+  head: string[],
+  body: string,
+): Promise<
+  { status: number; headers: Headers; body: Uint8Array<ArrayBuffer> }
+> {
+  const { hostname, port, pathname, host } = new URL(url);
+  const conn = await Deno.connect({ hostname, port: Number(port) });
+  const bytes = new TextEncoder().encode(body);
+  const request = [
+    `POST ${pathname} HTTP/1.1`,
+    `host: ${host}`,
+    ...head,
+    `content-length: ${bytes.length}`,
+    "connection: close",
+    "",
+    "",
+  ].join("\r\n");
+  await new Blob([request, bytes]).stream().pipeTo(conn.writable, {
+    preventClose: true,
+  });
+  const raw = new Uint8Array(await new Response(conn.readable).arrayBuffer());
+  const split = raw.findIndex((_, i) =>
+    raw[i] === 13 && raw[i + 1] === 10 && raw[i + 2] === 13 && raw[i + 3] === 10
+  );
+  assert.ok(split > 0, "a complete head");
+  const [statusLine, ...lines] = new TextDecoder().decode(
+    raw.subarray(0, split),
+  )
+    .split("\r\n");
+  const headers = new Headers();
+  for (const line of lines) {
+    const colon = line.indexOf(":");
+    headers.append(line.slice(0, colon), line.slice(colon + 1).trim());
+  }
+  return {
+    status: Number(statusLine.split(" ")[1]),
+    headers,
+    body: raw.subarray(split + 4),
+  };
+}
+
 stackTest({
   name:
-    "the gateway forwards a body fetch decoded without the function's content-encoding and content-length",
+    "the gateway passes the function's content coding through with the bytes it describes",
   async fn(stack) {
+    const head = {
+      "accept-encoding": "gzip",
+      "content-type": "application/json",
+    };
     const ask = (url: string) =>
-      fetch(url, {
-        method: "POST",
-        headers: {
-          "accept-encoding": "gzip",
-          "content-type": "application/json",
-        },
-        body: "{",
-      });
+      fetch(url, { method: "POST", headers: head, body: "{" });
     const answer = {
       status: "error",
       code: "unauthorized",
@@ -325,10 +367,51 @@ stackTest({
       assert.equal(direct.headers.get("content-encoding"), "gzip");
       assert.deepEqual(await direct.json(), answer);
     });
+    // On the wire: still gzip, its length the compressed bytes', which decompress to the answer.
+    const raw = await rawExchange(
+      stack.functionUrl,
+      Object.entries(head).map(([name, value]) => `${name}: ${value}`),
+      "{",
+    );
+    assert.equal(raw.status, 401);
+    assert.equal(raw.headers.get("content-encoding"), "gzip");
+    assert.equal(raw.headers.get("content-length"), String(raw.body.length));
+    const decoded = new Response(
+      new Blob([raw.body]).stream().pipeThrough(
+        new DecompressionStream("gzip"),
+      ),
+    );
+    assert.deepEqual(await decoded.json(), answer);
+    // A client that asked for gzip reads the answer.
     const through = await ask(stack.functionUrl);
     assert.equal(through.status, 401);
-    assert.equal(through.headers.get("content-encoding"), null);
-    assert.equal(through.headers.get("content-length"), null);
+    assert.equal(through.headers.get("content-encoding"), "gzip");
     assert.deepEqual(await through.json(), answer);
+  },
+});
+
+stackTest({
+  name:
+    "a function entry whose path has `#`, `?`, `%` and spaces is the module that runs",
+  async fn(stack) {
+    // Concatenated into a URL, `#…` becomes a fragment, `?…` a query and `%41` an `A`.
+    const dir = await Deno.makeTempDir();
+    const entry = `${dir}/entry #1?q=%41 /index.ts`;
+    try {
+      await Deno.mkdir(`${dir}/entry #1?q=%41 `);
+      await Deno.writeTextFile(
+        entry,
+        "Deno.serve(() => new Response(import.meta.url));\n",
+      );
+      const url = await stack.withFunction({ entry }, async (instance) => {
+        const response = await fetch(`${instance.url}/hms-webhook`);
+        assert.equal(response.status, 200);
+        return await response.text();
+      });
+      assert.equal(url, toFileUrl(entry));
+      assert.equal(fromFileUrl(url), entry);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
   },
 });

@@ -29,6 +29,7 @@ import {
   renderFeed,
 } from "../scripts/tools/rooms.ts";
 import { getStack, stackTest } from "./helpers/stack.ts";
+import { fromFileUrl } from "../scripts/lib/file_url.ts";
 
 // --- small assertions (node:assert needs @types/node for `deno check`, which the repo lacks) ---
 
@@ -70,7 +71,7 @@ function assertThrows(
   fail(`${what}: did not throw`);
 }
 
-const ROOT = new URL("../", import.meta.url).pathname;
+const ROOT = fromFileUrl(new URL("../", import.meta.url));
 const DENO = Deno.execPath();
 
 /** Runs a tool as `npm run` does; returns exit code and output. */

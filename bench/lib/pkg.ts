@@ -3,6 +3,8 @@
  * the glue module plus the base64-inlined bytes, instantiated synchronously once.
  */
 
+import { fromFileUrl } from "../../scripts/lib/file_url.ts";
+
 export const PKG_DIR = new URL(
   "../../supabase/functions/hms-webhook/pkg/",
   import.meta.url,
@@ -75,7 +77,7 @@ export interface BenchPackage {
 
 /** Builds the bench module when its sources changed (a no-op otherwise) and instantiates it. */
 export async function loadBenchPackage(): Promise<BenchPackage> {
-  const root = new URL("../../", import.meta.url).pathname;
+  const root = fromFileUrl(new URL("../../", import.meta.url));
   const build = await new Deno.Command("bash", {
     args: [`${root}scripts/build.sh`, "--bench"],
     stdout: "null", // probes print their one JSON line on stdout

@@ -11,6 +11,7 @@
 
 import pg from "pg";
 import { startStack } from "../../scripts/stack/main.ts";
+import { fromFileUrl } from "../../scripts/lib/file_url.ts";
 
 const withBaseline = Deno.args.includes("--baseline");
 const postgresSettings: Record<string, string> = {};
@@ -51,7 +52,7 @@ Deno.addSignalListener("SIGINT", () => void stop(0));
 try {
   const baseline = withBaseline
     ? await stack.startFunction({
-      entry: new URL("../baseline_function.ts", import.meta.url).pathname,
+      entry: fromFileUrl(new URL("../baseline_function.ts", import.meta.url)),
       onLog: () => {},
     })
     : null;

@@ -9,6 +9,7 @@
  * can run side by side.
  */
 
+import { toFileUrl } from "../lib/file_url.ts";
 import { LISTEN_FLAG } from "./edge_serve.ts";
 import { freePort, HOST, waitUntil } from "./net.ts";
 import { tail } from "./proc.ts";
@@ -310,9 +311,4 @@ async function writeMain(
       `requireServed(${JSON.stringify(entry)});\n`,
   );
   return file;
-}
-
-function toFileUrl(path: string, cwd: string): string {
-  if (/^[a-z]+:/.test(path)) return path;
-  return new URL(path, `file://${cwd.replace(/\/?$/, "/")}`).href;
 }

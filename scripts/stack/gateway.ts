@@ -1,9 +1,12 @@
 /**
  * The local stack's single entry point, like Supabase's API gateway: `/rest/v1/*` goes to the
  * REST stand-in in this process, `/functions/v1/hms-webhook` is proxied (method, headers,
- * streamed body, status, headers) to the function process; anything else is a JSON 404.
+ * streamed body, status, headers, content as sent) to the function process over HTTP/1.1
+ * (http1.ts: an answer that comes before the whole body was sent still gets through); anything
+ * else is a JSON 404.
  */
 
+import { exchange, HOP_HEADERS } from "./http1.ts";
 import { HOST } from "./net.ts";
 import { settleWithin } from "./proc.ts";
 import type { Rest } from "./rest.ts";
@@ -19,21 +22,6 @@ export interface Gateway {
   setFunctionTarget(url: string): void;
   stop(): Promise<void>;
 }
-
-// Hop-by-hop headers (RFC 9110 §7.6.1) and Host belong to one connection, not to the request.
-const HOP_HEADERS = [
-  "connection",
-  "keep-alive",
-  "proxy-connection",
-  "transfer-encoding",
-  "te",
-  "trailer",
-  "upgrade",
-  "host",
-];
-
-/** The content codings Deno's `fetch` decodes on the fly (what Deno.serve compresses with). */
-const DECODED_BY_FETCH = new Set(["gzip", "x-gzip", "deflate", "br"]);
 
 function json(status: number, body: Record<string, unknown>): Response {
   return new Response(JSON.stringify(body), {
@@ -56,28 +44,16 @@ export function startGateway(
         message: "Function failed to start (please check logs)",
       });
     }
-    const headers = new Headers(request.headers);
-    for (const name of HOP_HEADERS) headers.delete(name);
-    const hasBody = request.body !== null &&
-      !["GET", "HEAD"].includes(request.method);
     try {
-      const upstream = await fetch(`${target}${rest}`, {
-        method: request.method,
-        headers,
-        body: hasBody ? request.body : undefined,
-        redirect: "manual",
-      });
-      const out = new Headers(upstream.headers);
-      for (const name of HOP_HEADERS) out.delete(name);
-      // fetch hands over the body decoded (Deno.serve compresses when the client accepts it), so
-      // the upstream's encoding and length no longer describe it, as with any decoding proxy
-      // (RFC 9110 §8.4, §8.6).
-      if (DECODED_BY_FETCH.has(out.get("content-encoding")?.trim() ?? "")) {
-        out.delete("content-encoding");
-        out.delete("content-length");
-      }
-      return new Response(upstream.body, {
-        status: upstream.status,
+      const answer = await exchange(target, rest, request);
+      const out = new Headers(answer.headers);
+      // Deno.serve frames the bytes itself; the content coding travels with them untouched.
+      for (const name of [...HOP_HEADERS, "content-length"]) out.delete(name);
+      const nullBody = request.method === "HEAD" || answer.status === 204 ||
+        answer.status === 304;
+      return new Response(nullBody ? null : answer.body, {
+        status: answer.status,
+        statusText: answer.statusText,
         headers: out,
       });
     } catch (error) {

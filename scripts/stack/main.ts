@@ -17,15 +17,14 @@ import {
 import { type DatabaseWatch, watchDatabase } from "./db_watch.ts";
 import { HOST } from "./net.ts";
 import { createRest, type Rest } from "./rest.ts";
+import { fromFileUrl } from "../lib/file_url.ts";
 import { run, settleWithin } from "./proc.ts";
 import { type HmsApi, startHmsApi } from "./hms_api.ts";
 import { reconcileOnce, type Summary } from "../tools/reconcile.ts";
 
 /** The repository root (two levels above this file). */
-export const REPO_ROOT = new URL("../../", import.meta.url).pathname.replace(
-  /\/$/,
-  "",
-);
+export const REPO_ROOT = fromFileUrl(new URL("../../", import.meta.url))
+  .replace(/\/$/, "");
 
 /** The 100ms sample room (`npm run send` targets it by default); `npm start` creates it. */
 export const DEMO_ROOM_ID = "6501c1d2e3f4a5b6c7d8e9f0";

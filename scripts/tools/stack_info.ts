@@ -3,6 +3,8 @@
  * "where is the stack and is it up?" for the developer tools.
  */
 
+import { fromFileUrl } from "../lib/file_url.ts";
+
 /** What the tools need to know about a running local stack. */
 export interface StackInfo {
   /** The function URL (through the gateway), e.g. http://127.0.0.1:54321/functions/v1/hms-webhook. */
@@ -38,7 +40,7 @@ export class StackNotRunningError extends Error {
 
 /** The repository root: two levels above this file. */
 export function repoRoot(): string {
-  return new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
+  return fromFileUrl(new URL("../../", import.meta.url)).replace(/\/$/, "");
 }
 
 /** Default location of the stack file. `HMS_STACK_FILE` overrides it (tests, several stacks). */

@@ -180,11 +180,11 @@ begin
   end if;
   v_headers := jsonb_build_object('Content-Type', 'application/json',
     coalesce(v_header, 'x-webhook-secret'), v_secret);
-  -- pg_net sends body::text; pgcrypto lives in whichever schema it was installed into.
+  -- pg_net sends body::text. The secret goes only to pgcrypto's own hmac, in the schema the
+  -- extension was installed into: never to a function of that name another role created.
   select format('%I.hmac', n.nspname) into v_hmac
-  from pg_proc as p join pg_namespace as n on n.oid = p.pronamespace
-  where p.proname = 'hmac' and pg_get_function_identity_arguments(p.oid) = 'bytea, bytea, text'
-  limit 1;
+  from pg_extension as e join pg_namespace as n on n.oid = e.extnamespace
+  where e.extname = 'pgcrypto';
   if v_hmac is not null then
     execute format('select encode(%s(convert_to($1, ''UTF8''), convert_to($2, ''UTF8''), ''sha256''), ''hex'')',
       v_hmac)
