@@ -19,10 +19,12 @@ pub const DEFAULT_RECONCILE_INTERVAL_SECONDS: u64 = 60;
 pub const MAX_RECONCILE_INTERVAL_SECONDS: u64 = 86_400;
 /// Path of the RPC below `SUPABASE_URL`.
 pub const RPC_PATH: &str = "/rest/v1/rpc/hms_apply_event";
-/// Default `HMS_API_URL`: 100ms's server API (100ms-api.md).
+/// Default `HMS_API_URL`: 100ms's server API
+/// (<https://www.100ms.live/docs/server-side/v2/api-reference/>).
 pub const DEFAULT_API_URL: &str = "https://api.100ms.live";
 
-/// Every environment variable the core reads, and the only ones the shim passes in (design §3).
+/// Every environment variable the core reads, and the only ones the shim passes in. README's
+/// Configure table documents them; a test holds it to this list and to the defaults applied.
 /// A new variable is added here; [`Config::from_env`] drops every other name, so a read of an
 /// unlisted name finds nothing and its tests fail.
 pub const VARIABLES: &[&str] = &[
@@ -720,5 +722,74 @@ mod tests {
             with(&[]).settings().unwrap().rest.base_url,
             "https://abc.supabase.co"
         );
+    }
+
+    /// README's configuration table is the one users read: it names exactly `VARIABLES`, and a
+    /// default it states is the one `from_env` applies (setting the variable to it changes
+    /// nothing, while another value does, so the comparison can fail).
+    #[test]
+    fn readme_table_matches_variables() {
+        let readme = include_str!("../README.md");
+        let section = readme
+            .split("\n## Configure")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("README has a Configure section");
+        let rows: Vec<Vec<&str>> = section
+            .lines()
+            .filter(|line| line.starts_with("| `"))
+            .map(|line| line.trim_matches('|').split(" | ").map(str::trim).collect())
+            .collect();
+        let ticked = |cell: &str| -> Vec<String> {
+            cell.split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect()
+        };
+        let mut named: Vec<String> = rows.iter().flat_map(|row| ticked(row[0])).collect();
+        named.sort();
+        let mut listed: Vec<String> = VARIABLES.iter().map(|v| (*v).to_owned()).collect();
+        listed.sort();
+        assert_eq!(named, listed, "README's Configure table against VARIABLES");
+
+        // Keys set, so `HMS_API_URL` shows in the configuration too.
+        let keys = [("HMS_APP_ACCESS_KEY", "ak"), ("HMS_APP_SECRET", "as")];
+        let shown = |extra: &[(&'static str, &'static str)]| {
+            let mut env = keys.to_vec();
+            env.extend_from_slice(extra);
+            format!("{:?}", with(&env).unwrap())
+        };
+        let plain = shown(&[]);
+        let mut checked = 0;
+        for row in &rows {
+            let (names, defaults) = (ticked(row[0]), ticked(row[1]));
+            let ([name], [default]) = (names.as_slice(), defaults.as_slice()) else {
+                continue;
+            };
+            let name: &'static str = VARIABLES.iter().find(|v| **v == name).unwrap();
+            let default: &'static str = Box::leak(default.clone().into_boxed_str());
+            let other: &'static str = match default {
+                "true" => "false",
+                "false" => "true",
+                "either" => "header",
+                _ if default.parse::<u64>().is_ok() => "1",
+                _ if default.starts_with("https://") => "https://api.example.com",
+                _ if default.contains(',') => "host",
+                _ => "x-other-name",
+            };
+            assert_eq!(
+                shown(&[(name, default)]),
+                plain,
+                "{name}: README default {default}"
+            );
+            assert_ne!(
+                shown(&[(name, other)]),
+                plain,
+                "{name}: {other} must differ"
+            );
+            checked += 1;
+        }
+        assert!(checked >= 9, "only {checked} defaults checked");
     }
 }

@@ -17,6 +17,9 @@
 //!
 //! `POST …/reconcile` is the other route: admitted like a webhook, then one pass compares the
 //! live rooms with 100ms's API over the same HTTP model ([`reconciliation`]).
+//!
+//! Deploying and configuring the function: `README.md`. What the database makes of each event
+//! (the counting rules): `docs/counting.md`; reconcile: `docs/reconcile.md`.
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),

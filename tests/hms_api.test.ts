@@ -1,6 +1,7 @@
 /**
  * The 100ms API stand-in (scripts/stack/hms_api.ts) against the contract it follows
- * (100ms-api.md §1-4): tokens are checked like 100ms checks them (tokens minted here with
+ * (https://www.100ms.live/docs/server-side/v2/api-reference/ and
+ * https://www.100ms.live/docs/get-started/v2/get-started/security-and-tokens): tokens are checked like 100ms checks them (tokens minted here with
  * `jose`, an independent JWT implementation), the documented shapes and pagination, the truth
  * derived from a history, faults on demand, and the replay workflow re-sending failed
  * deliveries marked `is_replay`.

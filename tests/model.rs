@@ -1,5 +1,5 @@
 //! Host tests of the counting model (tests/support/model.rs): the guarantees as hand-written
-//! stories (counting rules v2: issue 10; snapshot facts: issue 12), order/duplication invariance
+//! stories (the rules of docs/counting.md; snapshot facts: design §6.1), order/duplication invariance
 //! over many generated histories, and the function's own parsing and plan of every generated
 //! event's webhook body (refusing the bodies it must refuse).
 

@@ -1,7 +1,7 @@
 /**
- * Counting rules v2 (issue 10) end to end through the function URL, one step per numbered case,
+ * Counting rules v2 (docs/counting.md) end to end through the function URL, one step per numbered case,
  * each refusal with the before/after check that nothing was written; and the snapshot-facts RPC
- * (issue 12) and the 12-hour rule through the REST stand-in with the service role. Expected
+ * (docs/design.md §6.1) and the 12-hour rule through the REST stand-in with the service role. Expected
  * values are stated here directly (docs/design.md §5 and §7 say why).
  */
 
@@ -70,7 +70,7 @@ async function openRoom(stack: TestStack) {
 }
 
 stackTest({
-  name: "issue 10, case by case, through the function URL",
+  name: "counting rules v2, case by case, through the function URL",
   async fn(stack, t) {
     const options = { secret: stack.secret, headerName: stack.secretHeader };
 

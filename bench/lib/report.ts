@@ -134,7 +134,7 @@ export function targets(
 }
 
 /** Per peer event (join, role change, leave; fpw on): the worst time in the entry function and
- * rows written (shown beside the table, issue #23's goals ≤ 8× the floor and ≤ 3.3 rows). */
+ * rows written (shown beside the table, against the goals ≤ 8× the floor and ≤ 3.3 rows). */
 export function peerWorst(d: DbCostResult | undefined): {
   time: number | undefined;
   rows: number | undefined;

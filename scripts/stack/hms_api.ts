@@ -1,7 +1,8 @@
 /**
  * A stand-in for 100ms's server API (100ms cannot run here), serving what reconcile and replay
  * use, fed from a true history of webhook events and the fate of each delivery. Shapes follow
- * 100ms's docs (repository 100mslive/100ms-docs; summary in ../shared/reference/100ms-api.md):
+ * 100ms's docs (https://www.100ms.live/docs/server-side/v2/api-reference/; their source is
+ * https://github.com/100mslive/100ms-docs, and the .mdx paths below are inside it):
  *
  * - Every request: `Authorization: Bearer <management token>`, an HS256 JWT signed with the app
  *   secret, claims `access_key`, `type: "management"`, `version: 2`, `iat`, `nbf`, `exp`, `jti`

@@ -52,8 +52,9 @@ export interface PostgresOptions {
 /**
  * What a commit survives, as on a Supabase database (PostgreSQL's defaults; Supabase changes
  * none of them): a commit is flushed to the WAL on disk before the server says it committed, and
- * full pages are logged so a crash mid-write cannot tear one. When this stack once ran without
- * synchronous commit, killing one backend lost 6 of 986 events answered 200 (issue #11).
+ * full pages are logged so a crash mid-write cannot tear one. Without synchronous commit, a
+ * killed backend can lose events the function already answered 200
+ * (https://www.postgresql.org/docs/15/wal-async-commit.html).
  */
 export const SUPABASE_DURABILITY: Readonly<Record<string, string>> = {
   fsync: "on",

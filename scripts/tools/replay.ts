@@ -1,9 +1,10 @@
 /**
  * `npm run replay -- --since <time> [--until <time>] [--room <id>]`: asks 100ms's replay API
- * (`POST /v2/analytics/webhooks/replay`, 100ms-api.md §4) to re-send the deliveries that failed
+ * (`POST /v2/analytics/webhooks/replay`,
+ * https://www.100ms.live/docs/server-side/v2/api-reference/analytics/replay-webhook-events) to re-send the deliveries that failed
  * in that window, and reports the workflow it started. 100ms re-sends them to the configured
  * webhook URL at 10 events/s, marked `is_replay: true`; the function applies them without any
- * configuration change (README "Recover an outage").
+ * configuration change (docs/reconcile.md, "Replay").
  *
  * Credentials: `HMS_APP_ACCESS_KEY` / `HMS_APP_SECRET` (and `HMS_API_URL`), else the local
  * stack's 100ms stand-in. The management token is minted here with `jose` (HS256, 100ms's

@@ -1,4 +1,4 @@
-//! The PostgREST side of reconcile (COORDINATION contract "snapshot facts"): the rooms to
+//! The PostgREST side of reconcile (the snapshot facts, docs/design.md §6.1): the rooms to
 //! check, `hms_close_expired_sessions`, and one `hms_apply_facts` call per room with the facts
 //! 100ms reported; plus strict reading of their answers.
 

@@ -1,4 +1,7 @@
-//! 100ms's server API as reconcile uses it (100ms-api.md §2-3): request building and strict
+//! 100ms's server API as reconcile uses it (the Sessions and Active Rooms APIs,
+//! <https://www.100ms.live/docs/server-side/v2/api-reference/Sessions/object>,
+//! <https://www.100ms.live/docs/server-side/v2/api-reference/active-rooms/retrieve-active-room>):
+//! request building and strict
 //! parsing of the documented answers. A field the docs promise that is missing or mistyped
 //! makes the whole answer `Malformed` (nothing is concluded from half a document); fields the
 //! docs do not mention are ignored, so 100ms may add some. serde derives read each answer; the

@@ -1,4 +1,4 @@
-//! One reconcile pass (README "Reconcile"): close sessions past 100ms's 12-hour maximum, then
+//! One reconcile pass (docs/reconcile.md): close sessions past 100ms's 12-hour maximum, then
 //! ask 100ms about every room the database holds live and every room 100ms reports active, and
 //! apply what 100ms says as snapshot facts, one `hms_apply_facts` call per room.
 //!
@@ -42,14 +42,16 @@ use serde::Serialize;
 /// Rooms worked on at once (each has at most three API calls and one RPC in sequence).
 pub const CONCURRENCY: usize = 6;
 /// No new call starts after this much of the pass: well inside the platform's 150 s request
-/// idle timeout and wall clock (supabase.md §4), leaving room for calls in flight (10 s each).
+/// idle timeout and wall clock (<https://supabase.com/docs/guides/functions/limits>), leaving
+/// room for calls in flight (10 s each).
 pub const BUDGET_MS: i64 = 60_000;
 /// `p_observed_at` is the earliest send time of a room's calls minus this margin for clock
-/// skew between this function and 100ms (COORDINATION contract).
+/// skew between this function and 100ms (docs/design.md §6.1, `p_observed_at`).
 pub const SKEW_MARGIN_MS: i64 = 60_000;
 /// Most pages of active sessions read (100 each).
 pub const MAX_PAGES: usize = 50;
-/// How long a pass holds the turn at most: the platform's 150 s wall clock (supabase.md §4),
+/// How long a pass holds the turn at most: the platform's 150 s wall clock
+/// (<https://supabase.com/docs/guides/functions/limits>),
 /// past which no pass is still running. A pass that dies early frees the turn by then.
 pub const LEASE_MS: i64 = 150_000;
 

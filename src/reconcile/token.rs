@@ -1,4 +1,6 @@
-//! 100ms management tokens (100ms-api.md §1): an HS256 JWT signed with the workspace's
+//! 100ms management tokens ("Management token for REST API",
+//! <https://www.100ms.live/docs/get-started/v2/get-started/security-and-tokens>): an HS256 JWT
+//! signed with the workspace's
 //! `app_secret`, claims `access_key`, `type: "management"`, `version: 2`, `iat`, `nbf`, `exp`,
 //! `jti`. Minted from the configured keys and reused until shortly before it expires. The clock
 //! and the randomness for `jti` are arguments, so minting is pure.
@@ -23,7 +25,7 @@ pub fn uuid_v4(bytes: [u8; 16]) -> String {
         .to_string()
 }
 
-/// The claims 100ms reads (100ms-api.md §1), in the order its sample writes them.
+/// The claims 100ms reads (the token page above), in the order its sample writes them.
 #[derive(Serialize)]
 struct Claims<'a> {
     access_key: &'a str,

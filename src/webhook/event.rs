@@ -536,7 +536,8 @@ fn envelope<'a>(top: &Members<'a>) -> Result<Parsed<'a>, Error> {
     };
 
     let room_id = path_id(take(&data, "data.room_id")?, "data.room_id")?;
-    // Every 100ms event type the function acts on carries its session (100ms-webhooks.md §2), and
+    // Every 100ms event type the function acts on carries its session (the event catalogue,
+    // https://www.100ms.live/docs/server-side/v2/how-to-guides/configure-webhooks/webhook), and
     // "" is the flat format's: without it an event could take over the room's current session.
     let session_id = path_id(take(&data, "data.session_id")?, "data.session_id")?;
     let peer = if action.is_peer_event() {

@@ -16,7 +16,8 @@ use crate::webhook::rest::{self, ApplyStatus};
 /// Events further ahead than this are refused whatever the tolerance (also when it is 0).
 pub const MAX_FUTURE_SECONDS: i64 = 120;
 /// Age bound of a delivery marked `is_replay`: 100ms replays deliveries of the last 30 days
-/// (100ms-api.md §4). Re-applying an old fact is harmless (ledger, monotone rules; README).
+/// (<https://www.100ms.live/docs/server-side/v2/api-reference/analytics/replay-webhook-events>).
+/// Re-applying an old fact is harmless (ledger, monotone rules; docs/reconcile.md).
 pub const REPLAY_WINDOW_SECONDS: u64 = 30 * 86_400;
 
 /// One incoming request as the boundary sees it.

@@ -1,4 +1,4 @@
--- hms-webhook reconcile scheduling (README "Reconcile", docs/design.md §6.1): pg_cron calls the function's
+-- hms-webhook reconcile scheduling (docs/reconcile.md, docs/design.md §6.1): pg_cron calls the function's
 -- `POST …/reconcile` route through pg_net every few minutes. The function URL and the webhook
 -- secret live in Vault; the job's text names neither. One call sets it up:
 --

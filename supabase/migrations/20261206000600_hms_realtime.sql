@@ -1,4 +1,4 @@
--- hms-webhook realtime (docs/design.md §10, README "Live updates"): how an app receives every
+-- hms-webhook realtime (docs/live.md, "Live updates"): how an app receives every
 -- committed change of a room's is_live, counts, last_active_at and trending fields through
 -- Supabase Realtime, without anything of hms_private leaving the
 -- database. One setting, hms_settings.realtime, chooses the path:
@@ -175,7 +175,7 @@ declare
   v_has_messages boolean := to_regclass('realtime.messages') is not null;
   -- pg_cron is recognised by the documented function this calls, as the reconcile migration does.
   v_has_cron boolean := to_regprocedure('cron.schedule(text,text,text)') is not null;
-  -- pg_cron logs every run in cron.job_run_details and never deletes a row (its README; the only
+  -- pg_cron logs every run in cron.job_run_details and never deletes a row (https://github.com/citusdata/pg_cron; the only
   -- switch, cron.log_run, is server-wide): the every-second flush would add 86,400 rows a day.
   -- An hourly job of its own deletes both jobs' rows older than an hour, the clean-up pg_cron's
   -- documentation gives (a scheduled delete from cron.job_run_details by end_time).

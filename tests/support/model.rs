@@ -2,7 +2,7 @@
 //! was delivered, independently of the SQL (which applies one call at a time through small step
 //! functions and keeps running counts). Tests compare the two.
 //!
-//! # The guarantee, in the words of README and docs/design.md §7
+//! # The guarantee, in the words of docs/counting.md
 //!
 //! **100ms envelope sessions** (`session_id` ≠ ""; every 100ms event that carries a session id
 //! must have one):
