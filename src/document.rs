@@ -1,5 +1,6 @@
 //! What every reader and writer shares: [`read`] runs serde_json over a whole document and, when it
-//! refuses one, names where (`serde_path_to_error`); [`write`] writes a record; and serde types
+//! refuses one, names where (`serde_path_to_error`), also without the document's values
+//! ([`ReadError::shape`]); [`write`] writes a record; and serde types
 //! for documents whose fields are checked by rules rather than by type alone ([`Field`],
 //! [`Nested`], [`Members`]) or whose members keep their order ([`Entries`]).
 //!
@@ -16,19 +17,73 @@
 use serde::de::{
     self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
 };
+use serde_json::error::Category;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
-/// Why a document could not be read: serde_json's message, with the path of the value it was
-/// reading when that is not the top (`data.room_id: duplicate field ...`).
+/// Why a document could not be read, said for two readers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReadError(pub String);
+pub struct ReadError {
+    /// serde_json's message, with the path of the value it was reading when that is not the top
+    /// (`data.room_id: duplicate field ...`). It may quote the document (`invalid type: string
+    /// "x"`), so it is only for the document's own sender.
+    pub message: String,
+    /// The same path and only what was expected there (`data[0].active: expected a boolean`),
+    /// at most [`MAX_SHAPE_CHARS`] characters: no value of the document, only the keys that lead
+    /// to it. For reporting a document someone else sent (100ms's answers).
+    pub shape: String,
+}
+
+impl ReadError {
+    /// A refusal whose text is the reader's own, so it may go to anyone.
+    fn fixed(text: &str) -> ReadError {
+        ReadError {
+            message: text.to_owned(),
+            shape: bounded(text.to_owned()),
+        }
+    }
+}
 
 impl fmt::Display for ReadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
+    }
+}
+
+/// Longest [`ReadError::shape`]: a path through long keys is cut, not the answer it goes in.
+pub const MAX_SHAPE_CHARS: usize = 200;
+
+fn bounded(mut text: String) -> String {
+    if let Some((at, _)) = text.char_indices().nth(MAX_SHAPE_CHARS - 1) {
+        text.truncate(at);
+        text.push('…');
+    }
+    text
+}
+
+/// What serde_json expected where it refused, without what it found: a syntax error's text is
+/// serde_json's own; a type error keeps only its `expected …` (what it found, quoted before
+/// that, may be a value); a missing or repeated field is one the reader names.
+fn expectation(err: &serde_json::Error) -> String {
+    let message = err.to_string();
+    // The position comes last; a quoted value can only come before it.
+    let text = message
+        .rsplit_once(" at line ")
+        .map_or(message.as_str(), |(text, _)| text);
+    match err.classify() {
+        Category::Syntax | Category::Eof => format!("not JSON ({text})"),
+        Category::Data => match text.rsplit_once(", expected ") {
+            Some((_, expected)) => format!("expected {expected}"),
+            None if text.starts_with("missing field `")
+                || text.starts_with("duplicate field `") =>
+            {
+                text.to_owned()
+            }
+            None => "not the expected shape".to_owned(),
+        },
+        Category::Io => "unreadable".to_owned(),
     }
 }
 
@@ -57,7 +112,7 @@ fn check_depth(text: &str) -> Result<(), ReadError> {
         match byte {
             b'"' => in_string = true,
             b'[' | b'{' if depth == MAX_DEPTH => {
-                return Err(ReadError(format!(
+                return Err(ReadError::fixed(&format!(
                     "recursion limit exceeded (more than {MAX_DEPTH} nested arrays or objects)"
                 )))
             }
@@ -84,18 +139,32 @@ fn refusal<'a, T: Deserialize<'a>>(text: &'a str) -> ReadError {
         Ok(_) => match json.end() {
             // serde is deterministic: the second read fails like the first. Should it not, the
             // document is still refused.
-            Ok(()) => return ReadError("unreadable document".into()),
-            Err(err) => return ReadError(err.to_string()),
+            Ok(()) => return ReadError::fixed("unreadable document"),
+            Err(err) => {
+                return ReadError {
+                    message: err.to_string(),
+                    shape: bounded(expectation(&err)),
+                }
+            }
         },
         Err(err) => err,
     };
     let path = err.path().to_string();
     let inner = err.into_inner();
-    ReadError(if path == "." {
+    let message = if path == "." {
         inner.to_string()
     } else {
         format!("{path}: {inner}")
-    })
+    };
+    // A last segment serde_path_to_error could not name (`?`: between members) adds nothing.
+    let shape = match path.trim_end_matches('?').trim_end_matches('.') {
+        "" => expectation(&inner),
+        named => format!("{named}: {}", expectation(&inner)),
+    };
+    ReadError {
+        message,
+        shape: bounded(shape),
+    }
 }
 
 /// [`read`] over bytes that must be UTF-8; `None` for anything unreadable (answers from the
@@ -210,7 +279,7 @@ impl<'a> Field<'a> {
             _ => {
                 let message = err.to_string();
                 let what = message.split(" at line ").next().unwrap_or_default();
-                Err(ReadError(what.to_owned()))
+                Err(ReadError::fixed(what))
             }
         })
     }
@@ -525,10 +594,27 @@ mod tests {
     #[test]
     fn repeated_read_keys_are_refused_with_their_path() {
         let err = read::<Doc>(r#"{"inner":{"b":1,"b":2}}"#).unwrap_err();
-        assert!(err.0.contains("duplicate field `b`"), "{err}");
-        assert!(err.0.starts_with("inner"), "{err}");
+        assert!(err.message.contains("duplicate field `b`"), "{err}");
+        assert!(err.message.starts_with("inner"), "{err}");
         // Keys nobody reads may repeat.
         assert!(read::<Doc>(r#"{"z":1,"z":2}"#).is_ok());
+    }
+
+    #[test]
+    fn the_shape_of_a_refusal_keeps_the_path_and_drops_the_value() {
+        #[derive(Debug, Deserialize)]
+        struct Typed {
+            #[serde(rename = "n")]
+            _n: Vec<u64>,
+        }
+        let err = read::<Typed>(r#"{"n":[1,"secret, expected x"]}"#).unwrap_err();
+        assert!(err.message.contains("secret"), "{err}");
+        assert_eq!(err.shape, "n[1]: expected u64");
+        assert_eq!(read::<Typed>("{}").unwrap_err().shape, "missing field `n`");
+        assert_eq!(
+            read::<Typed>(r#"{"n":[]} x"#).unwrap_err().shape,
+            "not JSON (trailing characters)"
+        );
     }
 
     #[test]
@@ -547,7 +633,7 @@ mod tests {
         for field in ["zz", "a"] {
             for n in [MAX_DEPTH, 100_000] {
                 let err = read::<Doc>(&format!(r#"{{"{field}":{}}}"#, deep(n))).unwrap_err();
-                assert!(err.0.contains("recursion limit"), "{err}");
+                assert!(err.message.contains("recursion limit"), "{err}");
             }
         }
         let brackets = format!(r#"{{"a":"{}\"{}"}}"#, "[".repeat(500), "{".repeat(500));

@@ -158,7 +158,7 @@ impl From<std::str::Utf8Error> for Error {
 
 impl From<crate::document::ReadError> for Error {
     fn from(err: crate::document::ReadError) -> Self {
-        Error::InvalidJson(err.0)
+        Error::InvalidJson(err.message)
     }
 }
 

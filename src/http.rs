@@ -1,7 +1,7 @@
-//! The one HTTP model of both routes: one exchange as data ([`Request`], [`Outcome`]), the
-//! [`Http`] trait the boundary implements with `fetch` (and tests with a fake), and a join for
-//! reconcile's bounded concurrency. The webhook hands its one RPC back as a `Request`; a pass
-//! is an ordinary `async fn` generic over [`Http`]. So the core stays sans-IO.
+//! The one HTTP model of both routes: one exchange as data ([`Request`], [`Outcome`]) and the
+//! [`Http`] trait the boundary implements with `fetch` (and tests with a fake). The webhook hands
+//! its one RPC back as a `Request`; a pass is an ordinary `async fn` generic over [`Http`]. So
+//! the core stays sans-IO.
 
 use std::future::Future;
 
@@ -59,12 +59,6 @@ pub trait Http {
     fn send(&self, request: Request) -> impl Future<Output = Outcome>;
     /// Unix milliseconds now.
     fn now_ms(&self) -> i64;
-}
-
-/// Polls every future until all are ready; outputs in input order (bounded concurrency: the
-/// pass joins a fixed number of workers).
-pub fn join_all<F: Future>(futures: Vec<F>) -> futures_util::future::JoinAll<F> {
-    futures_util::future::join_all(futures)
 }
 
 /// Percent-encodes a path segment or query value (everything but RFC 3986 unreserved).

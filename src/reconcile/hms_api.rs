@@ -1,10 +1,10 @@
 //! 100ms's server API as reconcile uses it (the Sessions and Active Rooms APIs,
 //! <https://www.100ms.live/docs/server-side/v2/api-reference/Sessions/object>,
 //! <https://www.100ms.live/docs/server-side/v2/api-reference/active-rooms/retrieve-active-room>):
-//! request building and strict
-//! parsing of the documented answers. A field the docs promise that is missing or mistyped
-//! makes the whole answer `Malformed` (nothing is concluded from half a document); fields the
-//! docs do not mention are ignored, so 100ms may add some. serde derives read each answer; the
+//! request building and strict parsing of the documented answers. A field the docs promise that
+//! is missing or mistyped makes the whole answer `Malformed` (nothing is concluded from half a
+//! document), naming the field's path and what was expected, never its value; fields the docs
+//! do not mention are ignored, so 100ms may add some. serde derives read each answer; the
 //! rules serde cannot state (non-empty ids, a keyed entry's id equal to its key, times) follow.
 //! A peer's `user_id` and `name` are labels, not counting facts: one that does not fit the
 //! webhook's string bound (`event::fits_field`) is read as not reported, so the peer's counts
@@ -15,12 +15,13 @@ use crate::http::{encode_component, Method, Outcome, Request};
 use crate::time::Timestamp;
 use crate::webhook::event::fits_field;
 use serde::Deserialize;
+use std::borrow::Cow;
 
 /// `limit` of one sessions page: the documented maximum.
 pub const PAGE_LIMIT: u32 = 100;
 
-/// Why an API call gave nothing usable. Never carries a body or a header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why an API call gave nothing usable. Never carries a body, a header or a value of the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiError {
     /// 429: stop the pass (100ms asks to retry after 45 s, §4).
     RateLimited,
@@ -36,13 +37,14 @@ pub enum ApiError {
     TimedOut,
     /// No connection.
     Unreachable,
-    /// A 200 whose body is not the documented shape; the text names what was wrong.
-    Malformed(&'static str),
+    /// A 200 whose body is not the documented shape; the text names the field that was wrong
+    /// (its path, e.g. `data[0].active`) and what was expected there, never its value.
+    Malformed(Cow<'static, str>),
 }
 
 impl ApiError {
     /// Stable name for the summary and the log.
-    pub fn code(self) -> &'static str {
+    pub fn code(&self) -> &'static str {
         match self {
             ApiError::RateLimited => "rate_limited",
             ApiError::Unauthorized(_) => "unauthorized",
@@ -56,8 +58,8 @@ impl ApiError {
     }
 
     /// The HTTP status, when one arrived.
-    pub fn status(self) -> Option<u16> {
-        match self {
+    pub fn status(&self) -> Option<u16> {
+        match *self {
             ApiError::RateLimited => Some(429),
             ApiError::NotFound => Some(404),
             ApiError::Unauthorized(s) | ApiError::Server(s) | ApiError::Status(s) => Some(s),
@@ -221,27 +223,40 @@ pub fn body_of(outcome: &Outcome) -> Result<&[u8], ApiError> {
 
 type Parsed<T> = Result<T, ApiError>;
 
+/// A refusal the parser states itself.
+fn malformed(what: &'static str) -> ApiError {
+    ApiError::Malformed(Cow::Borrowed(what))
+}
+
 /// Reads a whole answer as `T`; anything serde refuses (not JSON, a documented field missing or
-/// of another type, a repeated one) is `Malformed(what)`, `what` naming the document.
-fn document<'a, T: Deserialize<'a>>(body: &'a [u8], what: &'static str) -> Parsed<T> {
-    let text = std::str::from_utf8(body).map_err(|_| ApiError::Malformed("body is not UTF-8"))?;
-    document::read(text).map_err(|_| ApiError::Malformed(what))
+/// of another type, a repeated one) is `Malformed` with where and what was expected
+/// ([`document::ReadError::shape`]: no value of the answer).
+fn document<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Parsed<T> {
+    let text = std::str::from_utf8(body).map_err(|_| malformed("body is not UTF-8"))?;
+    document::read(text).map_err(|err| ApiError::Malformed(Cow::Owned(err.shape)))
+}
+
+/// `what` is malformed: it is not `expected`.
+fn not(what: &str, expected: &str) -> ApiError {
+    ApiError::Malformed(Cow::Owned(format!("{what}: expected {expected}")))
 }
 
 /// A non-empty id.
 fn id(value: String, what: &'static str) -> Parsed<String> {
     if value.is_empty() {
-        Err(ApiError::Malformed(what))
+        Err(not(what, "a non-empty id"))
     } else {
         Ok(value)
     }
 }
 
+const RFC_3339: &str = "an RFC 3339 time";
+
 /// An RFC 3339 time; absent, null or `""` is `None`.
 fn time(value: Option<String>, what: &'static str) -> Parsed<Option<Timestamp>> {
     match value.as_deref() {
         None | Some("") => Ok(None),
-        Some(text) => Timestamp::parse_rfc3339(text).map_err(|_| ApiError::Malformed(what)),
+        Some(text) => Timestamp::parse_rfc3339(text).map_err(|_| not(what, RFC_3339)),
     }
 }
 
@@ -251,7 +266,7 @@ fn label(value: Option<String>) -> Option<String> {
 }
 
 fn required_time(value: Option<String>, what: &'static str) -> Parsed<Timestamp> {
-    time(value, what)?.ok_or(ApiError::Malformed(what))
+    time(value, what)?.ok_or_else(|| not(what, RFC_3339))
 }
 
 /// What is wrong with an entry of a list keyed by id: no id, or a key that is not its id (or
@@ -283,7 +298,7 @@ fn by_id<E: HasId, T>(
     for (key, mut entry) in list.0 {
         let id = id(entry.take_id().unwrap_or_default(), texts.id)?;
         if id != key || keys.contains(&key) {
-            return Err(ApiError::Malformed(texts.key));
+            return Err(malformed(texts.key));
         }
         out.push(read(id, entry)?);
         keys.push(key);
@@ -298,6 +313,7 @@ trait HasId {
 
 /// A session object as 100ms writes it (the fields reconcile reads).
 #[derive(Deserialize)]
+#[serde(expecting = "a session object")]
 struct SessionDoc {
     id: String,
     room_id: String,
@@ -309,6 +325,7 @@ struct SessionDoc {
 }
 
 #[derive(Deserialize)]
+#[serde(expecting = "a peer object")]
 struct SessionPeerDoc {
     id: Option<String>,
     session_id: Option<String>,
@@ -332,7 +349,7 @@ fn session_object(doc: SessionDoc) -> Parsed<Session> {
         Some(peers) => by_id(peers, &SESSION_PEERS, |id, peer| {
             // A peer filed under another session would be a fact about the wrong session.
             if peer.session_id.as_ref().is_some_and(|s| *s != session_id) {
-                return Err(ApiError::Malformed("session.peers[].session_id"));
+                return Err(malformed("session.peers[].session_id"));
             }
             Ok(SessionPeer {
                 id,
@@ -356,12 +373,13 @@ fn session_object(doc: SessionDoc) -> Parsed<Session> {
 
 /// `GET /v2/sessions/<id>`.
 pub fn parse_session(body: &[u8]) -> Parsed<Session> {
-    session_object(document(body, "not a session object")?)
+    session_object(document(body)?)
 }
 
 /// `GET /v2/sessions`: `{"limit", "data": [session…], "last"}`.
 pub fn parse_session_page(body: &[u8]) -> Parsed<SessionPage> {
     #[derive(Deserialize)]
+    #[serde(expecting = "a sessions page object")]
     struct Page {
         /// Read only to check the shape: a page without it is not the documented answer.
         #[serde(rename = "limit")]
@@ -370,7 +388,7 @@ pub fn parse_session_page(body: &[u8]) -> Parsed<SessionPage> {
         data: Option<Vec<SessionDoc>>,
         last: Option<String>,
     }
-    let page: Page = document(body, "not a sessions page")?;
+    let page: Page = document(body)?;
     Ok(SessionPage {
         sessions: page
             .data
@@ -385,20 +403,22 @@ pub fn parse_session_page(body: &[u8]) -> Parsed<SessionPage> {
 /// `GET /v2/active-rooms/<room>`: `{"id", …, "session": {"id", "created_at", "peers": [ids]}}`.
 pub fn parse_active_room(body: &[u8]) -> Parsed<ActiveRoom> {
     #[derive(Deserialize)]
+    #[serde(expecting = "an active room object")]
     struct Room {
         session: RoomSession,
     }
     #[derive(Deserialize)]
+    #[serde(expecting = "a session object")]
     struct RoomSession {
         id: String,
         created_at: Option<String>,
         peers: Option<Vec<String>>,
     }
-    let room: Room = document(body, "not an active room object")?;
+    let room: Room = document(body)?;
     let session = room.session;
     let peer_ids = session.peers.unwrap_or_default();
     if peer_ids.iter().any(String::is_empty) {
-        return Err(ApiError::Malformed("session.peers[] is not a peer id"));
+        return Err(malformed("session.peers[] is not a peer id"));
     }
     Ok(ActiveRoom {
         session_id: id(session.id, "session.id")?,
@@ -411,10 +431,12 @@ pub fn parse_active_room(body: &[u8]) -> Parsed<ActiveRoom> {
 /// "joined_at", …}}}`.
 pub fn parse_active_peers(body: &[u8]) -> Parsed<Vec<ActivePeer>> {
     #[derive(Deserialize)]
+    #[serde(expecting = "an object of peers")]
     struct Peers {
         peers: Option<Entries<PeerDoc>>,
     }
     #[derive(Deserialize)]
+    #[serde(expecting = "a peer object")]
     struct PeerDoc {
         id: Option<String>,
         role: String,
@@ -427,7 +449,7 @@ pub fn parse_active_peers(body: &[u8]) -> Parsed<Vec<ActivePeer>> {
             self.id.take()
         }
     }
-    let Some(peers) = document::<Peers>(body, "not an active room's peers")?.peers else {
+    let Some(peers) = document::<Peers>(body)?.peers else {
         return Ok(Vec::new());
     };
     by_id(peers, &ACTIVE_PEERS, |id, peer| {
@@ -549,29 +571,100 @@ mod tests {
 
     #[test]
     fn undocumented_shapes_are_malformed() {
-        for bad in [
-            "",
-            "not json",
-            "[]",
-            r#"{"data":[]}"#,
-            r#"{"limit":10,"data":{}}"#,
-            r#"{"limit":10,"data":[1]}"#,
-            r#"{"limit":10,"data":[{"id":"s","room_id":"r","active":"yes","created_at":"2026-12-01T10:00:00Z"}]}"#,
-            r#"{"limit":10,"data":[{"id":"s","room_id":"r","active":true}]}"#,
-            r#"{"limit":10,"data":[{"id":"s","room_id":"r","active":true,"created_at":"yesterday"}]}"#,
-            r#"{"limit":10,"data":[{"id":"s","room_id":"r","active":true,"created_at":"2026-12-01T10:00:00Z","peers":{"p":{"id":"q","role":"x","joined_at":"2026-12-01T10:00:00Z"}}}]}"#,
-            r#"{"limit":10,"data":[{"id":"s","room_id":"r","active":true,"created_at":"2026-12-01T10:00:00Z","peers":{"p":{"id":"p","role":"x"}}}]}"#,
-            r#"{"limit":10,"data":[],"last":5}"#,
-            r#"{"limit":10,"limit":10,"data":[]}"#,
+        const S: &str = r#""id":"s","room_id":"r","active":true"#;
+        const AT: &str = r#""created_at":"2026-12-01T10:00:00Z""#;
+        let page = |session: &str| format!(r#"{{"limit":10,"data":[{{{session}}}]}}"#);
+        for (bad, detail) in [
+            ("".into(), "not JSON (EOF while parsing a value)"),
+            ("not json".into(), "not JSON (expected ident)"),
+            ("[]".into(), "expected a sessions page object"),
+            (r#"{"data":[]}"#.into(), "missing field `limit`"),
+            (r#"{"limit":-1,"data":[]}"#.into(), "limit: expected u64"),
+            (
+                r#"{"limit":10,"data":{}}"#.into(),
+                "data: expected a sequence",
+            ),
+            (
+                r#"{"limit":10,"data":[1]}"#.into(),
+                "data[0]: expected a session object",
+            ),
+            (
+                page(&format!(r#""id":"s","room_id":"r","active":"yes",{AT}"#)),
+                "data[0].active: expected a boolean",
+            ),
+            (
+                page(r#""id":"s","active":true"#),
+                "data[0]: missing field `room_id`",
+            ),
+            (page(S), "session.created_at: expected an RFC 3339 time"),
+            (
+                page(&format!(r#"{S},"created_at":"yesterday""#)),
+                "session.created_at: expected an RFC 3339 time",
+            ),
+            (
+                page(&format!(
+                    r#"{S},{AT},"peers":{{"p":{{"id":"q","role":"x",{AT}}}}}"#
+                )),
+                "session.peers key differs from its id",
+            ),
+            (
+                page(&format!(
+                    r#"{S},{AT},"peers":{{"p":{{"id":"p","role":"x"}}}}"#
+                )),
+                "session.peers[].joined_at: expected an RFC 3339 time",
+            ),
+            (
+                page(&format!(
+                    r#"{S},{AT},"peers":{{"p":{{"id":"p","role":7}}}}"#
+                )),
+                "data[0].peers.p.role: expected a string",
+            ),
+            (
+                r#"{"limit":10,"data":[],"last":5}"#.into(),
+                "last: expected a string",
+            ),
+            (
+                r#"{"limit":10,"limit":10,"data":[]}"#.into(),
+                "duplicate field `limit`",
+            ),
+            (
+                r#"{"limit":10,"data":[],"last":"x" "y"}"#.into(),
+                "not JSON (expected `,` or `}`)",
+            ),
+            (
+                r#"{"limit": 10, "data": [{"id": "#.into(),
+                "data[0].id: not JSON (EOF while parsing a value)",
+            ),
         ] {
-            assert!(
-                matches!(
-                    parse_session_page(bad.as_bytes()),
-                    Err(ApiError::Malformed(_))
-                ),
+            assert_eq!(
+                parse_session_page(bad.as_bytes()),
+                Err(ApiError::Malformed(detail.into())),
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_malformed_detail_names_the_field_but_never_its_value() {
+        let secret = "Ravi's phone 555-0100, expected nothing";
+        let body =
+            serde_json::json!({"limit":10,"data":[{"id":"s","room_id":"r","active":secret}]})
+                .to_string();
+        let Err(ApiError::Malformed(detail)) = parse_session_page(body.as_bytes()) else {
+            panic!("malformed")
+        };
+        assert_eq!(detail, "data[0].active: expected a boolean");
+        // A path through a long key is cut to a bounded detail.
+        let key = "k".repeat(1000);
+        let body = serde_json::json!({"peers":{key.clone():{"id":key,"role":1}}}).to_string();
+        let Err(ApiError::Malformed(detail)) = parse_active_peers(body.as_bytes()) else {
+            panic!("malformed")
+        };
+        assert_eq!(detail.chars().count(), document::MAX_SHAPE_CHARS);
+        assert!(
+            detail.starts_with("peers.kkk") && detail.ends_with('…'),
+            "{detail}"
+        );
     }
 
     #[test]

@@ -21,14 +21,15 @@
 //! reported and left to the next pass. A room's facts are applied only when every call for
 //! that room succeeded, so a failure never writes half a picture.
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use crate::config::Config;
 use crate::config::{RestTarget, Settings};
 use crate::document::{self, Field, Nested};
 use crate::error::Error;
-use crate::http::{join_all, Http};
+use crate::http::Http;
 use crate::reconcile::facts::{self, Applied, Correction, DbError, DbRoom, Fact, RoomRange, Turn};
 use crate::reconcile::hms_api::{self, ActivePeer, ActiveRoom, Api, ApiError, Session};
 use crate::reply::{Log, Outcome as Answer, Reply};
@@ -78,9 +79,10 @@ pub struct ApiFailure {
     pub error: &'static str,
     /// HTTP status, when one arrived.
     pub status: Option<u16>,
-    /// For `malformed`: what was wrong (left out otherwise).
+    /// For `malformed`: which field was wrong and what was expected there, never its value
+    /// (left out otherwise).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<&'static str>,
+    pub detail: Option<Cow<'static, str>>,
 }
 
 /// A database call that failed.
@@ -154,7 +156,7 @@ enum Stop {
 
 impl Stop {
     /// The stop an API error calls for: a 429 or a refused token ends the pass.
-    fn after(error: ApiError) -> Option<Stop> {
+    fn after(error: &ApiError) -> Option<Stop> {
         match error {
             ApiError::RateLimited => Some(Stop::RateLimited),
             ApiError::Unauthorized(_) => Some(Stop::Unauthorized),
@@ -414,7 +416,7 @@ impl<H: Http> Shared<'_, H> {
         true
     }
 
-    fn note(&self, error: ApiError) {
+    fn note(&self, error: &ApiError) {
         if let Some(stop) = Stop::after(error) {
             self.stop.set(Some(stop));
         }
@@ -438,7 +440,7 @@ impl<H: Http> Shared<'_, H> {
             Ok(body) => Ok(Some(body.to_vec())),
             Err(ApiError::NotFound) => Ok(None),
             Err(error) => {
-                self.note(error);
+                self.note(&error);
                 Err(RoomResult::ApiFailed(api_failure(
                     Some(room_id),
                     call,
@@ -500,7 +502,7 @@ impl<H: Http> Shared<'_, H> {
                         let session = hms_api::parse_session(&body)
                             .map_err(|e| failed("retrieve_session", e))?;
                         if session.room_id != room_id || session.id != current {
-                            let wrong = ApiError::Malformed("session of another room or id");
+                            let wrong = ApiError::Malformed("session of another room or id".into());
                             return Err(failed("retrieve_session", wrong));
                         }
                         sessions.push(session);
@@ -579,13 +581,13 @@ impl<H: Http> Shared<'_, H> {
     }
 }
 
-/// Reads every page of active sessions (each session once).
+/// Reads every page of active sessions: each session once, by id.
 async fn discover<H: Http>(
     http: &H,
     api: Api<'_>,
     deadline_ms: i64,
 ) -> Result<Vec<Session>, (ApiFailure, Option<Stop>)> {
-    let mut sessions: Vec<Session> = Vec::new();
+    let mut sessions: BTreeMap<String, Session> = BTreeMap::new();
     let mut start: Option<String> = None;
     for _ in 0..MAX_PAGES {
         if http.now_ms() >= deadline_ms {
@@ -601,35 +603,26 @@ async fn discover<H: Http>(
         let page = match page {
             Ok(page) => page,
             Err(e) => {
-                return Err((api_failure(None, "list_sessions", e), Stop::after(e)));
+                let stop = Stop::after(&e);
+                return Err((api_failure(None, "list_sessions", e), stop));
             }
         };
         let full = page.sessions.len() >= hms_api::PAGE_LIMIT as usize;
         let before = sessions.len();
-        // Whether `start` is inclusive is not documented: a repeated session counts once.
-        // Kept sorted by id with binary-search inserts (no sort instance of its own: each
-        // costs ~4 KB of Wasm).
+        // Whether `start` is inclusive is not documented: a repeated session counts once, as
+        // first listed.
         for session in page.sessions.into_iter().filter(|s| s.active) {
-            if let Err(at) = sessions.binary_search_by(|s| s.id.cmp(&session.id)) {
-                sessions.insert(at, session);
-            }
+            sessions.entry(session.id.clone()).or_insert(session);
         }
         let new = sessions.len() > before;
         match page.last {
             Some(last) if full && new && start.as_deref() != Some(last.as_str()) => {
                 start = Some(last)
             }
-            _ => return Ok(sessions),
+            _ => break,
         }
     }
-    Ok(sessions)
-}
-
-/// Inserts `item` after any equal key, where a stable sort would place it: binary-search
-/// inserts instead of a sort instance (each costs ~4 KB of Wasm).
-fn insert_sorted<T>(sorted: &mut Vec<T>, item: T, key: impl Fn(&T) -> &str) {
-    let at = sorted.partition_point(|other| key(other) <= key(&item));
-    sorted.insert(at, item);
+    Ok(sessions.into_values().collect())
 }
 
 /// The answer's duration, and `incomplete` when anything failed or was not reached.
@@ -771,10 +764,10 @@ async fn checks<H: Http>(
         }
     };
 
-    // 4. One job per room: the window's rooms, then rooms only 100ms knows are live. Sorted by
-    // room id with binary-search inserts, like the sessions above, to give each its sessions.
+    // 4. One job per room (room ids are unique in the database): the window's rooms, then rooms
+    // only 100ms knows are live, each with its listed sessions (in id order).
     let window_ids: Vec<String> = db_rooms.iter().map(|r| r.room_id.clone()).collect();
-    let mut jobs: Vec<Job> = Vec::with_capacity(db_rooms.len());
+    let mut jobs: BTreeMap<String, Job> = BTreeMap::new();
     for (at, db) in db_rooms.into_iter().enumerate() {
         let job = Job {
             room_id: db.room_id.clone(),
@@ -783,33 +776,26 @@ async fn checks<H: Http>(
             listed: Vec::new(),
             listed_at_ms,
         };
-        insert_sorted(&mut jobs, job, |j| &j.room_id);
+        jobs.insert(job.room_id.clone(), job);
     }
     for session in active {
-        match jobs.binary_search_by(|j| j.room_id.as_str().cmp(&session.room_id)) {
-            Ok(at) => {
-                if let Some(job) = jobs.get_mut(at) {
-                    job.listed.push(session);
-                }
-            }
-            Err(at) => jobs.insert(
-                at,
-                Job {
-                    room_id: session.room_id.clone(),
-                    db: None,
-                    window_at: None,
-                    listed: vec![session],
-                    listed_at_ms,
-                },
-            ),
-        }
+        jobs.entry(session.room_id.clone())
+            .or_insert_with(|| Job {
+                room_id: session.room_id.clone(),
+                db: None,
+                window_at: None,
+                listed: Vec::new(),
+                listed_at_ms,
+            })
+            .listed
+            .push(session);
     }
     // The queue: the window in its order (so the rooms reached are a prefix and the cursor moves
     // past them), taking turns with the rooms only 100ms lists; those start at another point of
     // their sorted list each pass, scattered by the minute it runs in.
     let mut in_window: Vec<Option<Job>> = (0..window_ids.len()).map(|_| None).collect();
     let mut others = VecDeque::new();
-    for job in jobs {
+    for job in jobs.into_values() {
         match job.window_at.and_then(|at| in_window.get_mut(at)) {
             Some(slot) => *slot = Some(job),
             None => others.push_back(job),
@@ -836,7 +822,8 @@ async fn checks<H: Http>(
         queue: RefCell::new(queue),
         results: RefCell::new(Vec::new()),
     };
-    join_all((0..CONCURRENCY).map(|_| shared.worker()).collect()).await;
+    // The workers share the queue: at most CONCURRENCY rooms in flight.
+    futures_util::future::join_all((0..CONCURRENCY).map(|_| shared.worker())).await;
 
     summary.stopped = shared.stop.get().map(Stop::as_str);
     let mut first_unreached = window_ids.len();
@@ -865,11 +852,7 @@ async fn checks<H: Http>(
             }
         }
     }
-    let mut not_reached = Vec::with_capacity(summary.not_reached.len());
-    for room_id in std::mem::take(&mut summary.not_reached) {
-        insert_sorted(&mut not_reached, room_id, |r| r);
-    }
-    summary.not_reached = not_reached;
+    summary.not_reached.sort_unstable();
     // The last room of the reached prefix of the window; none reached: the cursor stays.
     match first_unreached
         .checked_sub(1)
@@ -1836,5 +1819,61 @@ mod tests {
         );
         assert!(build_facts(&[], None, &[], &roles).is_empty());
         let _ = Method::Get;
+    }
+
+    #[test]
+    fn a_malformed_answer_is_reported_with_the_field_and_what_was_expected() {
+        let http = fake(|r| {
+            if r.url.ends_with("/v2/active-rooms/r2") {
+                return ok(json!({"id":"r2","session":{"id":"s2","peers":"Ravi, Mia"}}));
+            }
+            database(r).unwrap_or_else(|| hms(r))
+        });
+        let body: Value = serde_json::from_str(&reply(&run_pass(&http, true)).body).unwrap();
+        assert_eq!(
+            body["api_errors"],
+            json!([{"room_id":"r2","call":"active_room","error":"malformed","status":200,
+                    "detail":"session.peers: expected a sequence"}])
+        );
+    }
+
+    #[test]
+    fn sessions_and_unreached_rooms_come_in_id_order() {
+        // 100ms lists r3's sessions out of order and three rooms the database does not hold; the
+        // budget allows one room's calls, so the rest are not reached.
+        let mut http = fake(|r| {
+            if r.url.contains("/v2/sessions?") {
+                return ok(json!({"limit":100,"data":[
+                    session("s9","r3",true,json!({})),
+                    session("s7","x2",true,json!({})),
+                    session("s4","r3",true,json!({})),
+                    session("s8","x3",true,json!({})),
+                    session("s6","x1",true,json!({}))],"last":""}));
+            }
+            database(r).unwrap_or_else(|| status(404))
+        });
+        http.tick_ms = 12_000;
+        let summary = run_pass(&http, true);
+        assert_eq!(summary.stopped, Some("time_budget"), "{summary:?}");
+        assert_eq!(summary.not_reached, ["r3", "x1", "x2", "x3"]);
+        // With the budget: r3's facts name its sessions in id order.
+        let http = fake(|r| {
+            if r.url.contains("/v2/sessions?") {
+                return ok(json!({"limit":100,"data":[
+                    session("s9","r3",true,json!({})),
+                    session("s4","r3",true,json!({}))],"last":""}));
+            }
+            database(r).unwrap_or_else(|| status(404))
+        });
+        run_pass(&http, true);
+        let r3 = facts_for(&http, "r3").unwrap();
+        let sessions: Vec<&str> = r3["p_facts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["kind"] == "session")
+            .map(|f| f["session_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(sessions, ["s4", "s9"]);
     }
 }
