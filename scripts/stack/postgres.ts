@@ -410,26 +410,27 @@ export function processAlive(pid: number): boolean {
   }
 }
 
+/** psql on `url`, without ~/.psqlrc, quiet, stopping at the first error; `args` says what to run. */
+function psql(url: string, args: string[]): string[] {
+  return [
+    `${pgBin()}/psql`,
+    "-X",
+    "-q",
+    "-v",
+    "ON_ERROR_STOP=1",
+    "-d",
+    url,
+    ...args,
+  ];
+}
+
 /** Runs one SQL file with psql, stopping at the first error. */
 export async function applySqlFile(url: string, file: string): Promise<void> {
   try {
-    await run(
-      [
-        `${pgBin()}/psql`,
-        "-X",
-        "-q",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-d",
-        url,
-        "-f",
-        file,
-      ],
-      {
-        timeoutMs: 120_000,
-        env: { PGOPTIONS: "-c client_min_messages=warning" },
-      },
-    );
+    await run(psql(url, ["-f", file]), {
+      timeoutMs: 120_000,
+      env: { PGOPTIONS: "-c client_min_messages=warning" },
+    });
   } catch (error) {
     if (error instanceof CommandError) {
       throw new Error(
@@ -462,17 +463,13 @@ export async function migrate(url: string, root: string): Promise<string> {
 
 /** Makes every pg_cron job inactive (main.ts `pauseCronJobs`). */
 export async function pauseCronJobs(url: string): Promise<void> {
-  await run([
-    `${pgBin()}/psql`,
-    "-X",
-    "-q",
-    "-v",
-    "ON_ERROR_STOP=1",
-    "-d",
-    url,
-    "-c",
-    "select cron.alter_job(jobid, active := false) from cron.job",
-  ], { timeoutMs: 30_000 });
+  await run(
+    psql(url, [
+      "-c",
+      "select cron.alter_job(jobid, active := false) from cron.job",
+    ]),
+    { timeoutMs: 30_000 },
+  );
 }
 
 /** The Supabase CLI of the repository (npm's `supabase` package). */

@@ -148,12 +148,11 @@ begin
 end
 $$;
 
--- One pass, now: POST <url>/reconcile with the secret header; returns pg_net's request id. The
--- timeout covers a whole pass (the function stops new calls after 60 s).
--- The request carries its time (`{"timestamp": …}`, checked like a webhook's against
--- HMS_TIMESTAMP_TOLERANCE_SECONDS), and, where pgcrypto is installed, the x-100ms-signature over
--- the exact body sent, so it authenticates in every auth mode and a captured signed request goes
--- stale.
+-- One pass, now: POST <url>/reconcile with the secret header and the body {"timestamp": …}
+-- (checked like a webhook's against HMS_TIMESTAMP_TOLERANCE_SECONDS), signed with
+-- x-100ms-signature where pgcrypto is installed, so it authenticates in every auth mode and a
+-- captured signed request goes stale. Returns pg_net's request id; the timeout covers a whole pass
+-- (the function stops new calls after 60 s).
 create or replace function public.hms_reconcile_now()
 returns bigint
 language plpgsql
