@@ -2,7 +2,8 @@
  * Exact counts under concurrency: many joins, leaves and role changes for one room, each also
  * delivered twice, fired at the function URL all at once in random order; then the same for 20
  * rooms at once (half of them closed, each with a late join after its close that must not count).
- * Each story states the row it must end with (design §7).
+ * Each story states the row it must end with (design §7). And the queue in front of a room: a
+ * call waits for the room's turn (hms_private.take_turn), other rooms' calls do not.
  */
 
 import {
@@ -17,7 +18,7 @@ import { assert } from "./helpers/assert.ts";
 import { createRoom, roomRow } from "./helpers/db.ts";
 import { shuffle } from "./helpers/histories.ts";
 import { stackTest, type TestStack } from "./helpers/stack.ts";
-import { deliver, S } from "./helpers/webhook.ts";
+import { assertOutcome, deliver, S } from "./helpers/webhook.ts";
 
 const ROLES = ["listener", "speaker", "host", "Listener", "moderator", "beam"];
 /** The class of each role above under the default HMS_SPEAKER_ROLES / HMS_IGNORED_ROLES. */
@@ -230,5 +231,67 @@ stackTest({
         }
       },
     );
+  },
+});
+
+/** Waits (bounded) until `n` backends wait for an advisory lock, i.e. for a room's turn. */
+async function waitingForTurn(stack: TestStack, n: number): Promise<void> {
+  for (let i = 0;; i++) {
+    const [{ waiting }] = await stack.sql`select count(*)::int as waiting
+      from pg_stat_activity where wait_event_type = 'Lock' and wait_event = 'advisory'`;
+    if (waiting === n) return;
+    if (i === 200) {
+      throw new Error(`${waiting} calls wait for a turn, expected ${n}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+stackTest({
+  name: "a room's calls take their turn; other rooms' calls do not wait",
+  async fn(stack) {
+    const roomId = await createRoom(stack.sql);
+    const other = await createRoom(stack.sql);
+    const sessionId = objectId();
+    const t0 = nowNanos() - 100n * S;
+    const base = { sessionId, sessionStartedAt: t0 };
+    const send = (event: BuiltEvent) =>
+      deliver(stack.functionUrl, event, {
+        secret: stack.secret,
+        headerName: stack.secretHeader,
+      });
+    // Another call holds the room's turn (here an open transaction that took it).
+    const holder = await stack.sql.reserve();
+    try {
+      await holder`begin`;
+      await holder`select hms_private.take_turn(${roomId})`;
+      const queued = send(buildEvent("peer.join.success", {
+        ...base,
+        roomId,
+        peerId: uuid(),
+        role: "listener",
+        at: t0 + S,
+      }));
+      await waitingForTurn(stack, 1);
+      // Meanwhile another room is served, and the waiting room is untouched.
+      assertOutcome(
+        await send(buildEvent("peer.join.success", {
+          ...base,
+          roomId: other,
+          peerId: uuid(),
+          role: "listener",
+          at: t0 + S,
+        })),
+        "applied",
+      );
+      assert.equal((await roomRow(stack.sql, other))!.listeners, 1);
+      assert.equal((await roomRow(stack.sql, roomId))!.listeners, 0);
+      await holder`commit`;
+      assertOutcome(await queued, "applied");
+      assert.equal((await roomRow(stack.sql, roomId))!.listeners, 1);
+    } finally {
+      await holder`rollback`.catch(() => {});
+      holder.release();
+    }
   },
 });

@@ -4,8 +4,8 @@
 -- they apply are the SQL functions of 20261206000200_hms_rules.sql, inlined where they are used.
 -- Idempotent.
 --
--- Cost: every call locks the room row first, so a room's state changes one call at a time and the
--- counts move by deltas. A peer event writes three rows: its ledger row, the peer's row and the
+-- Cost: every call takes its room's turn and locks the room row first, so a room's state changes
+-- one call at a time and the counts move by deltas. A peer event writes three rows: its ledger row, the peer's row and the
 -- room's row (which carries the current session's counts, peaks, score and rank, computed in the
 -- same UPDATE; the rooms trigger's WHEN clause keeps it off this write).
 -- A session's row is written only when one of its facts grows. Only a close or a snapshot
@@ -32,6 +32,22 @@ as $$
   select coalesce(max(s.listener_weight), 1), coalesce(max(s.speaker_weight), 3),
     coalesce(max(s.featured_bonus), 5), coalesce(max(s.half_life_hours), 6)
   from public.hms_settings as s where s.id
+$$;
+
+-- Rule: a room's calls take their turn in arrival order. An advisory lock queues its waiters
+-- first come, first served and hands itself to the next at commit; a row lock alone lets a call
+-- that has just arrived take the row while the waiter it woke is still being scheduled, and in a
+-- hot room some webhooks waited 8× the median (docs/performance.md). The key: 'hms' (6843763)
+-- and the hash of the 100ms room id; rooms whose ids share a hash share a queue, nothing more.
+-- Correctness rests on the row lock that follows. Every caller takes the turn before the row,
+-- so the two never wait on each other in a cycle; nothing is written (advisory locks are not
+-- logged), so an unknown room still writes nothing.
+create or replace function hms_private.take_turn(p_hms_room_id text)
+returns void
+language sql
+volatile
+as $$
+  select pg_catalog.pg_advisory_xact_lock(6843763, pg_catalog.hashtext(p_hms_room_id))
 $$;
 
 -- ---------------------------------------------------------------------------------------------
@@ -436,9 +452,10 @@ begin
       message = format('hms_apply_event: p_role_class is required for %s', p_action);
   end if;
 
-  -- The room, locked: its state changes one call at a time. Nothing is written for an unknown
-  -- room, not even the ledger. Rule: a repeated event writes nothing, not even the room
+  -- The room, locked: its state changes one call at a time, in turn. Nothing is written for an
+  -- unknown room, not even the ledger. Rule: a repeated event writes nothing, not even the room
   -- auto-create would make.
+  perform hms_private.take_turn(p_room_id);
   select * into v_room from public.rooms where hms_room_id = p_room_id for update;
   if not found then
     if not coalesce(p_auto_create, false) then
@@ -548,6 +565,7 @@ begin
     raise exception using errcode = '22023', message = 'hms_apply_facts: p_facts must be a JSON array';
   end if;
 
+  perform hms_private.take_turn(p_room_id);
   select * into v_room from public.rooms where hms_room_id = p_room_id for update;
   if not found then
     return jsonb_build_object('status', 'ignored', 'reason', 'unknown room', 'room', null);
