@@ -21,17 +21,18 @@ $$;
 comment on type hms_private.counts is 'listener and speaker counts, or a change of them';
 
 -- The trending weights with the hms_settings column defaults as fallbacks, so that a missing
--- settings row never scores with nulls. An aggregate always answers one row. No SET clause, so
--- that it is inlined into the statement that reads it.
+-- settings row never scores with nulls. The outer join of one empty row always answers one row
+-- (hms_settings holds at most one), without an aggregate for every webhook's update to set up.
+-- No SET clause, so that it is inlined into the statement that reads it.
 create or replace function hms_private.weights()
 returns table (listener_weight double precision, speaker_weight double precision,
   featured_bonus double precision, half_life_hours double precision)
 language sql
 stable
 as $$
-  select coalesce(max(s.listener_weight), 1), coalesce(max(s.speaker_weight), 3),
-    coalesce(max(s.featured_bonus), 5), coalesce(max(s.half_life_hours), 6)
-  from public.hms_settings as s where s.id
+  select coalesce(s.listener_weight, 1), coalesce(s.speaker_weight, 3),
+    coalesce(s.featured_bonus, 5), coalesce(s.half_life_hours, 6)
+  from (select) as one left join public.hms_settings as s on s.id
 $$;
 
 -- Rule: a room's calls take their turn in arrival order. An advisory lock queues its waiters
