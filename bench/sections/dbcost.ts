@@ -53,6 +53,12 @@ export interface Window {
   >;
   /** n_tup_hot_upd / n_tup_upd of `rooms` in the window (null: no update). */
   rooms_hot_share: number | null;
+  /** Events that moved their room's feed band (`trending_rank_band`), per event: each such
+   * update must write the feed's index, so it cannot be HOT. */
+  band_changes_per_event: number;
+  /** HOT share of the `rooms` updates that kept the band (null: none): what is left is room
+   * on the page, which the fillfactor is for. */
+  rooms_hot_share_same_band: number | null;
   /** On-CPU time of the one backend that ran the window (/proc/<pid>/schedstat), µs/event. */
   backend_cpu_us_per_event: number;
   /** Time inside the entry function (pg_stat_user_functions total_time), µs/event. */
@@ -141,8 +147,13 @@ async function snapshot(c: Sql): Promise<Snapshot> {
 const r1 = (x: number) => Math.round(x * 10) / 10;
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
 
-/** A call: the SQL of one event, run in its own transaction. */
-type Call = (c: Sql) => Promise<unknown>;
+/**
+ * A call: the SQL of one event, run in its own transaction. An apply answers its room and the
+ * room's feed band before the event, read in the same statement (its snapshot predates the
+ * call's writes), so a window can count the events that moved a band.
+ */
+type Call = (c: Sql) => Promise<BandBefore | void>;
+type BandBefore = { room: string; band: number | null };
 
 interface ApplyArgs {
   p_event_id: string;
@@ -165,16 +176,19 @@ interface ApplyArgs {
  */
 function apply(a: ApplyArgs): Call {
   return async (c) => {
-    const [row] = await c`select public.hms_apply_event(
+    const [row] =
+      await c`select (select (to_jsonb(r) ->> 'trending_rank_band')::float8
+        from public.rooms as r where r.hms_room_id = ${a.p_room_id}) as band,
+      public.hms_apply_event(
       p_event_id => ${a.p_event_id}, p_event_type => ${a.p_event_type},
       p_action => ${a.p_action}, p_room_id => ${a.p_room_id},
       p_session_id => ${a.p_session_id},
       p_session_started_at => ${
-      a.p_session_started_at ?? null
-    }::text::timestamptz,
+        a.p_session_started_at ?? null
+      }::text::timestamptz,
       p_peer_id => ${a.p_peer_id ?? null}::text, p_role => ${
-      a.p_role ?? null
-    }::text,
+        a.p_role ?? null
+      }::text,
       p_role_class => ${a.p_role_class ?? null}::text,
       p_event_at => ${a.p_event_at}::text::timestamptz,
       p_joined_at => ${a.p_joined_at ?? null}::text::timestamptz
@@ -185,11 +199,14 @@ function apply(a: ApplyArgs): Call {
         `${a.p_action} ${a.p_event_id}: ${JSON.stringify(row.result)}`,
       );
     }
+    return { room: a.p_room_id, band: row.band as number | null };
   };
 }
 
 function floor(room: string): Call {
-  return (c) => c`select public.hms_floor(${room})`;
+  return async (c) => {
+    await c`select public.hms_floor(${room})`;
+  };
 }
 
 /** "join, fpw on" / "join, fpw on + lz4": how wal_over_floor names a window. */
@@ -284,15 +301,21 @@ export async function runDbCost(ctx: BenchContext): Promise<DbCostResult> {
       const compression = currentCompression;
       await admin`checkpoint`;
       let events = 0, walBytes = 0, records = 0, fpi = 0, cpu = 0, entryMs = 0;
-      let fpiBytes = 0;
+      let fpiBytes = 0, bandChanges = 0;
       const rmgr: Record<string, { n: number; bytes: number }> = {};
       const tables: Window["by_table"] = {};
       for (const seg of segments) {
         for (const call of seg.setup) await call(c);
         const before = await snapshot(c);
         const cpu0 = cpuNs(pid);
+        const bands = new Map<string, number | null>();
+        const moved = (room: string, band: number | null) => {
+          if (bands.has(room) && bands.get(room) !== band) bandChanges++;
+          bands.set(room, band);
+        };
         for (const [i, call] of seg.timed.entries()) {
-          await call(c);
+          const seen = await call(c);
+          if (seen) moved(seen.room, seen.band);
           // A checkpoint every 1,000 events: each page pays its full-page image again.
           if ((events + i + 1) % CHECKPOINT_EVERY === 0) {
             await admin`checkpoint`;
@@ -301,6 +324,13 @@ export async function runDbCost(ctx: BenchContext): Promise<DbCostResult> {
         const cpu1 = cpuNs(pid);
         const after = await snapshot(c);
         cpu += cpu1 - cpu0;
+        for (
+          const r of await admin`select hms_room_id as room,
+            (to_jsonb(r) ->> 'trending_rank_band')::float8 as band
+            from public.rooms as r where hms_room_id = any(${[
+            ...bands.keys(),
+          ]}::text[])`
+        ) moved(r.room, r.band);
         events += seg.timed.length;
         const [{ d }] = await admin`select pg_wal_lsn_diff(${after.lsn}::pg_lsn,
           ${before.lsn}::pg_lsn)::float8 as d`;
@@ -384,6 +414,10 @@ export async function runDbCost(ctx: BenchContext): Promise<DbCostResult> {
         by_table: byTable,
         rooms_hot_share: rooms && rooms.upd > 0
           ? r3(rooms.hot / rooms.upd)
+          : null,
+        band_changes_per_event: per(bandChanges),
+        rooms_hot_share_same_band: rooms && rooms.upd > bandChanges
+          ? r3(rooms.hot / (rooms.upd - bandChanges))
           : null,
         backend_cpu_us_per_event: r1(cpu / events / 1000),
         entry_us_per_event: r1(entryMs * 1000 / events),
