@@ -37,12 +37,12 @@ $$;
 
 -- Rule: a room's calls take their turn in arrival order. An advisory lock queues its waiters
 -- first come, first served and hands itself to the next at commit; a row lock alone lets a call
--- that has just arrived take the row while the waiter it woke is still being scheduled, and in a
--- hot room some webhooks waited 8× the median (docs/performance.md). The key: 'hms' (6843763)
+-- that has just arrived take the row while the waiter it woke is still being scheduled, which in
+-- a hot room leaves some webhooks waiting many times the median. The key: 'hms' (6843763)
 -- and the hash of the 100ms room id; rooms whose ids share a hash share a queue, nothing more.
--- Correctness rests on the row lock that follows. Every caller takes the turn before the row,
--- so the two never wait on each other in a cycle; nothing is written (advisory locks are not
--- logged), so an unknown room still writes nothing.
+-- Correctness rests on the row lock that follows. The turn is taken before the row lock, and the
+-- 12-hour rule, which locks many rooms, takes no turn, so the two never wait on each other in a
+-- cycle. Nothing is written (advisory locks are not logged): an unknown room still writes nothing.
 create or replace function hms_private.take_turn(p_hms_room_id text)
 returns void
 language sql
