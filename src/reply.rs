@@ -407,9 +407,9 @@ mod tests {
     }
 
     #[test]
-    fn the_shims_500_body_is_the_cores() {
-        // The shim answers without the core when the Wasm cannot boot or throws; its body must be
-        // exactly the one the core writes for `Error::Internal`.
+    fn the_shims_500_is_the_cores() {
+        // The shim answers without the core when the Wasm cannot boot or throws; its body and
+        // headers must be exactly the ones the core writes for `Error::Internal`.
         let core = Log::default().reply(Outcome::Refused(&Error::Internal));
         assert_eq!(core.status, 500);
         let shim = include_str!("../supabase/functions/hms-webhook/index.ts");
@@ -421,5 +421,11 @@ mod tests {
             Some(core.body.as_str()),
             "the shim's INTERNAL_BODY drifted from the core's 500 body"
         );
+        for (name, value) in &core.headers {
+            assert!(
+                shim.contains(&format!("\"{name}\": \"{value}\"")),
+                "the shim's 500 lacks the core's header {name}: {value}"
+            );
+        }
     }
 }

@@ -10,7 +10,7 @@ import { wasmBase64 } from "./pkg/hms_webhook_wasm.js";
 
 /**
  * The one answer that never depends on the core (boot failed, or the core threw): the core's own
- * 500 `internal` body, byte for byte (a Rust test in src/reply.rs checks this copy).
+ * 500 `internal` body, byte for byte, and its headers (a Rust test in src/reply.rs checks both).
  */
 const INTERNAL_BODY =
   `{"status":"error","code":"internal","message":"internal error"}`;
@@ -18,7 +18,10 @@ const INTERNAL_BODY =
 function internalError(): Response {
   return new Response(INTERNAL_BODY, {
     status: 500,
-    headers: { "content-type": "application/json" },
+    headers: {
+      "content-type": "application/json",
+      "cache-control": "no-store",
+    },
   });
 }
 
