@@ -64,8 +64,10 @@ export type Decision =
     body: string;
   };
 
-/** Raw request bytes (an ArrayBuffer-backed view, as WebCrypto wants). */
-export type Bytes = Uint8Array<ArrayBuffer>;
+/** Raw request bytes. WebCrypto takes them as a `BufferSource`: `Uint8Array` is generic only from
+ * TypeScript 5.7 on, and the edge runtime's Deno 2.1, which runs the baseline function, checks
+ * with 5.6. */
+export type Bytes = Uint8Array;
 
 const SIGNATURE_HEADER = "x-100ms-signature";
 const MAX_FIELD_BYTES = 256;
@@ -197,7 +199,14 @@ async function authenticate(
       );
       if (tag !== null) {
         for (const key of cfg.keys) {
-          if (await crypto.subtle.verify("HMAC", key, tag, body)) return;
+          if (
+            await crypto.subtle.verify(
+              "HMAC",
+              key,
+              tag as BufferSource,
+              body as BufferSource,
+            )
+          ) return;
         }
       }
     }
@@ -524,7 +533,9 @@ async function parseFlat(obj: Json, body: Bytes): Promise<Parsed> {
   const type = required(obj, "event", "event");
   const stampUs = flatTimestamp(obj.timestamp);
   // The flat format has no id: the body's hash makes identical redeliveries duplicates.
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", body));
+  const digest = new Uint8Array(
+    await crypto.subtle.digest("SHA-256", body as BufferSource),
+  );
   const id = "sha256:" +
     Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
   const action = actionOf(type);

@@ -102,10 +102,11 @@ stage "committed Wasm is fresh (build.sh --check)" 1500 bash scripts/build.sh --
 stage "Wasm build (build.sh)" 1500 bash scripts/build.sh
 stage "deno fmt --check" 300 "$DENO" fmt --check
 stage "deno lint" 300 "$DENO" lint
-stage "deno check (shim, scripts, tests)" 600 \
-  "$DENO" check supabase/functions/hms-webhook/index.ts scripts/ tests/
-stage "deno check, shim on the edge runtime's Deno $EDGE_DENO_VERSION" 600 \
-  "$EDGE_DENO" check supabase/functions/hms-webhook/index.ts scripts/stack/edge_serve.ts
+stage "deno check (shim, scripts, tests, bench)" 600 \
+  "$DENO" check supabase/functions/hms-webhook/index.ts scripts/ tests/ bench/
+stage "deno check, the functions on the edge runtime's Deno $EDGE_DENO_VERSION" 600 \
+  "$EDGE_DENO" check supabase/functions/hms-webhook/index.ts scripts/stack/edge_serve.ts \
+  bench/baseline_function.ts
 stage "local stack: database + end-to-end stages" 2700 \
   "$DENO" run -A scripts/stack/run.ts -- bash scripts/test.sh --stack-stages
 # The other end of the supported range: the function on the newest Deno (the tools' own).
