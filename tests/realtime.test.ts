@@ -297,6 +297,95 @@ stackTest({
   },
 });
 
+/** What a room's subscribers received for one applied webhook: its counts, one per message. */
+type Seen = { listener_count: unknown; speaker_count: unknown }[];
+/** The step name `seen` gets for the story's set-up (what it sent is not checked). */
+const BEFORE = "before the story";
+
+/**
+ * Who is on stage, as subscribers follow it: a speaker joining, a listener promoted, a speaker
+ * demoted, a speaker leaving, each a webhook whose one visible change carries the new speaker
+ * count (the stage itself is re-read from room_participants); then host -> speaker, which keeps
+ * the stage and the counts. `seen` is what the mode delivered for the webhook just applied.
+ */
+async function stageStory(
+  stack: TestStack,
+  roomId: string,
+  seen: (step: string) => Promise<Seen>,
+): Promise<void> {
+  const t0 = nowNanos() - 120n * S;
+  const tl = new SessionTimeline({ roomId, startedAt: t0 });
+  const at = (s: number) => t0 + BigInt(s) * S;
+  const peer = (e: BuiltEvent) => {
+    const data = e.payload.data as { peer_id: string; user_name: string };
+    return { id: data.peer_id, name: data.user_name };
+  };
+  const host = tl.join({ at: at(1), role: "host" });
+  const listener = tl.join({ at: at(2), role: "listener" });
+  const speaker = tl.join({ at: at(3), role: "speaker" });
+  const [h, l, sp] = [host, listener, speaker].map(peer);
+  /** The stage a subscriber re-reads: the speakers' names, in join order. */
+  const stage = async () =>
+    (await stack.sql<{ user_name: string }[]>`
+      select user_name from public.room_participants
+      where hms_room_id = ${roomId} and role_class = 'speaker'
+      order by joined_at, peer_id`).map((r) => r.user_name);
+  // Last active before the story, as a room idle for an hour: each event moves it.
+  await stack.sql`update public.rooms
+    set last_active_at = to_timestamp(${Number(t0 / S) - 3600})
+    where hms_room_id = ${roomId}`;
+  for (const body of [tl.open(), host, listener]) await send(stack, body);
+  await seen(BEFORE);
+
+  const steps: { name: string; body: BuiltEvent; stage: string[] }[] = [
+    { name: "a speaker joins", body: speaker, stage: [h.name, sp.name] },
+    {
+      name: "a listener is promoted",
+      body: tl.changeRole(l.id, "speaker", { at: at(4) }),
+      stage: [h.name, l.name, sp.name],
+    },
+    {
+      name: "a speaker is demoted",
+      body: tl.changeRole(sp.id, "listener", { at: at(5) }),
+      stage: [h.name, l.name],
+    },
+    {
+      name: "a speaker leaves",
+      body: tl.leave(l.id, { at: at(6) }),
+      stage: [h.name],
+    },
+  ];
+  let before = await roomRow(stack.sql, roomId);
+  for (const step of steps) {
+    const answer = await send(stack, step.body);
+    assert.equal(answer.json?.status, "applied", answer.text);
+    const changes = await seen(step.name);
+    assert.deepEqual(await stage(), step.stage, step.name);
+    for (const change of changes) {
+      // Every stage change moves the speaker count, so the change itself says the stage moved.
+      assert.equal(change.speaker_count, step.stage.length, step.name);
+      assert.notEqual(change.speaker_count, before?.speakers, step.name);
+    }
+    before = await roomRow(stack.sql, roomId);
+  }
+
+  // host -> speaker keeps the same people on stage: the change its time makes (last activity
+  // moved) carries the same counts, and the stage reads the same names. (One that moves no
+  // time, e.g. late, changes no rooms field and sends nothing.)
+  const same = await send(stack, tl.changeRole(h.id, "speaker", { at: at(7) }));
+  assert.equal(same.json?.status, "applied", same.text);
+  for (const change of await seen("host becomes speaker")) {
+    assert.deepEqual(
+      [change.listener_count, change.speaker_count],
+      [before?.listeners, before?.speakers],
+    );
+  }
+  assert.deepEqual(await stage(), [h.name]);
+  const [{ role }] = await stack.sql<{ role: string }[]>`
+    select role from public.room_participants where peer_id = ${h.id}`;
+  assert.equal(role, "speaker");
+}
+
 stackTest({
   name:
     "postgres_changes: a speaker joining, leaving, promoted or demoted reaches the room's subscribers as a change of that room",
@@ -305,89 +394,48 @@ stackTest({
     const slot = await RealtimeSlot.open(stack.sql);
     try {
       const roomId = await createRoom(stack.sql);
-      const t0 = nowNanos() - 120n * S;
-      const tl = new SessionTimeline({ roomId, startedAt: t0 });
-      const at = (s: number) => t0 + BigInt(s) * S;
-      const peer = (e: BuiltEvent) => {
-        const data = e.payload.data as { peer_id: string; user_name: string };
-        return { id: data.peer_id, name: data.user_name };
-      };
-      const host = tl.join({ at: at(1), role: "host" });
-      const listener = tl.join({ at: at(2), role: "listener" });
-      const speaker = tl.join({ at: at(3), role: "speaker" });
-      const [h, l, sp] = [host, listener, speaker].map(peer);
-      /** The stage a subscriber re-reads: the speakers' names, in join order. */
-      const stage = async () =>
-        (await stack.sql<{ user_name: string }[]>`
-          select user_name from public.room_participants
-          where hms_room_id = ${roomId} and role_class = 'speaker'
-          order by joined_at, peer_id`).map((r) => r.user_name);
-      // Last active before the story, as a room idle for an hour: each event moves it.
-      await stack.sql`update public.rooms
-        set last_active_at = to_timestamp(${Number(t0 / S) - 3600})
-        where hms_room_id = ${roomId}`;
-      for (const body of [tl.open(), host, listener]) await send(stack, body);
-      await slot.drain();
-
-      const steps: { name: string; body: BuiltEvent; stage: string[] }[] = [
-        { name: "a speaker joins", body: speaker, stage: [h.name, sp.name] },
-        {
-          name: "a listener is promoted",
-          body: tl.changeRole(l.id, "speaker", { at: at(4) }),
-          stage: [h.name, l.name, sp.name],
-        },
-        {
-          name: "a speaker is demoted",
-          body: tl.changeRole(sp.id, "listener", { at: at(5) }),
-          stage: [h.name, l.name],
-        },
-        {
-          name: "a speaker leaves",
-          body: tl.leave(l.id, { at: at(6) }),
-          stage: [h.name],
-        },
-      ];
-      let before = await roomRow(stack.sql, roomId);
-      for (const step of steps) {
-        const answer = await send(stack, step.body);
-        assert.equal(answer.json?.status, "applied", answer.text);
+      await stageStory(stack, roomId, async (step) => {
         const drained = await slot.drain();
-        assertNoHmsTable(drained.realtime, step.name);
-        assert.deepEqual(
-          describe(drained.realtime),
-          ["U public.rooms"],
-          step.name,
-        );
+        if (step === BEFORE) return [];
+        assertNoHmsTable(drained.realtime, step);
+        assert.deepEqual(describe(drained.realtime), ["U public.rooms"], step);
         const row = rowOf(drained.realtime[0]);
-        assert.equal(row.hms_room_id, roomId, step.name);
-        assert.deepEqual(await stage(), step.stage, step.name);
-        // Every stage change moves the speaker count, so the change itself says the stage moved.
-        assert.equal(row.speaker_count, step.stage.length, step.name);
-        assert.notEqual(row.speaker_count, before?.speakers, step.name);
-        before = await roomRow(stack.sql, roomId);
-      }
-
-      // host -> speaker keeps the same people on stage: the rooms change its time makes (last
-      // activity moved) carries the same counts, and the stage reads the same names. (One that
-      // moves no time, e.g. late, changes no rooms field and streams nothing.)
-      const same = await send(
-        stack,
-        tl.changeRole(h.id, "speaker", { at: at(7) }),
-      );
-      assert.equal(same.json?.status, "applied", same.text);
-      const drained = await slot.drain();
-      assert.deepEqual(describe(drained.realtime), ["U public.rooms"]);
-      const row = rowOf(drained.realtime[0]);
-      assert.deepEqual(
-        [row.listener_count, row.speaker_count],
-        [before?.listeners, before?.speakers],
-      );
-      assert.deepEqual(await stage(), [h.name]);
-      const [{ role }] = await stack.sql<{ role: string }[]>`
-        select role from public.room_participants where peer_id = ${h.id}`;
-      assert.equal(role, "speaker");
+        assert.equal(row.hms_room_id, roomId, step);
+        return [row as Seen[number]];
+      });
     } finally {
       await slot.close();
+    }
+  },
+});
+
+stackTest({
+  name:
+    "broadcast: a speaker joining, leaving, promoted or demoted reaches the room's topic and the all-rooms topic",
+  async fn(stack) {
+    await createRealtimeStandIn(stack.sql);
+    try {
+      await setMode(stack, "broadcast", 0);
+      const roomId = await createRoom(stack.sql);
+      let mark = (await stack.sql`select localtimestamp as t`)[0].t as Date;
+      await stageStory(stack, roomId, async (step) => {
+        const messages = await messagesSince(stack, mark);
+        mark = (await stack.sql`select localtimestamp as t`)[0].t as Date;
+        if (step === BEFORE) return [];
+        assert.deepEqual(
+          messages.map((m) => m.topic).sort(),
+          [`hms:room:${roomId}`, "hms:rooms"],
+          step,
+        );
+        for (const m of messages) assert.equal(m.payload.hms_room_id, roomId);
+        return messages.map((m) => ({
+          listener_count: m.payload.listener_count,
+          speaker_count: m.payload.speaker_count,
+        }));
+      });
+    } finally {
+      await setMode(stack, "postgres_changes").catch(() => {});
+      await dropRealtimeStandIn(stack.sql);
     }
   },
 });
