@@ -36,7 +36,7 @@ use crate::reply::{Log, Outcome as Answer, Reply};
 use crate::roles::Roles;
 use crate::signature::AuthMethod;
 use crate::time::Timestamp;
-use crate::webhook::event::MAX_DATA_TIME_AFTER_US;
+use crate::webhook::event::{MAX_DATA_TIME_AFTER_US, MAX_SESSION_US};
 use crate::webhook::handler::{self, Incoming};
 use serde::Serialize;
 
@@ -215,11 +215,12 @@ const DOT_ROOM: &str = "room id is a URL dot segment";
 const DOT_SESSION: &str = "session id is a URL dot segment";
 
 /// Holds 100ms's answers for one room to the webhooks' time bounds (design §11), measured
-/// against the pass's clock `now`: no time more than [`MAX_DATA_TIME_AFTER_US`] ahead of it,
-/// and every peer's times inside its session (from the session's start to its end when it
-/// ended, and a leave not before its join), each with the same slack: 100ms's servers stamp
-/// these times on different clocks. `Err` names the first broken bound: the room is then
-/// unverified and nothing is written for it, so no single answer can pin a room.
+/// against the pass's clock `now`: no time more than [`MAX_DATA_TIME_AFTER_US`] ahead of it, no
+/// session still active more than [`MAX_SESSION_US`] after it started, and every peer's times
+/// inside its session (from the session's start to its end when it ended, and a leave not
+/// before its join), each with the same slack: 100ms's servers stamp these times on different
+/// clocks. `Err` names the first broken bound: the room is then unverified and nothing is
+/// written for it, so no single answer can pin a room.
 pub fn check_times(
     sessions: &[Session],
     active: Option<&Option<ActiveRoom>>,
@@ -230,9 +231,19 @@ pub fn check_times(
     let ahead = |t: Timestamp| t.micros() > now.micros().saturating_add(slack);
     let before = |t: Timestamp, start: Timestamp| t.micros() < start.micros().saturating_sub(slack);
     let after = |t: Timestamp, end: Timestamp| t.micros() > end.micros().saturating_add(slack);
+    let expired = |start: Timestamp| {
+        start
+            .micros()
+            .saturating_add(MAX_SESSION_US)
+            .saturating_add(slack)
+            < now.micros()
+    };
     for session in sessions {
         if ahead(session.created_at) {
             return Err("session starts in the future");
+        }
+        if session.active && expired(session.created_at) {
+            return Err("session active past 12 hours");
         }
         if session.updated_at.is_some_and(ahead) {
             return Err("session updated in the future");
@@ -262,6 +273,9 @@ pub fn check_times(
         });
         if start.is_some_and(ahead) {
             return Err("session starts in the future");
+        }
+        if start.is_some_and(expired) {
+            return Err("session active past 12 hours");
         }
         for joined in active_peers.iter().filter_map(|p| p.joined_at) {
             if ahead(joined) {
@@ -1519,6 +1533,12 @@ mod tests {
             Ok(())
         );
         assert_eq!(check(session("2026-12-01T10:02:00Z", true, vec![])), Ok(()));
+        // Active up to 12 h after its start (and the slack); over once it ended, whatever its age.
+        assert_eq!(check(session("2026-11-30T21:58:00Z", true, vec![])), Ok(()));
+        assert_eq!(
+            check(session("2026-11-01T09:00:00Z", false, vec![])),
+            Ok(())
+        );
         assert_eq!(
             check(session(
                 "2026-12-01T09:00:00Z",
@@ -1535,6 +1555,10 @@ mod tests {
             (
                 session("2026-12-01T10:02:01Z", true, vec![]),
                 "session starts in the future",
+            ),
+            (
+                session("2026-11-30T21:57:59Z", true, vec![]),
+                "session active past 12 hours",
             ),
             (
                 session(
@@ -1587,6 +1611,11 @@ mod tests {
         assert_eq!(
             check_times(&[], Some(&active), &[], now),
             Err("session starts in the future")
+        );
+        let active = Some(room("2026-11-30T09:00:00Z"));
+        assert_eq!(
+            check_times(&[], Some(&active), &[], now),
+            Err("session active past 12 hours")
         );
         let active = Some(room("2026-12-01T09:00:00Z"));
         let early = [peer("2026-12-01T08:00:00Z")];

@@ -24,9 +24,12 @@ pub fn fits_field(s: &str) -> bool {
     s.len() <= MAX_FIELD_BYTES && !s.contains('\0')
 }
 
-/// A time inside `data` may be at most this long before the envelope `timestamp` (µs): a 100ms
-/// session lasts at most 12 h, so 24 h leaves room for every honest report.
-pub const MAX_DATA_TIME_BEFORE_US: i64 = 24 * 3600 * 1_000_000;
+/// The longest a 100ms session lasts (µs): 12 h
+/// (<https://www.100ms.live/docs/server-side/v2/api-reference/Sessions/object>).
+pub const MAX_SESSION_US: i64 = 12 * 3600 * 1_000_000;
+/// A time inside `data` may be at most this long before the envelope `timestamp` (µs): twice the
+/// longest session leaves room for every honest report.
+pub const MAX_DATA_TIME_BEFORE_US: i64 = 2 * MAX_SESSION_US;
 /// ... and at most this long after it (µs), the same bound as for the envelope timestamp itself.
 pub const MAX_DATA_TIME_AFTER_US: i64 = 120 * 1_000_000;
 
