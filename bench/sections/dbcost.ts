@@ -23,7 +23,11 @@
 
 import postgres from "postgres";
 import type { BenchContext } from "../lib/context.ts";
-import { migrate, startPostgres } from "../../scripts/stack/postgres.ts";
+import {
+  migrate,
+  startPostgres,
+  supabaseCli,
+} from "../../scripts/stack/postgres.ts";
 
 type Kind = "join" | "role_change" | "leave" | "close" | "floor";
 
@@ -231,7 +235,9 @@ export async function runDbCost(ctx: BenchContext): Promise<DbCostResult> {
   const admin = postgres(pg.url, { max: 1, onnotice: () => {} });
   const c = postgres(pg.url, { max: 1, onnotice: () => {} });
   try {
-    await migrate(pg.url, root);
+    // Another checkout's migrations, applied by this checkout's Supabase CLI (an older checkout
+    // may have no node_modules).
+    await migrate(pg.url, root, supabaseCli(ctx.root));
     // Only this section's statements write WAL; checkpoints only where it asks for them.
     for (
       const s of [

@@ -446,9 +446,14 @@ export async function applySqlFile(url: string, file: string): Promise<void> {
  * and Supabase expect), `scripts/stack/supabase_extensions.sql` (pg_cron, and the Vault and pg_net
  * stand-ins), then the project's migrations with `supabase db push --db-url`, the command a
  * user deploys them with; it records them in `supabase_migrations.schema_migrations` and applies
- * only those not recorded yet. Returns the CLI's output.
+ * only those not recorded yet. `cli`: the CLI to run (default: the one in `root`'s node_modules).
+ * Returns the CLI's output.
  */
-export async function migrate(url: string, root: string): Promise<string> {
+export async function migrate(
+  url: string,
+  root: string,
+  cli = supabaseCli(root),
+): Promise<string> {
   for (const name of ["supabase_roles.sql", "supabase_extensions.sql"]) {
     const file = `${root}/scripts/stack/${name}`;
     try {
@@ -458,7 +463,7 @@ export async function migrate(url: string, root: string): Promise<string> {
     }
     await applySqlFile(url, file);
   }
-  return await dbPush(url, root);
+  return await dbPush(url, root, cli);
 }
 
 /** Makes every pg_cron job inactive (main.ts `pauseCronJobs`). */
@@ -488,9 +493,13 @@ export function cliDbUrl(url: string): string {
 }
 
 /** `supabase db push --db-url … --yes` from the repository root (it reads supabase/migrations). */
-export async function dbPush(url: string, root: string): Promise<string> {
+export async function dbPush(
+  url: string,
+  root: string,
+  cli = supabaseCli(root),
+): Promise<string> {
   const result = await run(
-    [supabaseCli(root), "db", "push", "--db-url", cliDbUrl(url), "--yes"],
+    [cli, "db", "push", "--db-url", cliDbUrl(url), "--yes"],
     { cwd: root, check: false, timeoutMs: 300_000 },
   );
   const output = `${result.stdout}${result.stderr}`;
