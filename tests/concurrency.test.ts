@@ -3,7 +3,8 @@
  * delivered twice, fired at the function URL all at once in random order; then the same for 20
  * rooms at once (half of them closed, each with a late join after its close that must not count).
  * Each story states the row it must end with (design §7). And the queue in front of a room: a
- * call waits for the room's turn (hms_private.take_turn), other rooms' calls do not.
+ * webhook and reconcile's facts wait for the room's turn (hms_private.take_turn), other rooms'
+ * calls do not.
  */
 
 import {
@@ -234,14 +235,25 @@ stackTest({
   },
 });
 
-/** Waits (bounded) until `n` backends wait for an advisory lock, i.e. for a room's turn. */
-async function waitingForTurn(stack: TestStack, n: number): Promise<void> {
+/**
+ * Waits (bounded) until `n` calls wait for the turn that `holder` (a backend pid) holds: the
+ * ungranted advisory locks with the same key as the holder's granted one.
+ */
+async function waitingForTurn(
+  stack: TestStack,
+  holder: number,
+  n: number,
+): Promise<void> {
   for (let i = 0;; i++) {
     const [{ waiting }] = await stack.sql`select count(*)::int as waiting
-      from pg_stat_activity where wait_event_type = 'Lock' and wait_event = 'advisory'`;
+      from pg_locks as w join pg_locks as h
+        on (w.database, w.classid, w.objid, w.objsubid)
+          = (h.database, h.classid, h.objid, h.objsubid)
+      where h.pid = ${holder} and h.locktype = 'advisory' and h.granted
+        and w.locktype = 'advisory' and not w.granted`;
     if (waiting === n) return;
     if (i === 200) {
-      throw new Error(`${waiting} calls wait for a turn, expected ${n}`);
+      throw new Error(`${waiting} calls wait for the turn, expected ${n}`);
     }
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -265,6 +277,7 @@ stackTest({
     try {
       await holder`begin`;
       await holder`select hms_private.take_turn(${roomId})`;
+      const [{ pid }] = await holder`select pg_backend_pid() as pid`;
       const queued = send(buildEvent("peer.join.success", {
         ...base,
         roomId,
@@ -272,7 +285,12 @@ stackTest({
         role: "listener",
         at: t0 + S,
       }));
-      await waitingForTurn(stack, 1);
+      await waitingForTurn(stack, pid, 1);
+      // Reconcile's facts for the room queue behind it too.
+      const facts = stack
+        .sql`select public.hms_apply_facts(p_room_id => ${roomId},
+        p_observed_at => now(), p_facts => '[]'::jsonb) as result`.execute();
+      await waitingForTurn(stack, pid, 2);
       // Meanwhile another room is served, and the waiting room is untouched.
       assertOutcome(
         await send(buildEvent("peer.join.success", {
@@ -288,6 +306,8 @@ stackTest({
       assert.equal((await roomRow(stack.sql, roomId))!.listeners, 0);
       await holder`commit`;
       assertOutcome(await queued, "applied");
+      const [{ result }] = await facts;
+      assert.equal(result.status, "applied", JSON.stringify(result));
       assert.equal((await roomRow(stack.sql, roomId))!.listeners, 1);
     } finally {
       await holder`rollback`.catch(() => {});
