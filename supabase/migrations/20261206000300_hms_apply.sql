@@ -5,9 +5,10 @@
 -- Idempotent.
 --
 -- Cost: every call takes its room's turn and locks the room row first, so a room's state changes
--- one call at a time and the counts move by deltas. A peer event writes three rows: its ledger row, the peer's row and the
--- room's row (which carries the current session's counts, peaks, score and rank, computed in the
--- same UPDATE; the rooms trigger's WHEN clause keeps it off this write).
+-- one call at a time and the counts move by deltas. A peer event writes three rows: its ledger
+-- row, the peer's row and the room's row (which carries the current session's counts, peaks,
+-- score and rank, computed in the same UPDATE; the rooms trigger's WHEN clause keeps it off this
+-- write).
 -- A session's row is written only when one of its facts grows. Only a close or a snapshot
 -- touches every peer of its session, once.
 
