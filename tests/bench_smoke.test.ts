@@ -461,7 +461,7 @@ Deno.test({
       positive(obj(db.ledger, "ledger").total_bytes_per_million, "ledger size");
 
       const targets = r.targets as Json[];
-      assert.equal(targets.length, 9);
+      assert.equal(targets.length, 11);
       for (const t of targets) {
         assert.equal(typeof t.name, "string");
         assert.ok(
