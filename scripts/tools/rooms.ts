@@ -66,6 +66,18 @@ export function toFeedRow(raw: Record<string, unknown>): FeedRow {
   };
 }
 
+/** One connection for reading the database directly. */
+function connect(url: string): postgres.Sql {
+  return postgres(url, { max: 1, onnotice: () => {}, connect_timeout: 10 });
+}
+
+/** A REST client for reads with an API key (no session to keep). */
+function restClient(source: { url: string; key: string }) {
+  return createClient(source.url, source.key, {
+    auth: { persistSession: false, autoRefreshToken: false },
+  });
+}
+
 /** Reads the feed, in the feed's own order. */
 export async function fetchFeed(
   source: FeedSource,
@@ -73,11 +85,7 @@ export async function fetchFeed(
 ): Promise<FeedRow[]> {
   const offset = query.offset ?? 0;
   if (source.kind === "postgres") {
-    const sql = postgres(source.url, {
-      max: 1,
-      onnotice: () => {},
-      connect_timeout: 10,
-    });
+    const sql = connect(source.url);
     try {
       const rows = await sql`
         select * from public.trending_rooms(${query.limit}::int, ${offset}::int, ${query.liveOnly}::boolean)`;
@@ -86,10 +94,7 @@ export async function fetchFeed(
       await sql.end({ timeout: 5 });
     }
   }
-  const client = createClient(source.url, source.key, {
-    auth: { persistSession: false, autoRefreshToken: false },
-  });
-  const { data, error } = await client.rpc("trending_rooms", {
+  const { data, error } = await restClient(source).rpc("trending_rooms", {
     p_limit: query.limit,
     p_offset: offset,
     p_live_only: query.liveOnly,
@@ -125,55 +130,65 @@ export async function fetchStage(
   source: FeedSource,
   rooms: string[],
 ): Promise<Map<string, StageRow[]> | null> {
-  const stage = new Map<string, StageRow[]>();
-  for (let i = 0; i < rooms.length; i += STAGE_BATCH) {
-    const rows = await fetchStageRows(source, rooms.slice(i, i + STAGE_BATCH));
-    if (rows === null) return null;
-    for (const r of rows) {
-      const list = stage.get(r.hms_room_id) ?? [];
-      list.push(r);
-      stage.set(r.hms_room_id, list);
+  const reader = stageReader(source);
+  try {
+    const stage = new Map<string, StageRow[]>();
+    for (let i = 0; i < rooms.length; i += STAGE_BATCH) {
+      const rows = await reader.rows(rooms.slice(i, i + STAGE_BATCH));
+      if (rows === null) return null;
+      for (const r of rows) {
+        const list = stage.get(r.hms_room_id) ?? [];
+        list.push(r);
+        stage.set(r.hms_room_id, list);
+      }
     }
+    return stage;
+  } finally {
+    await reader.end();
   }
-  return stage;
 }
 
-async function fetchStageRows(
-  source: FeedSource,
-  rooms: string[],
-): Promise<StageRow[] | null> {
+/** Reads batches of a stage over one connection (or one REST client); `null`: not permitted. */
+function stageReader(source: FeedSource): {
+  rows(rooms: string[]): Promise<StageRow[] | null>;
+  end(): Promise<void>;
+} {
   if (source.kind === "postgres") {
-    const sql = postgres(source.url, {
-      max: 1,
-      onnotice: () => {},
-      connect_timeout: 10,
-    });
-    try {
-      return await sql<StageRow[]>`
-        select hms_room_id, user_name, peer_id, role from public.room_participants
-        where role_class = 'speaker' and hms_room_id = any(${rooms}::text[])
-        order by joined_at, peer_id`;
-    } catch (e) {
-      if ((e as { code?: string }).code === PERMISSION_DENIED) return null;
-      throw e;
-    } finally {
-      await sql.end({ timeout: 5 });
-    }
+    const sql = connect(source.url);
+    return {
+      async rows(rooms) {
+        try {
+          return await sql<StageRow[]>`
+            select hms_room_id, user_name, peer_id, role from public.room_participants
+            where role_class = 'speaker' and hms_room_id = any(${rooms}::text[])
+            order by joined_at, peer_id`;
+        } catch (e) {
+          if ((e as { code?: string }).code === PERMISSION_DENIED) return null;
+          throw e;
+        }
+      },
+      end: () => sql.end({ timeout: 5 }),
+    };
   }
-  const client = createClient(source.url, source.key, {
-    auth: { persistSession: false, autoRefreshToken: false },
-  });
-  const { data, error } = await client.from("room_participants")
-    .select("hms_room_id,user_name,peer_id,role")
-    .eq("role_class", "speaker")
-    .in("hms_room_id", rooms)
-    .order("joined_at")
-    .order("peer_id");
-  if (error?.code === PERMISSION_DENIED) return null;
-  if (error) {
-    throw new Error(`room_participants via ${source.url}: ${error.message}`);
-  }
-  return (data ?? []) as StageRow[];
+  const client = restClient(source);
+  return {
+    async rows(rooms) {
+      const { data, error } = await client.from("room_participants")
+        .select("hms_room_id,user_name,peer_id,role")
+        .eq("role_class", "speaker")
+        .in("hms_room_id", rooms)
+        .order("joined_at")
+        .order("peer_id");
+      if (error?.code === PERMISSION_DENIED) return null;
+      if (error) {
+        throw new Error(
+          `room_participants via ${source.url}: ${error.message}`,
+        );
+      }
+      return (data ?? []) as StageRow[];
+    },
+    end: async () => {},
+  };
 }
 
 /** Names shown per room before the rest are counted (`+N`), so a big stage keeps one line. */
