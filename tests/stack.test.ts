@@ -15,7 +15,7 @@ import { DEMO_ROOM_ID, type StackFile } from "../scripts/stack/main.ts";
 import { processAlive, stopDataDirSync } from "../scripts/stack/postgres.ts";
 import { fromFileUrl, toFileUrl } from "../scripts/lib/file_url.ts";
 import { assert } from "./helpers/assert.ts";
-import { npmStart } from "./helpers/npm_start.ts";
+import { type NpmStart, npmStart } from "./helpers/npm_start.ts";
 import { stackTest } from "./helpers/stack.ts";
 import { assertOutcome, deliver } from "./helpers/webhook.ts";
 
@@ -206,6 +206,19 @@ async function waitGone(pids: number[], ms: number): Promise<string[]> {
   return pids.filter(processAlive).map((p) => `${p}: ${commandLine(p)}`);
 }
 
+/** Stops whatever a killed `npm start` left behind (process, server, output), whatever happened. */
+async function cleanUp(started: NpmStart, file: StackFile | null) {
+  try {
+    started.child.kill("SIGKILL");
+  } catch {
+    // Exited.
+  }
+  await started.child.status;
+  if (file !== null) stopDataDirSync(file.dataDir);
+  await started.drained;
+  await Deno.remove(started.dir, { recursive: true }).catch(() => {});
+}
+
 for (
   const [first, kill] of [
     [
@@ -247,15 +260,7 @@ for (
         assert.deepEqual(await waitGone(owned, 10_000), [], "left running");
         await assertDataDirRemoved(file.dataDir);
       } finally {
-        try {
-          child.kill("SIGKILL");
-        } catch {
-          // Exited.
-        }
-        await child.status;
-        if (file !== null) stopDataDirSync(file.dataDir);
-        await started.drained;
-        await Deno.remove(started.dir, { recursive: true }).catch(() => {});
+        await cleanUp(started, file);
       }
     },
   });
@@ -289,15 +294,7 @@ stackTest({
       await child.status;
       assert.deepEqual(await waitGone([fn], 10_000), [], "left running");
     } finally {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // Exited.
-      }
-      await child.status;
-      if (file !== null) stopDataDirSync(file.dataDir);
-      await started.drained;
-      await Deno.remove(started.dir, { recursive: true }).catch(() => {});
+      await cleanUp(started, file);
     }
   },
 });
